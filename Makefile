@@ -1,0 +1,42 @@
+# Two set-up-and-go commands (see README): `make demo` and `make test`. Each sets up what it needs
+# on a fresh machine: a virtualenv in .venv, the Python packages, and (for tests) the pinned CDK CLI.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: demo test test-fast synth lint clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## demo: set up, then run the sample job against a built-in origin on 127.0.0.1 (no AWS account)
+demo: $(VENV)/.runtime
+	$(VENV)/bin/fanfetch demo
+
+## test: set up (venv, dev packages, CDK CLI), run the whole suite, then a real `cdk synth`
+test: $(VENV)/.dev node_modules/.installed
+	$(PY) -m pytest -n 2 -q
+	npx cdk synth --no-notices -q > /dev/null && echo "cdk synth: ok"
+
+## test-fast: the suite without slow end-to-end tests
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check fanfetch lambdas stacks tests bench app.py
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out fanfetch-demo-output .pytest_cache

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""CDK entry point: only deployment choices (stack name, account/region, tags); see stacks/ for resources."""
+
+from __future__ import annotations
+
+import os
+
+# Node 20 is end-of-life for jsii, which prints a boxed warning on every synth; the CLI pins are tested on it.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+import aws_cdk as cdk  # noqa: E402  (jsii reads the variables above when it starts)
+
+from stacks import FanfetchStack  # noqa: E402
+
+
+def main() -> None:
+    app = cdk.App()
+    stack_name = app.node.try_get_context("stackName") or "Fanfetch"
+    FanfetchStack(
+        app,
+        stack_name,
+        description="fanfetch: fan out HTTP downloads into S3 (producer Lambda -> SQS -> worker Lambda)",
+        # Environment-agnostic unless the CLI knows an account/region (cdk deploy with credentials): synth
+        # stays offline, and nothing in the stack needs a lookup.
+        env=cdk.Environment(
+            account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+        ),
+    )
+    cdk.Tags.of(app).add("project", "fanfetch")
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

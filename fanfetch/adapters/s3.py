@@ -1,0 +1,106 @@
+"""S3 as an ``ObjectStore`` (and as a place manifests are read from), via boto3's transfer manager.
+
+Uploads are one PUT or a completed multipart upload (all or nothing), streamed from a spooled
+file so memory stays bounded; the sha256 of the object rides along as object metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fanfetch.errors import ManifestError, PermanentStoreError, RetryableStoreError, StoreError
+from fanfetch.ports import StoredObject
+
+__all__ = ["S3Store", "parse_s3_uri", "read_s3_bytes", "classify_client_error"]
+
+_PERMANENT_CODES = frozenset(
+    {"AccessDenied", "NoSuchBucket", "InvalidBucketName", "AllAccessDisabled", "InvalidAccessKeyId",
+     "SignatureDoesNotMatch", "KeyTooLongError", "InvalidObjectState", "AccountProblem"}
+)
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_SHA_METADATA = "sha256"
+# 16 MiB parts: big enough for few requests, small enough for bounded memory (a few parts in flight).
+DEFAULT_TRANSFER = TransferConfig(
+    multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4, use_threads=True
+)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` → (bucket, prefix). Raises ValueError when it is not such a URI."""
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def classify_client_error(exc: BaseException, what: str) -> StoreError:
+    """Translate a botocore error (or one boto3 wrapped) into our tree, by error code, once."""
+    # boto3's upload_file re-raises a ClientError as S3UploadFailedError (implicitly chained).
+    cause = exc if isinstance(exc, (ClientError, BotoCoreError)) else (exc.__cause__ or exc.__context__)
+    if isinstance(cause, ClientError):
+        code = str(cause.response.get("Error", {}).get("Code", ""))
+        if code in _PERMANENT_CODES:
+            return PermanentStoreError(f"{what}: {code}")
+        return RetryableStoreError(f"{what}: {code or 'error'}")
+    return RetryableStoreError(f"{what}: {type(cause or exc).__name__}: {cause or exc}")
+
+
+class S3Store:
+    """Implements ``fanfetch.ports.ObjectStore`` on ``s3://bucket/prefix``."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, transfer: TransferConfig = DEFAULT_TRANSFER):
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self._transfer = transfer
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def head(self, key: str) -> StoredObject | None:
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND_CODES:
+                return None
+            raise classify_client_error(exc, f"head s3://{self.bucket}/{self._key(key)}") from exc
+        except BotoCoreError as exc:
+            raise classify_client_error(exc, f"head s3://{self.bucket}/{self._key(key)}") from exc
+        metadata = response.get("Metadata") or {}
+        return StoredObject(key=key, size=int(response["ContentLength"]), sha256=metadata.get(_SHA_METADATA))
+
+    def put_file(self, key: str, path: str, *, sha256: str) -> StoredObject:
+        size = os.path.getsize(path)
+        try:
+            self._client.upload_file(
+                path, self.bucket, self._key(key), ExtraArgs={"Metadata": {_SHA_METADATA: sha256}}, Config=self._transfer
+            )
+        except Exception as exc:  # boto3 wraps ClientError in S3UploadFailedError; classify its cause
+            raise classify_client_error(exc, f"upload s3://{self.bucket}/{self._key(key)}") from exc
+        return StoredObject(key=key, size=size, sha256=sha256)
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_client_error(exc, f"put s3://{self.bucket}/{self._key(key)}") from exc
+
+
+def read_s3_bytes(client: Any, uri: str) -> bytes:
+    """The bytes of a manifest at ``s3://bucket/key``; ManifestError naming the URI when unreachable."""
+    try:
+        bucket, key = parse_s3_uri(uri)
+    except ValueError as exc:
+        raise ManifestError(uri, str(exc)) from None
+    try:
+        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ManifestError(uri, f"cannot read manifest: {code}") from None
+    except BotoCoreError as exc:
+        raise ManifestError(uri, f"cannot read manifest: {exc}") from None

@@ -1,0 +1,83 @@
+"""The composition root: the only place real clients and adapters are built.
+
+Clients are created lazily (on first use, never at import time) so ``moto.mock_aws`` can stand
+in for AWS in tests, and a warm Lambda container reuses one HTTP pool and one set of clients.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fanfetch.adapters.clock import SystemClock
+from fanfetch.adapters.guard import AddressGuard
+from fanfetch.adapters.http import HttpFetcher, HttpSettings
+from fanfetch.adapters.local_store import LocalStore
+from fanfetch.adapters.s3 import S3Store, parse_s3_uri
+from fanfetch.adapters.sqs import SqsQueue
+from fanfetch.ports import ObjectStore
+from fanfetch.services import GroupContext
+from fanfetch.settings import Settings
+
+__all__ = ["aws_client", "build_fetcher", "build_store", "build_group_context", "WorkerApp", "build_worker_app",
+           "build_queue"]
+
+
+def aws_client(service: str, *, endpoint_url: str | None = None) -> Any:
+    """A boto3 client with adaptive retries and a connection pool sized for our thread pools."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=64)
+    return boto3.client(service, endpoint_url=endpoint_url or None, config=config)
+
+
+def build_fetcher(*, concurrency: int, allow_hosts: tuple[str, ...] = (), max_file_bytes: int | None = None) -> HttpFetcher:
+    """One pooled HTTP fetcher (pool ≥ concurrency) behind the SSRF guard."""
+    limits = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
+    settings = HttpSettings(pool_size=max(concurrency, 1), **limits)
+    return HttpFetcher(settings, clock=SystemClock(), guard=AddressGuard(allow_hosts=allow_hosts))
+
+
+def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
+    """A local folder, or ``s3://bucket/prefix`` (real AWS or any S3-compatible endpoint)."""
+    if dest.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(dest)
+        return S3Store(aws_client("s3", endpoint_url=endpoint_url), bucket, prefix)
+    return LocalStore(dest)
+
+
+def build_group_context(
+    *, fetcher: HttpFetcher, store: ObjectStore, concurrency: int, spool_dir: str | None = None
+) -> GroupContext:
+    return GroupContext(
+        fetcher=fetcher,
+        store=store,
+        files=ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file"),
+        clock=SystemClock(),
+        spool_dir=spool_dir,
+    )
+
+
+def build_queue(settings: Settings, *, endpoint_url: str | None = None) -> SqsQueue:
+    return SqsQueue(aws_client("sqs", endpoint_url=endpoint_url), settings.queue_url,
+                    calls_in_flight=settings.send_calls_in_flight)
+
+
+@dataclass(frozen=True)
+class WorkerApp:
+    """What a warm worker container keeps between invocations."""
+
+    settings: Settings
+    ctx: GroupContext
+
+
+def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
+    settings = Settings.from_env(env if env is not None else dict(os.environ), require=("BUCKET_NAME",))
+    fetcher = build_fetcher(concurrency=settings.concurrency, allow_hosts=settings.allow_hosts,
+                            max_file_bytes=settings.max_file_bytes)
+    store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
+    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency)
+    return WorkerApp(settings=settings, ctx=ctx)

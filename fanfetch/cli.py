@@ -1,0 +1,160 @@
+"""The ``fanfetch`` command: composition root for local runs (``run``, ``demo``).
+
+Exit codes: 0 every group stored, 1 some groups failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from rich.console import Console
+
+from fanfetch import __version__
+from fanfetch.adapters.local_store import LocalStore
+from fanfetch.adapters.manifests import load_job
+from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
+from fanfetch.core.models import Job, MergeMode
+from fanfetch.errors import InputError
+from fanfetch.local_run import RunProgress, RunSummary, run_job
+from fanfetch.progress import ProgressView, print_summary
+from fanfetch.settings import parse_allow_hosts
+
+__all__ = ["main", "execute_job"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _merge_mode(text: str) -> MergeMode:
+    try:
+        return MergeMode.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=_positive_int, default=32,
+                        help="downloads in flight at once (default 32)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                        help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                        help="S3-compatible endpoint for s3:// destinations and manifests")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fanfetch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fanfetch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a job on this machine (no AWS account needed)")
+    run.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path or s3://bucket/key")
+    run.add_argument("--out", required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
+    run.add_argument("--merge", type=_merge_mode, default=MergeMode.CONCAT,
+                     help="merge mode for groups that do not name one: csv, concat (default), none")
+    _add_run_options(run)
+
+    demo = commands.add_parser("demo", help="run a sample job against a built-in origin on 127.0.0.1")
+    demo.add_argument("--out", default="fanfetch-demo-output", metavar="DIR",
+                      help="where the merged station files go (default ./fanfetch-demo-output)")
+    demo.add_argument("--stations", type=_positive_int, default=200, help="number of stations (default 200)")
+    demo.add_argument("--latency-ms", type=int, default=50, help="origin latency per request (default 50)")
+    demo.add_argument("--concurrency", type=_positive_int, default=32, help="downloads in flight (default 32)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    return parser
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM: stop starting groups, let in-flight ones finish, then summarise."""
+
+    def __init__(self, console: Console):
+        self._event = threading.Event()
+        self._console = console
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._event.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        self._event.set()
+        self._console.print("[yellow]stopping: finishing groups in flight (signal again to abort)[/]")
+
+
+def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[str], endpoint_url: str | None,
+                console: Console, quiet: bool = False) -> RunSummary:
+    """Compose the real adapters for a local run and run ``job`` into ``dest``."""
+    store = build_store(dest, endpoint_url=endpoint_url)
+    spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
+    fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts))
+    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir)
+    stop = _StopFlag(console)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    counters = RunProgress(total_groups=len(job.groups), total_files=job.file_count)
+    try:
+        view = ProgressView(counters, console if not quiet else Console(quiet=True))
+        with view:
+            summary = run_job(job, ctx, group_workers=concurrency, should_stop=stop, on_result=view.update)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        ctx.files.shutdown(wait=True, cancel_futures=True)
+        fetcher.close()
+    print_summary(summary, dest=dest, console=console)
+    return summary
+
+
+def _command_run(args: argparse.Namespace, console: Console) -> int:
+    job = load_job(args.manifest, default_merge=args.merge,
+                   s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
+    console.print(f"job {job.job_id}: {len(job.groups):,} groups, {job.file_count:,} files → {args.out}",
+                  highlight=False)
+    allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
+    summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,
+                          endpoint_url=args.endpoint_url, console=console, quiet=args.quiet)
+    return summary.exit_code
+
+
+def _command_demo(args: argparse.Namespace, console: Console) -> int:
+    from fanfetch.demo import run_demo
+
+    return run_demo(out=args.out, stations=args.stations, latency_s=args.latency_ms / 1000,
+                    concurrency=args.concurrency, console=console, quiet=args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        if args.command == "run":
+            return _command_run(args, console)
+        return _command_demo(args, console)
+    except InputError as exc:
+        errors.print(f"fanfetch: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        errors.print("fanfetch: aborted", highlight=False)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Runs many groups at once: a pool of group workers over one shared pool of file downloads.
+
+The same engine serves the local runner and the Lambda worker (a batch of up to 10 groups), so
+both get the same concurrency, deadline and stop behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from fanfetch.core.models import Group, GroupResult, GroupStatus
+from fanfetch.errors import DeadlineExceeded
+from fanfetch.services import GroupContext, process_group
+
+__all__ = ["run_groups", "NOT_STARTED"]
+
+NOT_STARTED = "not started: the run was stopped before this group began"
+
+
+def run_groups(
+    groups: Sequence[Group],
+    ctx: GroupContext,
+    *,
+    group_workers: int,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_result: Callable[[GroupResult], None] = lambda result: None,
+) -> list[GroupResult]:
+    """Process ``groups`` with up to ``group_workers`` in flight; return results in input order.
+
+    Groups not yet started when ``should_stop()`` turns true, or when ``deadline`` (absolute
+    ``ctx.clock.monotonic()``) has passed, are reported failed and retryable without any request.
+    ``on_result`` is called once per group, from worker threads, as each finishes.
+    """
+    if group_workers < 1:
+        raise ValueError("group_workers must be at least 1")
+    results: list[GroupResult | None] = [None] * len(groups)
+    lock = threading.Lock()
+
+    def run_one(index: int) -> None:
+        group = groups[index]
+        if should_stop():
+            result = _not_started(group, NOT_STARTED)
+        elif deadline is not None and ctx.clock.monotonic() >= deadline:
+            result = _not_started(group, str(DeadlineExceeded("not started: too little time left before the deadline")))
+        else:
+            result = process_group(group, ctx, deadline=deadline)
+        with lock:
+            results[index] = result
+        on_result(result)
+
+    with ThreadPoolExecutor(max_workers=min(group_workers, max(1, len(groups))), thread_name_prefix="group") as pool:
+        for future in [pool.submit(run_one, i) for i in range(len(groups))]:
+            future.result()  # re-raise a bug in run_one rather than lose a group silently
+    return [r for r in results if r is not None]
+
+
+def _not_started(group: Group, reason: str) -> GroupResult:
+    return GroupResult(
+        group_id=group.group_id,
+        status=GroupStatus.FAILED,
+        key=group.key,
+        files=len(group.sources),
+        attempts=0,
+        error=reason,
+        retryable=True,
+    )

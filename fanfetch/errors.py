@@ -1,0 +1,169 @@
+"""The one error tree of fanfetch: every failure says whether trying again can help.
+
+Callers classify failures by *type* (``isinstance(e, Retryable)``), never by message text.
+Library errors (requests, urllib3, botocore) are translated into this tree at the adapter
+boundary, so services and handlers never see a foreign exception::
+
+    FanfetchError
+    ├── InputError                 bad manifest / spec / flag: exit 2, nothing enqueued   (permanent)
+    │   └── ManifestError          names source, line and field
+    ├── MessageError               a queue message we cannot act on (poison)              (permanent)
+    ├── FetchError                 one URL could not be downloaded; carries url, attempts, status
+    │   ├── RetryableFetchError    connection refused/reset, timeouts, 429, 5xx, short body
+    │   │   └── RetryAfterTooLong  the server asked us to wait past our deadline
+    │   └── PermanentFetchError    404/403/410 and other 4xx, too large, too many redirects,
+    │       └── BlockedAddressError    a host that resolves to a non-public address (SSRF guard)
+    ├── EnqueueError               some messages could not be sent after retries (counts sent/failed)
+    ├── StoreError                 writing the output failed
+    │   ├── RetryableStoreError    throttling, 5xx, network trouble talking to S3 / the disk
+    │   └── PermanentStoreError    access denied, no such bucket
+    ├── DeadlineExceeded           the Lambda's time ran short before the group could finish  (retryable)
+    └── GroupFailed                a worker's verdict on one group (message), carrying the reason
+
+``Retryable`` and ``Permanent`` are mixins so that one ``isinstance`` check answers
+"may a later delivery succeed?" for any member of the tree.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FanfetchError",
+    "Retryable",
+    "Permanent",
+    "InputError",
+    "ManifestError",
+    "MessageError",
+    "FetchError",
+    "RetryableFetchError",
+    "RetryAfterTooLong",
+    "PermanentFetchError",
+    "BlockedAddressError",
+    "EnqueueError",
+    "StoreError",
+    "RetryableStoreError",
+    "PermanentStoreError",
+    "DeadlineExceeded",
+    "GroupFailed",
+    "is_retryable",
+]
+
+
+class FanfetchError(Exception):
+    """Base of every error fanfetch raises on purpose."""
+
+
+class Retryable:
+    """Mixin: a later attempt (or a redelivery of the message) may succeed."""
+
+
+class Permanent:
+    """Mixin: trying again with the same input will fail the same way."""
+
+
+class InputError(FanfetchError, Permanent):
+    """The user's input (manifest, job spec, command-line flag, event) is invalid."""
+
+
+class ManifestError(InputError):
+    """A manifest or job spec is invalid; ``str()`` is one line naming where and what."""
+
+    def __init__(self, source: str, problem: str, *, line: int | None = None, field: str | None = None):
+        self.source = source
+        self.line = line
+        self.field = field
+        self.problem = problem
+        where = source if line is None else f"{source}:{line}"
+        what = problem if field is None else f"{field}: {problem}"
+        super().__init__(f"{where}: {what}")
+
+
+class MessageError(FanfetchError, Permanent):
+    """A queue message is not a valid fanfetch message (poison): retrying cannot help."""
+
+
+class FetchError(FanfetchError):
+    """Downloading one URL failed."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, attempts: int = 1):
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+        super().__init__(f"{url}: {reason}" + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+
+    def with_attempts(self, attempts: int) -> FetchError:
+        """Return the same error recording how many attempts were made in total."""
+        self.attempts = attempts
+        self.args = (f"{self.url}: {self.reason}" + (f" (after {attempts} attempts)" if attempts > 1 else ""),)
+        return self
+
+
+class RetryableFetchError(FetchError, Retryable):
+    """A transient failure: connection trouble, timeout, 429, 5xx, a body cut short."""
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(url, reason, status=status, attempts=attempts)
+        self.retry_after_s = retry_after_s
+
+
+class RetryAfterTooLong(RetryableFetchError):
+    """The origin asked us to come back later than our deadline allows: give the work back."""
+
+
+class PermanentFetchError(FetchError, Permanent):
+    """A failure that repeats on every attempt: 4xx (but 408/429), too large, redirect loop."""
+
+
+class BlockedAddressError(PermanentFetchError):
+    """The URL's host is (or resolves to) an address downloads may not reach."""
+
+
+class EnqueueError(FanfetchError):
+    """Some messages could not be sent; ``sent`` of ``total`` made it (those are not undone)."""
+
+    def __init__(self, message: str, *, sent: int, failed: int):
+        self.sent = sent
+        self.failed = failed
+        super().__init__(f"{message} ({sent} sent, {failed} failed)")
+
+
+class StoreError(FanfetchError):
+    """Storing an output failed."""
+
+
+class RetryableStoreError(StoreError, Retryable):
+    """Throttling, 5xx or network trouble while storing."""
+
+
+class PermanentStoreError(StoreError, Permanent):
+    """Access denied, missing bucket, invalid key: retrying cannot help."""
+
+
+class DeadlineExceeded(FanfetchError, Retryable):
+    """Not enough time left to start or finish a group; a later delivery will do it."""
+
+
+class GroupFailed(FanfetchError):
+    """One group (one queue message) failed; raised per record so the batch reports it."""
+
+    def __init__(self, group_id: str, reason: str, *, retryable: bool):
+        self.group_id = group_id
+        self.reason = reason
+        self.retryable = retryable
+        super().__init__(f"group {group_id!r} failed: {reason}")
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True when a later attempt may succeed. Unknown (non-fanfetch) errors count as retryable:
+    losing work to a bug we did not foresee is worse than one more delivery, and the DLQ bounds it."""
+    if isinstance(error, Permanent):
+        return False
+    return True

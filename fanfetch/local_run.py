@@ -1,0 +1,112 @@
+"""``fanfetch run``: one job on this machine, into a local folder or S3, resumable.
+
+Resuming needs no state file: outputs are written atomically under deterministic keys, so an
+output that exists is complete, and a second run skips it without a request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fanfetch.core.models import GroupResult, Job
+from fanfetch.engine import run_groups
+from fanfetch.errors import FanfetchError
+from fanfetch.services import GroupContext
+
+__all__ = ["RunSummary", "run_job", "results_key"]
+
+
+def results_key(job_id: str) -> str:
+    return f"_jobs/{job_id}/results.jsonl"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did, for the closing summary and the exit code."""
+
+    job_id: str
+    results: tuple[GroupResult, ...]
+    elapsed_s: float
+    results_key: str
+    interrupted: bool = False
+    results_error: str | None = None
+
+    @property
+    def ok(self) -> int:
+        return sum(1 for r in self.results if r.ok)
+
+    @property
+    def failed(self) -> int:
+        return len(self.results) - self.ok
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for r in self.results if r.skipped)
+
+    @property
+    def files(self) -> int:
+        return sum(r.files for r in self.results if r.ok and not r.skipped)
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.results if r.ok and not r.skipped)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 and not self.results_error else 1
+
+
+@dataclass
+class RunProgress:
+    """Counters a progress display reads while the run goes on (updated from worker threads)."""
+
+    total_groups: int
+    total_files: int
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    files: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, result: GroupResult) -> None:
+        with self._lock:
+            if result.ok:
+                self.ok += 1
+                self.skipped += result.skipped
+                self.files += result.files
+                self.bytes += 0 if result.skipped else result.bytes
+            else:
+                self.failed += 1
+
+
+def run_job(
+    job: Job,
+    ctx: GroupContext,
+    *,
+    group_workers: int,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_result: Callable[[GroupResult], None] = lambda result: None,
+) -> RunSummary:
+    """Process every group of ``job`` and store the results manifest beside the outputs."""
+    started = time.monotonic()
+    results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=on_result)
+    lines = "".join(json.dumps(r.to_record(), ensure_ascii=False) + "\n" for r in results)
+    key = results_key(job.job_id)
+    error = None
+    try:
+        ctx.store.put_bytes(key, lines.encode("utf-8"), content_type="application/x-ndjson")
+    except FanfetchError as exc:
+        error = f"could not store the results manifest: {exc}"
+    return RunSummary(
+        job_id=job.job_id,
+        results=tuple(results),
+        elapsed_s=time.monotonic() - started,
+        results_key=key,
+        interrupted=should_stop(),
+        results_error=error,
+    )

@@ -1,0 +1,72 @@
+"""The ports services talk through: small Protocols that adapters (and test fakes) implement.
+
+Services take these as arguments; only ``fanfetch.bootstrap`` builds the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from fanfetch.core.models import FileResult, Source
+
+__all__ = ["Fetcher", "ObjectStore", "StoredObject", "WorkQueue", "Clock"]
+
+
+class Clock(Protocol):
+    """Monotonic time and sleeping, injected so tests never sleep."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class Fetcher(Protocol):
+    """Downloads one source into ``dest``, retrying transient failures itself.
+
+    ``deadline`` is an absolute ``Clock.monotonic()`` value (or None): no attempt or backoff
+    may run past it. On a retry ``dest`` is rewound and truncated, so it always ends holding
+    exactly one complete body. Raises ``fanfetch.errors.FetchError`` subclasses only.
+    """
+
+    def fetch(self, source: Source, dest: BinaryIO, *, deadline: float | None = None) -> FileResult: ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a store knows about an object it holds."""
+
+    key: str
+    size: int
+    sha256: str | None  # recorded at write time; None if the object was written by someone else
+
+
+class ObjectStore(Protocol):
+    """Where outputs go: a local folder or an S3 bucket (+ prefix). Writes are atomic."""
+
+    def head(self, key: str) -> StoredObject | None:
+        """The stored object at ``key``, or None when there is none."""
+        ...
+
+    def put_file(self, key: str, path: str, *, sha256: str) -> StoredObject:
+        """Store the file at ``path`` under ``key`` atomically (all or nothing), recording its sha256.
+
+        Raises ``fanfetch.errors.StoreError`` subclasses only.
+        """
+        ...
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Store a small object (results manifests, failure records) atomically."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """A queue that takes message bodies in batches (SQS, or an in-memory fake)."""
+
+    def send_messages(self, bodies: Sequence[str]) -> int:
+        """Send every body, batching and retrying as the queue requires; return how many were sent.
+
+        Raises ``fanfetch.errors.FanfetchError`` if some could not be sent after retries.
+        """
+        ...

@@ -1,0 +1,266 @@
+"""The two use cases, orchestrated through ports: enqueue a job; download, merge and store one group.
+
+Both Lambdas and the CLI call these; none of them builds a client here (``fanfetch.bootstrap`` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from fanfetch.core.merge import merge_streams, name_files
+from fanfetch.core.messages import encode_job
+from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode
+from fanfetch.errors import (
+    DeadlineExceeded,
+    FanfetchError,
+    FetchError,
+    PermanentFetchError,
+    StoreError,
+    is_retryable,
+)
+from fanfetch.ports import Clock, Fetcher, ObjectStore, StoredObject, WorkQueue
+
+__all__ = ["EnqueueResult", "enqueue_job", "process_group", "done_marker_key", "GroupContext"]
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """What the producer reports: the job id, how many groups, how many messages were sent."""
+
+    job_id: str
+    groups: int
+    messages: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"job_id": self.job_id, "groups": self.groups, "messages": self.messages}
+
+
+def enqueue_job(job: Job, queue: WorkQueue) -> EnqueueResult:
+    """Send one message per group. Every message is encoded (and size-checked) before the first send."""
+    bodies = encode_job(job.job_id, job.groups)
+    sent = queue.send_messages(bodies)
+    return EnqueueResult(job_id=job.job_id, groups=len(job.groups), messages=sent)
+
+
+def done_marker_key(group: Group) -> str:
+    """For merge mode ``none`` (many objects per group): the object whose presence means "group done"."""
+    return f"{group.key.rstrip('/')}/_fanfetch.json"
+
+
+@dataclass(frozen=True)
+class GroupContext:
+    """Everything ``process_group`` needs besides the group: the ports and the knobs."""
+
+    fetcher: Fetcher
+    store: ObjectStore
+    files: Executor  # the shared file-download pool (bounds files in flight across groups)
+    clock: Clock
+    spool_dir: str | None = None  # where downloads and merged outputs are spooled (None: system temp)
+    chunk_bytes: int = 1 << 20
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return self._raw.write(data)
+
+
+def _stored_result(group: Group, stored: StoredObject, *, files: int) -> GroupResult:
+    return GroupResult(
+        group_id=group.group_id,
+        status=GroupStatus.OK,
+        key=group.key,
+        files=files,
+        bytes=stored.size,
+        sha256=stored.sha256,
+        attempts=0,
+        skipped=True,
+    )
+
+
+def _failed_result(group: Group, error: BaseException, *, attempts: int) -> GroupResult:
+    reason = str(error) if isinstance(error, FanfetchError) else f"{type(error).__name__}: {error}"
+    return GroupResult(
+        group_id=group.group_id,
+        status=GroupStatus.FAILED,
+        key=group.key,
+        files=len(group.sources),
+        attempts=attempts,
+        error=reason,
+        retryable=is_retryable(error),
+    )
+
+
+def _already_done(group: Group, store: ObjectStore) -> StoredObject | None:
+    if group.merge is MergeMode.NONE:
+        return store.head(done_marker_key(group))
+    return store.head(group.key)
+
+
+def process_group(group: Group, ctx: GroupContext, *, deadline: float | None = None) -> GroupResult:
+    """Download every file of ``group``, merge, store once complete; never raises for a group failure.
+
+    A group whose output already exists (stores are atomic, so existing means complete) is
+    skipped without any request. ``deadline`` is an absolute ``ctx.clock.monotonic()`` value.
+    """
+    try:
+        stored = _already_done(group, ctx.store)
+        if stored is not None:
+            return _stored_result(group, stored, files=len(group.sources))
+        if deadline is not None and ctx.clock.monotonic() >= deadline:
+            raise DeadlineExceeded(f"group {group.group_id!r} not started: the deadline has passed")
+    except FanfetchError as exc:
+        return _failed_result(group, exc, attempts=0)
+    with ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fanfetch-", dir=ctx.spool_dir))
+        try:
+            results, paths = _download_all(group, ctx, workdir, deadline)
+        except _GroupDownloadFailed as failed:
+            return _failed_result(group, failed.error, attempts=failed.attempts)
+        attempts = sum(r.attempts for r in results)
+        try:
+            if group.merge is MergeMode.NONE:
+                return _store_each(group, ctx, paths, results, attempts)
+            return _store_merged(group, ctx, workdir, paths, results, attempts)
+        except StoreError as exc:
+            return _failed_result(group, exc, attempts=attempts)
+
+
+class _GroupDownloadFailed(Exception):
+    def __init__(self, error: BaseException, attempts: int):
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
+def _download_all(
+    group: Group, ctx: GroupContext, workdir: str, deadline: float | None
+) -> tuple[list[FileResult], list[str]]:
+    paths = [os.path.join(workdir, f"part-{i:06d}") for i in range(len(group.sources))]
+    cancelled = False
+
+    def fetch_one(index: int) -> FileResult:
+        if cancelled:
+            raise _Cancelled()
+        if deadline is not None and ctx.clock.monotonic() >= deadline:
+            raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {group.sources[index].url}")
+        with open(paths[index], "wb") as dest:
+            return ctx.fetcher.fetch(group.sources[index], dest, deadline=deadline)
+
+    futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in range(len(group.sources))]
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    first_error = _first_error(futures)
+    if first_error is not None:
+        # Fail fast: files not yet started are not fetched; running ones finish on their own.
+        cancelled = True
+        for future in pending:
+            future.cancel()
+        wait(futures)
+        attempts = sum(_attempts_of(f) for f in futures)
+        raise _GroupDownloadFailed(first_error, attempts)
+    return [f.result() for f in futures], paths
+
+
+class _Cancelled(Exception):
+    """A file skipped because another file of its group already failed."""
+
+
+def _first_error(futures: list[Future[FileResult]]) -> BaseException | None:
+    """The most telling failure among the finished futures: permanent before retryable, in URL order."""
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    errors = [e for e in errors if not isinstance(e, _Cancelled)]
+    if not errors:
+        return None
+    for error in errors:
+        if isinstance(error, PermanentFetchError):
+            return error
+    return errors[0]
+
+
+def _attempts_of(future: Future[FileResult]) -> int:
+    if future.cancelled():
+        return 0
+    error = future.exception()
+    if error is None:
+        return future.result().attempts
+    if isinstance(error, FetchError):
+        return error.attempts
+    return 0
+
+
+def _open_all(stack: ExitStack, paths: list[str]) -> list[BinaryIO]:
+    return [stack.enter_context(open(p, "rb")) for p in paths]
+
+
+def _store_merged(
+    group: Group, ctx: GroupContext, workdir: str, paths: list[str], results: list[FileResult], attempts: int
+) -> GroupResult:
+    merged_path = os.path.join(workdir, "merged")
+    with ExitStack() as stack:
+        parts = _open_all(stack, paths)
+        with open(merged_path, "wb") as raw:
+            writer = _HashingWriter(raw)
+            merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
+    digest = writer.sha256.hexdigest()
+    stored = ctx.store.put_file(group.key, merged_path, sha256=digest)
+    return GroupResult(
+        group_id=group.group_id,
+        status=GroupStatus.OK,
+        key=group.key,
+        files=len(results),
+        bytes=stored.size,
+        sha256=digest,
+        attempts=attempts,
+        file_results=tuple(results),
+    )
+
+
+def _sha256_of(path: str, chunk_bytes: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _store_each(
+    group: Group, ctx: GroupContext, paths: list[str], results: list[FileResult], attempts: int
+) -> GroupResult:
+    prefix = group.key.rstrip("/")
+    names = name_files(group.urls)
+    entries = []
+    total = 0
+    for name, path, result in zip(names, paths, results, strict=True):
+        digest = _sha256_of(path, ctx.chunk_bytes)
+        stored = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest)
+        total += stored.size
+        entries.append({"name": name, "url": result.url, "bytes": stored.size, "sha256": digest})
+    index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()
+    group_digest = hashlib.sha256(index).hexdigest()
+    # The marker goes last: its presence means every file of the group is stored.
+    ctx.store.put_bytes(done_marker_key(group), index, content_type="application/json")
+    return GroupResult(
+        group_id=group.group_id,
+        status=GroupStatus.OK,
+        key=group.key,
+        files=len(results),
+        bytes=total,
+        sha256=group_digest,
+        attempts=attempts,
+        file_results=tuple(results),
+    )

@@ -1,0 +1,71 @@
+"""Configuration of the Lambda entry points, read from the environment once and validated whole.
+
+``Settings.from_env`` names every bad variable in one error, so a misconfigured deployment
+fails at its first invocation with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fanfetch.errors import InputError
+
+__all__ = ["Settings", "parse_allow_hosts"]
+
+
+def parse_allow_hosts(value: str) -> tuple[str, ...]:
+    """``"a.example:8080, 127.0.0.1:9000"`` → ``("a.example:8080", "127.0.0.1:9000")``."""
+    return tuple(h.strip() for h in value.split(",") if h.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every environment variable the Lambdas read, with its unit and default."""
+
+    bucket_name: str = ""  # BUCKET_NAME: outputs (worker) and manifests (producer)
+    queue_url: str = ""  # QUEUE_URL: where the producer enqueues
+    output_prefix: str = ""  # OUTPUT_PREFIX: prepended to every output key
+    concurrency: int = 16  # FANFETCH_CONCURRENCY: file downloads in flight per worker invocation
+    groups_in_flight: int = 10  # FANFETCH_GROUPS_IN_FLIGHT: groups of a batch processed at once
+    allow_hosts: tuple[str, ...] = ()  # FANFETCH_ALLOW_HOSTS: comma-separated host[:port] allowed although private
+    deadline_reserve_s: float = 15.0  # FANFETCH_DEADLINE_RESERVE_S: time kept back to store and report
+    max_file_bytes: int = 5 * 2**30  # FANFETCH_MAX_FILE_BYTES: larger downloads fail permanently
+    send_calls_in_flight: int = 8  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, require: tuple[str, ...] = ()) -> Settings:
+        """Build settings from ``env``; raise InputError naming every missing or malformed variable."""
+        problems: list[str] = []
+
+        def number(name: str, default: float, kind: type, minimum: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}")
+                return default
+            if value < minimum:
+                problems.append(f"{name}={raw!r} must be at least {minimum}")
+                return default
+            return value
+
+        for name in require:
+            if not env.get(name, "").strip():
+                problems.append(f"{name} is not set")
+        settings = cls(
+            bucket_name=env.get("BUCKET_NAME", "").strip(),
+            queue_url=env.get("QUEUE_URL", "").strip(),
+            output_prefix=env.get("OUTPUT_PREFIX", "").strip(),
+            concurrency=int(number("FANFETCH_CONCURRENCY", cls.concurrency, int, 1)),
+            groups_in_flight=int(number("FANFETCH_GROUPS_IN_FLIGHT", cls.groups_in_flight, int, 1)),
+            allow_hosts=parse_allow_hosts(env.get("FANFETCH_ALLOW_HOSTS", "")),
+            deadline_reserve_s=float(number("FANFETCH_DEADLINE_RESERVE_S", cls.deadline_reserve_s, float, 0)),
+            max_file_bytes=int(number("FANFETCH_MAX_FILE_BYTES", cls.max_file_bytes, int, 1)),
+            send_calls_in_flight=int(number("FANFETCH_SEND_CALLS_IN_FLIGHT", cls.send_calls_in_flight, int, 1)),
+        )
+        if problems:
+            raise InputError("bad configuration: " + "; ".join(problems))
+        return settings

@@ -1,0 +1,29 @@
+"""Worker Lambda: an SQS batch of up to 10 groups → downloads, merges, stores; answers with the
+partial batch response so only failed groups come back (Powertools owns that contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from fanfetch.bootstrap import WorkerApp, build_worker_app
+from fanfetch.worker import run_batch
+
+processor = BatchProcessor(event_type=EventType.SQS)
+_app: WorkerApp | None = None  # one HTTP pool and one S3 client per warm container
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _app
+    _app = _app or build_worker_app()
+    clock = _app.ctx.clock
+    deadline = clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - _app.settings.deadline_reserve_s
+    outcome = run_batch(event.get("Records", []), _app.ctx, groups_in_flight=_app.settings.groups_in_flight,
+                        deadline=deadline)
+
+    def settle(record: SQSRecord) -> object:
+        return outcome.settle(record.message_id)
+
+    return process_partial_response(event=event, record_handler=settle, processor=processor, context=context)

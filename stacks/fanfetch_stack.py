@@ -1,0 +1,142 @@
+"""``FanfetchStack``: composes storage, queues, functions, schedule and monitoring, and wires the grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from stacks.functions import FanfetchFunction, ProducerFunction, WorkerFunction
+from stacks.monitoring import Monitoring
+from stacks.queues import WorkQueues
+from stacks.schedule import ProducerSchedule
+from stacks.settings import StackSettings
+from stacks.storage import Storage
+
+__all__ = ["FanfetchStack", "PRODUCER_S3_ACTIONS", "WORKER_S3_ACTIONS"]
+
+# Explicit actions instead of bucket.grant_read/grant_read_write, which add wildcards (s3:GetObject*, s3:List*)
+# and deletes the worker never needs.
+PRODUCER_S3_ACTIONS = ("s3:GetObject",)  # read manifests
+WORKER_S3_ACTIONS = (
+    "s3:GetObject",  # also HeadObject: the resume check ("already merged?")
+    "s3:PutObject",  # also Create/UploadPart/CompleteMultipartUpload
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+
+
+class FanfetchStack(Stack):
+    """Producer Lambda -> SQS (+DLQ) -> worker Lambda -> S3, with alarms and an optional schedule.
+
+    ``settings`` defaults to the CDK context (see ``StackSettings``); attributes expose each construct.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: StackSettings | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings or StackSettings.from_context(self.node.try_get_context)
+        cfg = self.settings
+
+        self.storage = Storage(self, "Storage")
+        bucket = self.storage.bucket
+        self.queues = WorkQueues(
+            self,
+            "Queues",
+            visibility_timeout_s=cfg.queue_visibility_timeout_s,
+            max_receive_count=cfg.max_receive_count,
+        )
+        queue = self.queues.queue
+        self.producer = ProducerFunction(
+            self,
+            "Producer",
+            queue_url=queue.queue_url,
+            bucket_name=bucket.bucket_name,
+            memory_mb=cfg.producer_memory_mb,
+            timeout_s=cfg.producer_timeout_s,
+            log_retention_days=cfg.log_retention_days,
+        )
+        self.worker = WorkerFunction(
+            self,
+            "Worker",
+            bucket_name=bucket.bucket_name,
+            output_prefix=cfg.output_prefix,
+            download_concurrency=cfg.download_concurrency,
+            allow_hosts=cfg.allow_hosts,
+            memory_mb=cfg.worker_memory_mb,
+            timeout_s=cfg.worker_timeout_s,
+            log_retention_days=cfg.log_retention_days,
+            reserved_concurrency=cfg.worker_reserved_concurrency,
+        )
+
+        # Grants. The event source mapping grants the worker its queue consume permissions.
+        queue.grant_send_messages(self.producer.role)
+        _grant_bucket(self.producer, bucket, PRODUCER_S3_ACTIONS, "reads manifests under any key")
+        _grant_bucket(self.worker, bucket, WORKER_S3_ACTIONS, "writes merged objects under any key")
+        self.worker.function.add_event_source(
+            event_sources.SqsEventSource(
+                queue,
+                batch_size=cfg.batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=cfg.worker_max_concurrency,
+            )
+        )
+
+        self.schedule: ProducerSchedule | None = None
+        if cfg.schedule_expression is not None and cfg.schedule_manifest is not None:
+            self.schedule = ProducerSchedule(
+                self,
+                "Schedule",
+                expression=cfg.schedule_expression,
+                producer=self.producer.function,
+                bucket_name=bucket.bucket_name,
+                manifest_key=cfg.schedule_manifest,
+            )
+
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            queue=queue,
+            dead_letter_queue=self.queues.dead_letter_queue,
+            worker=self.worker.function,
+            producer=self.producer.function,
+            queue_age_threshold_s=cfg.effective_queue_age_alarm_s,
+            alarm_email=cfg.alarm_email,
+        )
+
+        CfnOutput(self, "QueueUrl", value=queue.queue_url, description="Work queue (one message per group)")
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.queues.dead_letter_queue.queue_url,
+                  description="Groups that failed maxReceiveCount times")
+        CfnOutput(self, "BucketName", value=bucket.bucket_name, description="Output bucket (retained)")
+        CfnOutput(self, "ProducerFunctionName", value=self.producer.function.function_name)
+        CfnOutput(self, "WorkerFunctionName", value=self.worker.function.function_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
+                  description="Subscribe to receive alarm notifications")
+
+
+def _grant_bucket(fn: FanfetchFunction, bucket: s3.IBucket, actions: tuple[str, ...], why: str) -> None:
+    """Object actions on every key plus ListBucket (so a missing key is a 404, not an opaque 403)."""
+    fn.role.add_to_principal_policy(
+        iam.PolicyStatement(actions=list(actions), resources=[bucket.arn_for_objects("*")])
+    )
+    fn.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+    stack = Stack.of(bucket)
+    bucket_logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))  # type: ignore[arg-type]
+    NagSuppressions.add_resource_suppressions(
+        fn.role,
+        [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason=f"The {fn.node.id.lower()} {why} in its own bucket; object ARNs need the /* suffix. "
+                "Actions are listed explicitly (no action wildcards).",
+                applies_to=[f"Resource::<{bucket_logical_id}.Arn>/*"],
+            )
+        ],
+        apply_to_children=True,
+    )

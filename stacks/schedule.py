@@ -1,0 +1,47 @@
+"""Optional EventBridge schedule that runs the producer on a fixed manifest (e.g. a nightly refresh)."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+__all__ = ["ProducerSchedule", "manifest_url"]
+
+
+def manifest_url(bucket_name: str, manifest_key: str) -> str:
+    """The producer's event field: ``s3://<bucket>/<key>`` (``bucket_name`` may be a CDK token)."""
+    return f"s3://{bucket_name}/{manifest_key}"
+
+
+class ProducerSchedule(Construct):
+    """Attribute: ``rule``, invoking the producer with ``{"manifest": "s3://<bucket>/<key>"}``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        expression: str,
+        producer: lambda_.IFunction,
+        bucket_name: str,
+        manifest_key: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description=f"Run the fanfetch producer on {manifest_key}",
+            schedule=events.Schedule.expression(expression),
+            targets=[
+                targets.LambdaFunction(
+                    producer,
+                    event=events.RuleTargetInput.from_object(
+                        {"manifest": manifest_url(bucket_name, manifest_key)}
+                    ),
+                    # A failed scheduled run is retried by EventBridge; the producer is idempotent per job.
+                    retry_attempts=2,
+                )
+            ],
+        )
