@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from fanfetch.core.manifest_text import excerpt
@@ -43,9 +43,9 @@ _JOB_ID_VERSION = b"fanfetch-job-v1\n"
 _MERGE_MODES = {mode.value: mode for mode in MergeMode}
 
 
-@dataclass(frozen=True)
-class Where:
-    """A position in the input, for error messages: a file (or event) and a line (or index)."""
+class Where(NamedTuple):
+    """A position in the input, for error messages: a file (or event) and a line (or index).
+    (Immutable like the frozen dataclasses elsewhere; a NamedTuple because one is built per line.)"""
 
     source: str
     line: int | None = None
@@ -60,8 +60,7 @@ class Where:
         return f"{self.source}:{self.line}" if self.line is not None else self.source
 
 
-@dataclass(frozen=True)
-class Draft:
+class Draft(NamedTuple):
     """A group as read, before defaults and cross-group checks: ``key``/``merge`` None = not given."""
 
     group_id: str

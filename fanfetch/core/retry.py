@@ -5,7 +5,7 @@ and how to read a ``Retry-After`` header. No I/O and no clock: callers pass time
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 __all__ = [
@@ -57,5 +57,5 @@ def parse_retry_after(value: str, *, now_epoch: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # the obsolete asctime form has no zone; RFC 9110 says it is GMT
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now_epoch)

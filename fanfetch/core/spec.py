@@ -288,7 +288,7 @@ def _read_table(
     try:
         data = read_related(path)
     except ManifestError as exc:
-        raise where.error(f"cannot read table {exc.source}: {exc.problem}", "table.path") from None
+        raise where.error(f"{exc.source}: {exc.problem}", "table.path") from None
     name = _sibling(source, path)
     lines = decode_lines(data, source=name)
     records = read_csv_rows(lines, source=name)
@@ -311,7 +311,7 @@ def _read_table(
                 raise ManifestError(
                     name,
                     f"missing column {excerpt(column)} (used by expand.{axis.name}); "
-                    f"columns: {excerpt(', '.join(columns))}",
+                    f"columns: {_list_names(columns)}",
                     line=header_line,
                     field="header",
                 )
@@ -352,7 +352,7 @@ def _check_names(
     for template in templates:
         for name in template.names:
             if name not in available:
-                listed = ", ".join(available) if available else "none: add a [table] or [expand]"
+                listed = _list_names(available) if available else "none: add a [table] or [expand]"
                 raise at(template.field).error(
                     f"unknown placeholder {{{name}}} (available: {listed})", template.field
                 )
@@ -452,6 +452,11 @@ def _bound(axis: _Axis, bound: int | str, side: str, row: _Row) -> int:
             f"expand.{axis.name}.{side} needs an integer, got {excerpt(value)}", f"{row.prefix}{bound}"
         )
     return int(text)
+
+
+def _list_names(names: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(n if len(n) <= 40 else f"{n[:40]}..." for n in names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"
 
 
 def _sibling(source: str, path: str) -> str:
