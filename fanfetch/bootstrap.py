@@ -72,6 +72,7 @@ class WorkerApp:
 
     settings: Settings
     ctx: GroupContext
+    dead_letters: SqsQueue | None
 
 
 def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
@@ -80,4 +81,5 @@ def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
                             max_file_bytes=settings.max_file_bytes)
     store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency)
-    return WorkerApp(settings=settings, ctx=ctx)
+    dead_letters = SqsQueue(aws_client("sqs"), settings.dlq_url) if settings.dlq_url else None
+    return WorkerApp(settings=settings, ctx=ctx, dead_letters=dead_letters)

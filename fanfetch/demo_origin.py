@@ -132,6 +132,11 @@ class DemoOrigin:
         with self.lock:
             return sum(self.requests.values())
 
+    def requests_for_year(self, year: int) -> int:
+        """Requests seen for any station's ``year`` (tests count retries with it)."""
+        with self.lock:
+            return sum(n for path, n in self.requests.items() if path.endswith(f"&Year={year}"))
+
     def __enter__(self) -> DemoOrigin:
         self._thread.start()
         return self

@@ -25,6 +25,8 @@ class Settings:
 
     bucket_name: str = ""  # BUCKET_NAME: outputs (worker) and manifests (producer)
     queue_url: str = ""  # QUEUE_URL: where the producer enqueues
+    dlq_url: str = ""  # DLQ_URL: where the worker moves messages that cannot succeed, with their reason
+    max_receive_count: int = 5  # FANFETCH_MAX_RECEIVE_COUNT: the queue's redrive maxReceiveCount
     output_prefix: str = ""  # OUTPUT_PREFIX: prepended to every output key
     concurrency: int = 16  # FANFETCH_CONCURRENCY: file downloads in flight per worker invocation
     groups_in_flight: int = 10  # FANFETCH_GROUPS_IN_FLIGHT: groups of a batch processed at once
@@ -59,6 +61,8 @@ class Settings:
             bucket_name=env.get("BUCKET_NAME", "").strip(),
             queue_url=env.get("QUEUE_URL", "").strip(),
             output_prefix=env.get("OUTPUT_PREFIX", "").strip(),
+            dlq_url=env.get("DLQ_URL", "").strip(),
+            max_receive_count=int(number("FANFETCH_MAX_RECEIVE_COUNT", cls.max_receive_count, int, 1)),
             concurrency=int(number("FANFETCH_CONCURRENCY", cls.concurrency, int, 1)),
             groups_in_flight=int(number("FANFETCH_GROUPS_IN_FLIGHT", cls.groups_in_flight, int, 1)),
             allow_hosts=parse_allow_hosts(env.get("FANFETCH_ALLOW_HOSTS", "")),

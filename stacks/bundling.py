@@ -64,7 +64,7 @@ class PipLocalBundling:
         self._python_executable = python_executable
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
-        """Fill ``output_dir`` with wheels + package + handler; raise (never fall back to Docker) on failure."""
+        """Fill ``output_dir`` with wheels + package + handler; raise on failure; no Docker fallback."""
         out = Path(output_dir)
         handler = self._handler_dir / "handler.py"
         if not handler.is_file():
@@ -94,7 +94,7 @@ class PipLocalBundling:
         command = [
             self._python_executable, "-m", "pip", "install",
             "--quiet", "--disable-pip-version-check", "--no-input",
-            # No .pyc: they would be compiled by this machine's Python, not the runtime's, so Lambda ignores them.
+            # No .pyc: this machine's Python would compile them, not the runtime's, so Lambda ignores them.
             "--no-compile",
             "--platform", self._platform,
             "--only-binary=:all:",

@@ -20,8 +20,8 @@ from stacks.storage import Storage
 
 __all__ = ["FanfetchStack", "PRODUCER_S3_ACTIONS", "WORKER_S3_ACTIONS"]
 
-# Explicit actions instead of bucket.grant_read/grant_read_write, which add wildcards (s3:GetObject*, s3:List*)
-# and deletes the worker never needs.
+# Explicit actions instead of bucket.grant_read/grant_read_write, which add wildcards (s3:GetObject*,
+# s3:List*) and deletes the worker never needs.
 PRODUCER_S3_ACTIONS = ("s3:GetObject",)  # read manifests
 WORKER_S3_ACTIONS = (
     "s3:GetObject",  # also HeadObject: the resume check ("already merged?")
@@ -111,13 +111,21 @@ class FanfetchStack(Stack):
         )
 
         CfnOutput(self, "QueueUrl", value=queue.queue_url, description="Work queue (one message per group)")
-        CfnOutput(self, "DeadLetterQueueUrl", value=self.queues.dead_letter_queue.queue_url,
-                  description="Groups that failed maxReceiveCount times")
+        CfnOutput(
+            self,
+            "DeadLetterQueueUrl",
+            value=self.queues.dead_letter_queue.queue_url,
+            description="Groups that failed maxReceiveCount times",
+        )
         CfnOutput(self, "BucketName", value=bucket.bucket_name, description="Output bucket (retained)")
         CfnOutput(self, "ProducerFunctionName", value=self.producer.function.function_name)
         CfnOutput(self, "WorkerFunctionName", value=self.worker.function.function_name)
-        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn,
-                  description="Subscribe to receive alarm notifications")
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="Subscribe to receive alarm notifications",
+        )
 
 
 def _grant_bucket(fn: FanfetchFunction, bucket: s3.IBucket, actions: tuple[str, ...], why: str) -> None:
@@ -125,7 +133,9 @@ def _grant_bucket(fn: FanfetchFunction, bucket: s3.IBucket, actions: tuple[str, 
     fn.role.add_to_principal_policy(
         iam.PolicyStatement(actions=list(actions), resources=[bucket.arn_for_objects("*")])
     )
-    fn.role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+    fn.role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+    )
     stack = Stack.of(bucket)
     bucket_logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))  # type: ignore[arg-type]
     NagSuppressions.add_resource_suppressions(

@@ -1,4 +1,4 @@
-"""The producer and worker Lambda functions: code from local bundling, own role, own log group with retention."""
+"""The producer and worker Lambda functions: locally bundled code, own role, own log group with retention."""
 
 from __future__ import annotations
 

@@ -47,7 +47,9 @@ class Monitoring(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.key.grant(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
+        )
         self.topic = sns.Topic(self, "AlarmTopic", master_key=self.key, enforce_ssl=True)
         if alarm_email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
@@ -66,13 +68,25 @@ class Monitoring(Construct):
                 evaluation_periods=1,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
-            "WorkerErrors": _count_alarm(self, "WorkerErrorsAlarm", worker.metric_errors(period=_PERIOD),
-                                         "The worker function raised (an invocation failed as a whole)."),
-            "WorkerThrottles": _count_alarm(self, "WorkerThrottlesAlarm", worker.metric_throttles(period=_PERIOD),
-                                            "The worker was throttled: reserved or account concurrency is "
-                                            "below the event source's maximum concurrency."),
-            "ProducerErrors": _count_alarm(self, "ProducerErrorsAlarm", producer.metric_errors(period=_PERIOD),
-                                           "The producer function failed: a job was not (fully) enqueued."),
+            "WorkerErrors": _count_alarm(
+                self,
+                "WorkerErrorsAlarm",
+                worker.metric_errors(period=_PERIOD),
+                "The worker function raised (an invocation failed as a whole).",
+            ),
+            "WorkerThrottles": _count_alarm(
+                self,
+                "WorkerThrottlesAlarm",
+                worker.metric_throttles(period=_PERIOD),
+                "The worker was throttled: reserved or account concurrency is "
+                "below the event source's maximum concurrency.",
+            ),
+            "ProducerErrors": _count_alarm(
+                self,
+                "ProducerErrorsAlarm",
+                producer.metric_errors(period=_PERIOD),
+                "The producer function failed: a job was not (fully) enqueued.",
+            ),
             "QueueAge": cloudwatch.Alarm(
                 self,
                 "QueueAgeAlarm",
@@ -91,7 +105,9 @@ class Monitoring(Construct):
             alarm.add_ok_action(action)
 
 
-def _count_alarm(scope: Construct, construct_id: str, metric: cloudwatch.Metric, description: str) -> cloudwatch.Alarm:
+def _count_alarm(
+    scope: Construct, construct_id: str, metric: cloudwatch.Metric, description: str
+) -> cloudwatch.Alarm:
     """Alarm when the summed count over one period is above zero."""
     return cloudwatch.Alarm(
         scope,

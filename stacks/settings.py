@@ -17,7 +17,28 @@ __all__ = [
 
 # CloudWatch Logs accepts only these retention periods (days), see AWS::Logs::LogGroup RetentionInDays.
 LOG_RETENTION_DAYS_ALLOWED: tuple[int, ...] = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 )
 
 _SCHEDULE_RE = re.compile(r"^(rate|cron)\(.+\)$")
@@ -65,7 +86,7 @@ class StackSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> StackSettings:
-        """Parse field-named values (strings from ``-c`` or JSON values from cdk.json), reporting all errors."""
+        """Parse field-named values (strings from ``-c``, JSON values from cdk.json); report all errors."""
         parsed: dict[str, object] = {}
         problems: list[str] = []
         for field in fields(cls):

@@ -1,4 +1,4 @@
-"""The output bucket (the product: retained, private, TLS-only) and the bucket that receives its access logs."""
+"""The output bucket (the product: retained, private, TLS-only) and the bucket receiving its access logs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from constructs import Construct
 __all__ = ["Storage"]
 
 _ACCESS_LOG_EXPIRY_DAYS = 90
-_ABORT_INCOMPLETE_UPLOADS_DAYS = 1  # a worker that dies mid-multipart leaves parts that are billed until aborted
+_ABORT_INCOMPLETE_UPLOADS_DAYS = (
+    1  # a worker that dies mid-multipart leaves parts that are billed until aborted
+)
 
 
 class Storage(Construct):
@@ -51,7 +53,7 @@ class Storage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             encryption=s3.BucketEncryption.S3_MANAGED,
-            # Off: every object is a re-downloadable merge result, and versions would double the bill on re-runs.
+            # Off: every object is a re-downloadable merge result; versions would double the bill on re-runs.
             versioned=False,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_log_bucket,

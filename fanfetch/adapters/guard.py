@@ -185,14 +185,28 @@ def _host_header(host: str, port: int | None) -> str:
 def _hooked_pool_classes(
     on_request: Callable[[HTTPConnection], None],
 ) -> dict[str, type[HTTPConnectionPool]]:
-    """Pool classes whose connections call ``on_request(conn)`` as each request starts on them."""
+    """Pool classes whose connections call ``on_request(conn)`` as each request starts on them and
+    keep their socket in ``conn.live_socket`` (http.client drops ``conn.sock`` as soon as a
+    ``Connection: close`` response arrives, while the body is still being read from it)."""
 
     class _HookedHTTPConnection(HTTPConnection):
+        live_socket: socket.socket | None = None
+
+        def connect(self) -> None:
+            super().connect()
+            self.live_socket = self.sock
+
         def request(self, *args: Any, **kwargs: Any) -> None:
             on_request(self)
             super().request(*args, **kwargs)
 
     class _HookedHTTPSConnection(HTTPSConnection):
+        live_socket: socket.socket | None = None
+
+        def connect(self) -> None:
+            super().connect()
+            self.live_socket = self.sock
+
         def request(self, *args: Any, **kwargs: Any) -> None:
             on_request(self)
             super().request(*args, **kwargs)

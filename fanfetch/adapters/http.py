@@ -121,7 +121,7 @@ class _Alarm:
 
 
 def _shutdown(conn: HTTPConnection) -> None:
-    sock = getattr(conn, "sock", None)
+    sock = getattr(conn, "live_socket", None) or getattr(conn, "sock", None)
     if sock is None:
         return
     try:

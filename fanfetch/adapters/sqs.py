@@ -4,7 +4,7 @@ entries returned in ``Failed`` retried with backoff (sender faults are not retri
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,6 +57,14 @@ class SqsQueue:
             raise EnqueueError(f"could not enqueue every message; first reason: {failures[0]}", sent=sent,
                                failed=len(failures))
         return sent
+
+    def dead_letter(self, body: str, reason: Mapping[str, str]) -> None:
+        """Send one message with ``reason`` as String message attributes (used on the DLQ)."""
+        attributes = {name: {"DataType": "String", "StringValue": value or "-"} for name, value in reason.items()}
+        try:
+            self._client.send_message(QueueUrl=self.queue_url, MessageBody=body, MessageAttributes=attributes)
+        except (ClientError, BotoCoreError) as exc:
+            raise EnqueueError(f"could not dead-letter a message: {_describe(exc)}", sent=0, failed=1) from exc
 
     def _send_batch(self, bodies: list[str]) -> tuple[int, list[str]]:
         """Send one batch, retrying failed entries; return (sent, reasons for entries given up on)."""

@@ -26,6 +26,7 @@ __all__ = ["FIELDS", "read_jsonl", "read_records", "draft_from_record"]
 
 FIELDS = ("group", "urls", "key", "merge")
 _URL_FIELDS = ("url", "sha256", "md5", "size")
+_FIELD_SET = frozenset(FIELDS)
 
 
 class _DuplicateField(ValueError):
@@ -77,18 +78,18 @@ def read_records(records: Sequence[Mapping[str, object]], *, source: str) -> lis
 
 def draft_from_record(record: object, where: Where) -> Draft:
     """Validate one group record (a decoded JSON object) field by field."""
-    if not isinstance(record, Mapping):
+    if not isinstance(record, dict) and not isinstance(record, Mapping):  # dict first: the fast check
         raise where.error('each line must be a JSON object like {"group": ..., "urls": [...]}')
-    for name in record:
-        if name not in FIELDS:
-            raise where.error(f"unknown field (expected: {', '.join(FIELDS)})", str(name))
+    if not record.keys() <= _FIELD_SET:
+        unknown = next(name for name in record if name not in _FIELD_SET)
+        raise where.error(f"unknown field (expected: {', '.join(FIELDS)})", str(unknown))
     if "group" not in record:
         raise where.error("missing (every line needs a group id)", "group")
     group_id = read_group_id(record["group"], where)
     urls = record.get("urls")
     if urls is None:
         raise where.error("missing (every group needs a non-empty list of URLs)", "urls")
-    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence):
+    if not isinstance(urls, list) and (isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence)):
         raise where.error("must be a list of URLs", "urls")
     if not urls:
         raise where.error("empty list: a group needs at least one URL", "urls")
@@ -105,7 +106,7 @@ def draft_from_record(record: object, where: Where) -> Draft:
 
 
 def _read_source(item: object, where: Where, field: str) -> Source:
-    if not isinstance(item, Mapping):
+    if isinstance(item, str) or not isinstance(item, Mapping):
         return Source(url=read_url(item, where, field))
     for name in item:
         if name not in _URL_FIELDS:

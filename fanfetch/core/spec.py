@@ -302,10 +302,6 @@ def _read_table(
                 name, f"column {excerpt(column)} appears twice", line=header_line, field="header"
             )
     for axis in axes:
-        if axis.name in columns:
-            raise at(f"expand.{axis.name}").error(
-                f"{axis.name!r} is also a column of {name}; rename one of them", f"expand.{axis.name}"
-            )
         for column in axis.columns:
             if column not in columns:
                 raise ManifestError(
@@ -348,6 +344,11 @@ def _read_inline_rows(value: object, where: Where) -> tuple[list[str], list[_Row
 def _check_names(
     templates: Sequence[_Template], axes: Sequence[_Axis], columns: Sequence[str], at: Callable[[str], Where]
 ) -> None:
+    for axis in axes:
+        if axis.name in columns:
+            raise at(f"expand.{axis.name}").error(
+                f"{axis.name!r} is also a column of the table; rename one of them", f"expand.{axis.name}"
+            )
     available = [*columns, *(axis.name for axis in axes)]
     for template in templates:
         for name in template.names:

@@ -21,7 +21,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     clock = _app.ctx.clock
     deadline = clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - _app.settings.deadline_reserve_s
     outcome = run_batch(event.get("Records", []), _app.ctx, groups_in_flight=_app.settings.groups_in_flight,
-                        deadline=deadline)
+                        deadline=deadline, dead_letters=_app.dead_letters,
+                        max_receive_count=_app.settings.max_receive_count)
 
     def settle(record: SQSRecord) -> object:
         return outcome.settle(record.message_id)

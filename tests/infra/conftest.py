@@ -30,8 +30,9 @@ def load_cdk_json_context() -> dict[str, Any]:
     return dict(json.loads((REPO_ROOT / "cdk.json").read_text())["context"])
 
 
-def build_stack(context: dict[str, Any] | None = None, *, bundle: bool = False, outdir: str | None = None
-                ) -> FanfetchStack:
+def build_stack(
+    context: dict[str, Any] | None = None, *, bundle: bool = False, outdir: str | None = None
+) -> FanfetchStack:
     """A FanfetchStack in a fresh App whose context is cdk.json's plus ``context``."""
     full = {**load_cdk_json_context(), **(context or {})}
     if not bundle:

@@ -92,17 +92,25 @@ def test_pip_targets_linux_wheels_for_the_lambda_runtime(tmp_path: Path) -> None
     argv = json.loads((tmp_path / "argv.json").read_text())
     command = " ".join(argv)
     assert argv[:3] == ["-m", "pip", "install"]
-    for expected in ("--platform manylinux2014_x86_64", "--only-binary=:all:", "--implementation cp",
-                     "--python-version 3.14", f"--target {out}", "--no-compile"):
+    for expected in (
+        "--platform manylinux2014_x86_64",
+        "--only-binary=:all:",
+        "--implementation cp",
+        "--python-version 3.14",
+        f"--target {out}",
+        "--no-compile",
+    ):
         assert expected in command
-    assert argv[-len(RUNTIME_REQUIREMENTS):] == list(RUNTIME_REQUIREMENTS)
+    assert argv[-len(RUNTIME_REQUIREMENTS) :] == list(RUNTIME_REQUIREMENTS)
     assert not [a for a in argv if a.startswith(("boto3", "botocore"))]
 
 
 def test_pip_failure_is_an_error_with_pip_output_not_a_docker_fallback(tmp_path: Path) -> None:
     package, handler_dir = _source_tree(tmp_path)
     bundler = _bundler(package, handler_dir, _fake_pip(tmp_path, exit_code=1))
-    with pytest.raises(BundlingError, match=r"(?s)pip install for the worker asset failed \(exit 1\).*satisfies"):
+    with pytest.raises(
+        BundlingError, match=r"(?s)pip install for the worker asset failed \(exit 1\).*satisfies"
+    ):
         bundler.try_bundle(str(tmp_path), None)  # type: ignore[arg-type]
 
 

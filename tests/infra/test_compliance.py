@@ -82,5 +82,7 @@ def test_cfn_lint_harness_reports_a_known_error() -> None:
     # GIVEN a template with a misspelled property (so a silent linter cannot pass the real test)
     broken = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeOut": 30}}}}
     # THEN the same call reports it
-    matches = lint(json.dumps(broken), config=ManualArgs(regions=["us-east-1"], ignore_checks=_CFN_LINT_IGNORED))
+    matches = lint(
+        json.dumps(broken), config=ManualArgs(regions=["us-east-1"], ignore_checks=_CFN_LINT_IGNORED)
+    )
     assert any("VisibilityTimeOut" in str(m) for m in matches)

@@ -1,4 +1,4 @@
-"""CDK context parsing and validation: defaults, string values from ``-c``, and one clear error for bad input."""
+"""CDK context parsing and validation: defaults, string values from ``-c``, one clear error for bad input."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ def test_defaults_are_the_documented_ones() -> None:
     # WHEN settings are read
     settings = _from_context()
     # THEN the README's defaults apply
-    assert (settings.worker_memory_mb, settings.worker_timeout_s, settings.worker_max_concurrency) == (1024, 300, 50)
+    assert (settings.worker_memory_mb, settings.worker_timeout_s, settings.worker_max_concurrency) == (
+        1024,
+        300,
+        50,
+    )
     assert (settings.batch_size, settings.download_concurrency, settings.max_receive_count) == (10, 16, 5)
     assert (settings.producer_memory_mb, settings.producer_timeout_s) == (512, 900)
     assert (settings.output_prefix, settings.allow_hosts, settings.has_schedule) == ("", "", False)
@@ -25,7 +29,9 @@ def test_defaults_are_the_documented_ones() -> None:
 
 def test_string_values_from_the_command_line_are_parsed() -> None:
     # GIVEN values as `cdk synth -c key=value` passes them: always strings
-    settings = _from_context(workerTimeoutS="120", batchSize="5", allowHosts=" a.example:8080, 127.0.0.1:9000 ")
+    settings = _from_context(
+        workerTimeoutS="120", batchSize="5", allowHosts=" a.example:8080, 127.0.0.1:9000 "
+    )
     # THEN they become typed, normalized settings
     assert settings.worker_timeout_s == 120
     assert settings.batch_size == 5

@@ -52,12 +52,22 @@ def test_output_bucket_is_private_encrypted_unversioned_and_cleans_up_multipart_
                     },
                     "LifecycleConfiguration": {
                         "Rules": Match.array_with(
-                            [Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                                                "Status": "Enabled"})]
+                            [
+                                Match.object_like(
+                                    {
+                                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                                        "Status": "Enabled",
+                                    }
+                                )
+                            ]
                         )
                     },
                     "LoggingConfiguration": Match.object_like(
-                        {"DestinationBucketName": {"Ref": logical_id(default_stack, default_stack.storage.access_log_bucket)}}
+                        {
+                            "DestinationBucketName": {
+                                "Ref": logical_id(default_stack, default_stack.storage.access_log_bucket)
+                            }
+                        }
                     ),
                     "VersioningConfiguration": Match.absent(),
                 }
@@ -75,7 +85,8 @@ def test_every_bucket_denies_plain_http(template: Template) -> None:
     for policy in template.find_resources("AWS::S3::BucketPolicy").values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
-            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
         ), statements
 
 
@@ -83,7 +94,9 @@ def test_every_bucket_is_encrypted_and_blocks_public_access(template: Template) 
     for bucket in template.find_resources("AWS::S3::Bucket").values():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
-        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ]
 
 
 # --- queues ----------------------------------------------------------------------------------------------
@@ -103,7 +116,9 @@ def test_work_queue_redrives_to_the_dlq_after_five_receives_by_default(
     )
 
 
-def test_dlq_keeps_messages_longer_than_the_work_queue(template: Template, default_stack: FanfetchStack) -> None:
+def test_dlq_keeps_messages_longer_than_the_work_queue(
+    template: Template, default_stack: FanfetchStack
+) -> None:
     queues = template.find_resources("AWS::SQS::Queue")
     work = queues[logical_id(default_stack, default_stack.queues.queue)]["Properties"]
     dlq = queues[logical_id(default_stack, default_stack.queues.dead_letter_queue)]["Properties"]
@@ -120,7 +135,8 @@ def test_both_queues_are_encrypted_and_tls_only(template: Template) -> None:
     for policy in template.find_resources("AWS::SQS::QueuePolicy").values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
-            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
         )
 
 
@@ -139,12 +155,18 @@ def test_visibility_timeout_is_at_least_six_times_the_worker_timeout(
     template = synth({"workerTimeoutS": worker_timeout_s})
     # THEN the worker really has that timeout
     template.has_resource_properties(
-        "AWS::Lambda::Function", {"Handler": "handler.handler", "Timeout": worker_timeout_s,
-                                  "Environment": {"Variables": Match.object_like({"FANFETCH_CONCURRENCY": "16"})}}
+        "AWS::Lambda::Function",
+        {
+            "Handler": "handler.handler",
+            "Timeout": worker_timeout_s,
+            "Environment": {"Variables": Match.object_like({"FANFETCH_CONCURRENCY": "16"})},
+        },
     )
     # AND the queue the worker reads hides a received message for at least 6x that long (AWS guidance)
     (work_queue,) = [
-        q["Properties"] for q in template.find_resources("AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]
+        q["Properties"]
+        for q in template.find_resources("AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q["Properties"]
     ]
     assert work_queue["VisibilityTimeout"] >= 6 * worker_timeout_s
 
@@ -219,8 +241,11 @@ def test_sizing_and_worker_settings_come_from_context(synth: Callable[..., Templ
             "ReservedConcurrentExecutions": 100,
             "Environment": {
                 "Variables": Match.object_like(
-                    {"OUTPUT_PREFIX": "weather/", "FANFETCH_CONCURRENCY": "32",
-                     "FANFETCH_ALLOW_HOSTS": "origin.internal:8080"}
+                    {
+                        "OUTPUT_PREFIX": "weather/",
+                        "FANFETCH_CONCURRENCY": "32",
+                        "FANFETCH_ALLOW_HOSTS": "origin.internal:8080",
+                    }
                 )
             },
         },
@@ -239,7 +264,9 @@ def test_each_function_logs_to_its_own_log_group_with_retention(template: Templa
 
 
 def test_log_retention_comes_from_context(synth: Callable[..., Template]) -> None:
-    synth({"logRetentionDays": "365"}).all_resources_properties("AWS::Logs::LogGroup", {"RetentionInDays": 365})
+    synth({"logRetentionDays": "365"}).all_resources_properties(
+        "AWS::Logs::LogGroup", {"RetentionInDays": 365}
+    )
 
 
 def test_worker_reads_the_queue_in_small_batches_with_partial_failures(
@@ -276,7 +303,7 @@ def test_schedule_invokes_the_producer_with_the_manifest_url(synth: Callable[...
     # GIVEN a schedule in context
     stack_context = {"scheduleExpression": "rate(1 day)", "scheduleManifest": "manifests/daily.csv"}
     template = synth(stack_context)
-    # THEN one rule runs the producer daily with {"manifest": "s3://<this stack's bucket>/manifests/daily.csv"}
+    # THEN one rule runs the producer daily with {"manifest": "s3://<our bucket>/manifests/daily.csv"}
     template.resource_count_is("AWS::Events::Rule", 1)
     rule = next(iter(template.find_resources("AWS::Events::Rule").values()))["Properties"]
     assert rule["ScheduleExpression"] == "rate(1 day)"
@@ -286,23 +313,34 @@ def test_schedule_invokes_the_producer_with_the_manifest_url(synth: Callable[...
     functions = template.find_resources("AWS::Lambda::Function")
     assert "QUEUE_URL" in functions[producer_id]["Properties"]["Environment"]["Variables"]
     bucket_id = next(
-        k for k, v in template.find_resources("AWS::S3::Bucket").items() if "LoggingConfiguration" in v["Properties"]
+        k
+        for k, v in template.find_resources("AWS::S3::Bucket").items()
+        if "LoggingConfiguration" in v["Properties"]
     )
-    assert target["Input"] == {"Fn::Join": ["", ['{"manifest":"s3://', {"Ref": bucket_id}, '/manifests/daily.csv"}']]}
+    assert target["Input"] == {
+        "Fn::Join": ["", ['{"manifest":"s3://', {"Ref": bucket_id}, '/manifests/daily.csv"}']]
+    }
     # AND EventBridge may invoke the producer
     template.has_resource_properties(
         "AWS::Lambda::Permission",
-        {"Action": "lambda:InvokeFunction", "Principal": "events.amazonaws.com",
-         "FunctionName": {"Fn::GetAtt": [producer_id, "Arn"]}},
+        {
+            "Action": "lambda:InvokeFunction",
+            "Principal": "events.amazonaws.com",
+            "FunctionName": {"Fn::GetAtt": [producer_id, "Arn"]},
+        },
     )
 
 
 # --- monitoring ------------------------------------------------------------------------------------------
 
 
-def test_alarms_cover_dlq_errors_throttles_and_queue_age(template: Template, default_stack: FanfetchStack) -> None:
+def test_alarms_cover_dlq_errors_throttles_and_queue_age(
+    template: Template, default_stack: FanfetchStack
+) -> None:
     topic_ref = {"Ref": logical_id(default_stack, default_stack.monitoring.topic)}
-    dlq_name = {"Fn::GetAtt": [logical_id(default_stack, default_stack.queues.dead_letter_queue), "QueueName"]}
+    dlq_name = {
+        "Fn::GetAtt": [logical_id(default_stack, default_stack.queues.dead_letter_queue), "QueueName"]
+    }
     queue_name = {"Fn::GetAtt": [logical_id(default_stack, default_stack.queues.queue), "QueueName"]}
     worker = {"Ref": logical_id(default_stack, default_stack.worker.function)}
     expected = [
@@ -341,8 +379,14 @@ def test_alarm_topic_is_encrypted_with_a_rotated_key_cloudwatch_can_use(
             "EnableKeyRotation": True,
             "KeyPolicy": {
                 "Statement": Match.array_with(
-                    [Match.object_like({"Principal": {"Service": "cloudwatch.amazonaws.com"},
-                                        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"]})]
+                    [
+                        Match.object_like(
+                            {
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                            }
+                        )
+                    ]
                 )
             },
         },

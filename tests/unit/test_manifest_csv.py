@@ -42,7 +42,10 @@ def test_integrity_columns_become_source_fields_and_columns_may_be_reordered() -
     # WHEN it is parsed
     (group,) = parse_manifest(data, source="m.csv", default_merge=MergeMode.CSV).groups
     # THEN each row's checks are kept; empty cells mean "unknown"
-    assert group.sources == (Source("https://h.example/a", sha256=sha, size=10), Source("https://h.example/b"))
+    assert group.sources == (
+        Source("https://h.example/a", sha256=sha, size=10),
+        Source("https://h.example/b"),
+    )
     assert group.key == "g.csv"
 
 
@@ -60,7 +63,9 @@ def test_integrity_columns_become_source_fields_and_columns_may_be_reordered() -
             "m.csv:1: header: missing column(s) url: expected columns group,url",
             id="missing-column",
         ),
-        pytest.param(b"group,url,url\n", "m.csv:1: header: column 'url' appears twice", id="duplicate-column"),
+        pytest.param(
+            b"group,url,url\n", "m.csv:1: header: column 'url' appears twice", id="duplicate-column"
+        ),
         pytest.param(
             b'group,url\n1,https://h.example/a\n2,"https://h.example/b"x\n',
             "m.csv:3: bad CSV quoting: ',' expected after '\"'",
@@ -81,9 +86,15 @@ def test_integrity_columns_become_source_fields_and_columns_may_be_reordered() -
             "m.csv:4: key: 'b.csv' differs from 'a.csv' given for group '1' on line 2",
             id="key-disagrees",
         ),
-        pytest.param(b"group,url\n1,file:///etc/passwd\n", "m.csv:2: url: URL scheme must be http or https", id="file"),
-        pytest.param(b"group,url,size\n1,https://h.example/a,big\n", "m.csv:2: size: size must be", id="bad-size"),
-        pytest.param(b"group,url\n", "m.csv:1: no groups: the CSV has a header but no rows", id="header-only"),
+        pytest.param(
+            b"group,url\n1,file:///etc/passwd\n", "m.csv:2: url: URL scheme must be http or https", id="file"
+        ),
+        pytest.param(
+            b"group,url,size\n1,https://h.example/a,big\n", "m.csv:2: size: size must be", id="bad-size"
+        ),
+        pytest.param(
+            b"group,url\n", "m.csv:1: no groups: the CSV has a header but no rows", id="header-only"
+        ),
     ],
 )
 def test_a_bad_csv_is_rejected_naming_line_and_field(data: bytes, expected: str) -> None:

@@ -33,7 +33,12 @@ def test_lines_become_groups_in_order_with_keys_merge_and_checks() -> None:
         b'{"group": "50430", "urls": ["https://h.example/a.csv", "https://h.example/b.csv"],'
         b' "key": "stations/50430.csv", "merge": "csv"}\r\n'
         b"\r\n"
-        + jsonl({"group": 7, "urls": [{"url": "https://h.example/x.bin", "sha256": SHA.upper(), "md5": MD5, "size": 3}]})
+        + jsonl(
+            {
+                "group": 7,
+                "urls": [{"url": "https://h.example/x.bin", "sha256": SHA.upper(), "md5": MD5, "size": 3}],
+            }
+        )
     )
     # WHEN it is parsed
     job = parse_manifest(data, source="m.jsonl")
@@ -76,14 +81,20 @@ def test_event_groups_follow_the_same_rules_with_the_index_as_line() -> None:
         pytest.param({"urls": ["https://h.example/x"]}, "m.jsonl:2: group: missing", id="missing-group"),
         pytest.param({"group": "a"}, "m.jsonl:2: urls: missing", id="missing-urls"),
         pytest.param({"group": "a", "urls": []}, "m.jsonl:2: urls: empty list", id="empty-urls"),
-        pytest.param({"group": "a", "urls": "https://h.example/x"}, "m.jsonl:2: urls: must be a list", id="urls-str"),
+        pytest.param(
+            {"group": "a", "urls": "https://h.example/x"}, "m.jsonl:2: urls: must be a list", id="urls-str"
+        ),
         pytest.param(
             {"group": "a", "urls": ["https://h.example/x", "ftp://h.example/y"]},
             "m.jsonl:2: urls[1]: URL scheme must be http or https, not 'ftp'",
             id="ftp-url",
         ),
-        pytest.param({"group": 1.5, "urls": ["https://h.example/x"]}, "m.jsonl:2: group: group id must be", id="float"),
-        pytest.param({"group": " ", "urls": ["https://h.example/x"]}, "m.jsonl:2: group: empty group id", id="blank"),
+        pytest.param(
+            {"group": 1.5, "urls": ["https://h.example/x"]}, "m.jsonl:2: group: group id must be", id="float"
+        ),
+        pytest.param(
+            {"group": " ", "urls": ["https://h.example/x"]}, "m.jsonl:2: group: empty group id", id="blank"
+        ),
         pytest.param(
             {"group": "a", "urls": ["https://h.example/x"], "merge": "zip"},
             "m.jsonl:2: merge: unknown merge mode 'zip' (expected one of: csv, concat, none)",
@@ -114,7 +125,9 @@ def test_event_groups_follow_the_same_rules_with_the_index_as_line() -> None:
             "m.jsonl:2: urls[0].crc: unknown field (expected: url, sha256, md5, size)",
             id="unknown-url-field",
         ),
-        pytest.param({"group": "a", "urls": [{"sha256": SHA}]}, "m.jsonl:2: urls[0].url: missing", id="no-url"),
+        pytest.param(
+            {"group": "a", "urls": [{"sha256": SHA}]}, "m.jsonl:2: urls[0].url: missing", id="no-url"
+        ),
         pytest.param(["a", "https://h.example/x"], "m.jsonl:2: each line must be a JSON object", id="array"),
         pytest.param(
             '{"group": "a", "urls": ["https://h.example/x"]',
@@ -147,11 +160,15 @@ def test_a_bad_line_is_rejected_naming_file_line_and_field(line: object, expecte
 
 def test_a_ten_megabyte_line_is_rejected_without_echoing_it() -> None:
     # GIVEN the issue's case: one 10 MB line after a good one
-    data = jsonl({"group": "ok", "urls": ["https://h.example/ok"]}) + b"\n" + b'{"group": "' + b"x" * 10_000_000
+    data = (
+        jsonl({"group": "ok", "urls": ["https://h.example/ok"]}) + b"\n" + b'{"group": "' + b"x" * 10_000_000
+    )
     # WHEN it is parsed
     message = error_of(data)
     # THEN the error names the line and the limit, and stays short
-    assert message.startswith("m.jsonl:2: line is 10,000,011 bytes long, over the 1,048,576-byte (1 MiB) limit")
+    assert message.startswith(
+        "m.jsonl:2: line is 10,000,011 bytes long, over the 1,048,576-byte (1 MiB) limit"
+    )
     assert len(message) < 200
 
 
