@@ -16,6 +16,7 @@ boundary, so services and handlers never see a foreign exception::
     ├── EnqueueError               some messages could not be sent after retries (counts sent/failed)
     ├── StoreError                 writing the output failed
     │   ├── RetryableStoreError    throttling, 5xx, network trouble talking to S3 / the disk
+    │   ├── OutputExists           a conditional write lost: another delivery already stored this key
     │   └── PermanentStoreError    access denied, no such bucket
     ├── DeadlineExceeded           the Lambda's time ran short before the group could finish  (retryable)
     └── GroupFailed                a worker's verdict on one group (message), carrying the reason
@@ -42,6 +43,7 @@ __all__ = [
     "StoreError",
     "RetryableStoreError",
     "PermanentStoreError",
+    "OutputExists",
     "DeadlineExceeded",
     "GroupFailed",
     "is_retryable",
@@ -145,6 +147,14 @@ class RetryableStoreError(StoreError, Retryable):
 
 class PermanentStoreError(StoreError, Permanent):
     """Access denied, missing bucket, invalid key: retrying cannot help."""
+
+
+class OutputExists(StoreError, Permanent):
+    """The output was already written (by an earlier or concurrent delivery): the group is done.
+
+    Raised by conditional writes (S3 ``If-None-Match: *`` → 412; a hard link locally), so two
+    deliveries of one message can never both write, and neither overwrites a finished output.
+    """
 
 
 class DeadlineExceeded(FanfetchError, Retryable):

@@ -5,6 +5,7 @@ Both Lambdas and the CLI call these; none of them builds a client here (``fanfet
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from fanfetch.core.messages import encode_job
 from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode
 from fanfetch.errors import (
     DeadlineExceeded,
+    OutputExists,
     FanfetchError,
     FetchError,
     PermanentFetchError,
@@ -137,6 +139,12 @@ def process_group(group: Group, ctx: GroupContext, *, deadline: float | None = N
             if group.merge is MergeMode.NONE:
                 return _store_each(group, ctx, paths, results, attempts)
             return _store_merged(group, ctx, workdir, paths, results, attempts)
+        except OutputExists:
+            # A concurrent or earlier delivery stored it first: done, and counted once (as skipped).
+            stored = _already_done(group, ctx.store)
+            if stored is None:
+                return _failed_result(group, StoreError("output reported as existing but not found"), attempts=attempts)
+            return dataclasses.replace(_stored_result(group, stored, files=len(group.sources)), attempts=attempts)
         except StoreError as exc:
             return _failed_result(group, exc, attempts=attempts)
 
@@ -247,9 +255,12 @@ def _store_each(
     total = 0
     for name, path, result in zip(names, paths, results, strict=True):
         digest = _sha256_of(path, ctx.chunk_bytes)
-        stored = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest)
-        total += stored.size
-        entries.append({"name": name, "url": result.url, "bytes": stored.size, "sha256": digest})
+        try:
+            size = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest).size
+        except OutputExists:
+            size = result.bytes  # stored by an earlier delivery that died before writing the marker
+        total += size
+        entries.append({"name": name, "url": result.url, "bytes": size, "sha256": digest})
     index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()
     group_digest = hashlib.sha256(index).hexdigest()
     # The marker goes last: its presence means every file of the group is stored.

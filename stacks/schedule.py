@@ -32,16 +32,16 @@ class ProducerSchedule(Construct):
         self.rule = events.Rule(
             self,
             "Rule",
-            description=f"Run the fanfetch producer on {manifest_key}",
+            description="Runs the fanfetch producer on the scheduled manifest",
             schedule=events.Schedule.expression(expression),
+            # Invoked asynchronously: Lambda retries a failed run twice; a re-run re-enqueues groups,
+            # which the worker's resume check (object already stored) makes cheap.
             targets=[
                 targets.LambdaFunction(
                     producer,
                     event=events.RuleTargetInput.from_object(
                         {"manifest": manifest_url(bucket_name, manifest_key)}
                     ),
-                    # A failed scheduled run is retried by EventBridge; the producer is idempotent per job.
-                    retry_attempts=2,
                 )
             ],
         )

@@ -268,5 +268,5 @@ class PinnedAdapter(HTTPAdapter):
         if scheme == "https":
             pool_kwargs["server_hostname"] = host
             pool_kwargs["assert_hostname"] = host
-        host_params["host"] = f"[{pinned}]" if ":" in pinned else pinned
+        pass
         return host_params, pool_kwargs

@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3.exceptions
 from urllib3.connection import HTTPConnection
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from fanfetch import __version__
 from fanfetch.adapters.clock import SystemClock
@@ -455,7 +456,7 @@ def _caused_by(exc: BaseException, *types: type[BaseException]) -> bool:
 def _translate(exc: BaseException, url: str) -> FetchError:
     """Map a requests/urllib3/socket error to the fanfetch tree, by type (never by message)."""
     detail = f"{type(exc).__name__}: {exc}"[:300]
-    if _caused_by(exc, ssl.SSLCertVerificationError):
+    if _caused_by(exc, ssl.SSLCertVerificationError, CertificateError):
         return PermanentFetchError(url, f"TLS certificate verification failed ({detail})")
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                         requests.exceptions.MissingSchema, urllib3.exceptions.LocationValueError)):

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 
-from fanfetch.errors import PermanentStoreError, RetryableStoreError
+from fanfetch.errors import OutputExists, PermanentStoreError, RetryableStoreError
 from fanfetch.ports import StoredObject
 
 __all__ = ["LocalStore", "TMP_DIR_NAME"]
@@ -53,12 +53,25 @@ class LocalStore:
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
     def put_file(self, key: str, path: str, *, sha256: str) -> StoredObject:
+        """Store ``path`` at ``key`` only if nothing is there yet (raises OutputExists otherwise)."""
+        return self._store(key, path, sha256=sha256, overwrite=False)
+
+    def _store(self, key: str, path: str, *, sha256: str, overwrite: bool) -> StoredObject:
         final = self._path(key)
+        tmp = None
         try:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             tmp = self._temp_copy(path)
-            os.replace(tmp, final)
-            size = os.path.getsize(final)
+            size = os.path.getsize(tmp)
+            if overwrite:
+                os.replace(tmp, final)
+            else:
+                os.link(tmp, final)  # atomic create-if-absent: fails if another writer got there first
+                os.unlink(tmp)
+        except FileExistsError as exc:
+            if os.path.isdir(final):
+                raise PermanentStoreError(f"cannot store {key!r}: a folder of that name exists") from exc
+            raise OutputExists(f"{key!r} is already stored") from exc
         except IsADirectoryError as exc:
             raise PermanentStoreError(f"cannot store {key!r}: a folder of that name exists") from exc
         except NotADirectoryError as exc:
@@ -67,6 +80,9 @@ class LocalStore:
             raise PermanentStoreError(f"cannot store {key!r}: permission denied") from exc
         except OSError as exc:
             raise RetryableStoreError(f"cannot store {key!r}: {exc.strerror or exc}") from exc
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
         return StoredObject(key=key, size=size, sha256=sha256)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
@@ -77,7 +93,7 @@ class LocalStore:
             handle.flush()
             os.fsync(handle.fileno())
         try:
-            self.put_file(key, tmp, sha256=hashlib.sha256(data).hexdigest())
+            self._store(key, tmp, sha256=hashlib.sha256(data).hexdigest(), overwrite=True)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fanfetch.errors import ManifestError, PermanentStoreError, RetryableStoreError, StoreError
+from fanfetch.errors import ManifestError, OutputExists, PermanentStoreError, RetryableStoreError, StoreError
 from fanfetch.ports import StoredObject
 
 __all__ = ["S3Store", "parse_s3_uri", "read_s3_bytes", "classify_client_error"]
@@ -44,16 +44,38 @@ def classify_client_error(exc: BaseException, what: str) -> StoreError:
     cause = exc if isinstance(exc, (ClientError, BotoCoreError)) else (exc.__cause__ or exc.__context__)
     if isinstance(cause, ClientError):
         code = str(cause.response.get("Error", {}).get("Code", ""))
+        if code in ("PreconditionFailed", "412"):
+            return OutputExists(f"{what}: already stored (conditional write refused)")
         if code in _PERMANENT_CODES:
             return PermanentStoreError(f"{what}: {code}")
         return RetryableStoreError(f"{what}: {code or 'error'}")
     return RetryableStoreError(f"{what}: {type(cause or exc).__name__}: {cause or exc}")
 
 
+def _add_if_none_match(params: dict[str, Any], **_: Any) -> None:
+    """botocore hook: make output writes conditional (``If-None-Match: *``).
+
+    boto3's transfer manager does not pass ``IfNoneMatch`` through (it is not in its allowed upload
+    arguments), so it is added to the two calls that create an output: a PutObject carrying our
+    sha256 metadata (single-part outputs; plain put_bytes writes stay unconditional) and every
+    CompleteMultipartUpload (only outputs are uploaded in parts).
+    """
+    if "UploadId" in params or _SHA_METADATA in (params.get("Metadata") or {}):
+        params.setdefault("IfNoneMatch", "*")
+
+
 class S3Store:
-    """Implements ``fanfetch.ports.ObjectStore`` on ``s3://bucket/prefix``."""
+    """Implements ``fanfetch.ports.ObjectStore`` on ``s3://bucket/prefix``.
+
+    Outputs are written with ``If-None-Match: *``: of two deliveries of one group only one writes;
+    the other gets ``OutputExists`` and counts the group as already done.
+    """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", *, transfer: TransferConfig = DEFAULT_TRANSFER):
+        client.meta.events.register_first("before-parameter-build.s3.PutObject", _add_if_none_match,
+                                          unique_id="fanfetch-if-none-match-put")
+        client.meta.events.register_first("before-parameter-build.s3.CompleteMultipartUpload", _add_if_none_match,
+                                          unique_id="fanfetch-if-none-match-complete")
         self._client = client
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"

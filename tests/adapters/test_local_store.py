@@ -48,3 +48,16 @@ def test_a_folder_in_the_way_is_a_permanent_error(tmp_path):
     (tmp_path / "k.csv").mkdir()
     with pytest.raises(PermanentStoreError):
         LocalStore(str(tmp_path)).put_bytes("k.csv", b"x")
+
+
+def test_put_file_never_overwrites_an_output_another_writer_stored(tmp_path):
+    from fanfetch.errors import OutputExists
+
+    store = LocalStore(str(tmp_path))
+    store.put_bytes("k.csv", b"first")
+    other = tmp_path / "other"
+    other.write_bytes(b"second")
+    with pytest.raises(OutputExists):
+        store.put_file("k.csv", str(other), sha256="s")
+    assert (tmp_path / "k.csv").read_bytes() == b"first"
+    assert os.listdir(tmp_path / TMP_DIR_NAME) == []

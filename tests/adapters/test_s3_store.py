@@ -49,3 +49,36 @@ def test_an_unreachable_manifest_names_its_uri(s3):
     with pytest.raises(ManifestError) as caught:
         read_s3_bytes(s3, "s3://out/missing.jsonl")
     assert str(caught.value).startswith("s3://out/missing.jsonl: ")
+
+
+def test_a_second_write_of_an_output_is_refused_and_the_first_is_kept(s3, tmp_path):
+    # GIVEN an output already stored
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"first")
+    second.write_bytes(b"second")
+    store = S3Store(s3, "out")
+    store.put_file("k.csv", str(first), sha256="1")
+    # WHEN another delivery tries to store the same key
+    from fanfetch.errors import OutputExists
+
+    with pytest.raises(OutputExists):
+        store.put_file("k.csv", str(second), sha256="2")
+    # THEN the first output is untouched; plain put_bytes (results manifests) still overwrite
+    assert s3.get_object(Bucket="out", Key="k.csv")["Body"].read() == b"first"
+    store.put_bytes("results.jsonl", b"1")
+    store.put_bytes("results.jsonl", b"2")
+    assert s3.get_object(Bucket="out", Key="results.jsonl")["Body"].read() == b"2"
+
+
+def test_a_multipart_output_is_conditional_too(s3, tmp_path):
+    from boto3.s3.transfer import TransferConfig
+
+    from fanfetch.errors import OutputExists
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (6 * 2**20))
+    store = S3Store(s3, "out", transfer=TransferConfig(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20))
+    store.put_file("big.bin", str(big), sha256="s")
+    assert store.head("big.bin").size == 6 * 2**20
+    with pytest.raises(OutputExists):
+        store.put_file("big.bin", str(big), sha256="s")

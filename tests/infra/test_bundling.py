@@ -206,7 +206,16 @@ def test_real_bundle_is_self_contained_and_small(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (REPO_ROOT / "node_modules" / ".bin" / "cdk").exists(), reason="run `npm ci` first")
 def test_pinned_cdk_cli_synthesizes_the_app(tmp_path: Path) -> None:
     # GIVEN the pinned CLI and this interpreter's directory first on PATH (cdk.json runs `python3 app.py`)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # AND no way for the CLI to find AWS credentials: it looks up a default account before synthesizing
+    # (STS with any credentials it finds, else the instance metadata service), and this test stays offline.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        CDK_DISABLE_CLI_TELEMETRY="true",
+    )
     # WHEN the app is synthesized with real bundling, as `cdk deploy` would
     result = subprocess.run(
         ["npx", "cdk", "synth", "--no-notices", "-q", "-o", str(tmp_path / "cdk.out")],
