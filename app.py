@@ -16,13 +16,13 @@ from stacks import FanfetchStack  # noqa: E402
 
 def main() -> None:
     app = cdk.App()
-    stack_name = app.node.try_get_context("stackName") or "Fanfetch"
+    stack_name = app.node.try_get_context("stackName") or "FanfetchStack"
     FanfetchStack(
         app,
         stack_name,
         description="fanfetch: fan out HTTP downloads into S3 (producer Lambda -> SQS -> worker Lambda)",
-        # Environment-agnostic unless the CLI knows an account/region (cdk deploy with credentials): synth
-        # stays offline, and nothing in the stack needs a lookup.
+        # Whatever account/region the CLI resolved (none without credentials: the stack is then
+        # account-agnostic). Nothing in the stack needs a context lookup, so synth works offline.
         env=cdk.Environment(
             account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
         ),

@@ -67,6 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         with origin.lock:
             origin.requests[self.path] += 1
             seen = origin.requests[self.path]
+            origin.lock.notify_all()
         if origin.latency_s:
             time.sleep(origin.latency_s)
         parts = urlsplit(self.path)
@@ -109,7 +110,7 @@ class DemoOrigin:
         self.latency_s = latency_s
         self.flaky_one_in = flaky_one_in
         self.requests: Counter[str] = Counter()
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self._server = _Server((host, port), _Handler)
         self._server.origin = self
         self._thread = threading.Thread(target=self._server.serve_forever, name="demo-origin", daemon=True)
@@ -131,6 +132,11 @@ class DemoOrigin:
     def total_requests(self) -> int:
         with self.lock:
             return sum(self.requests.values())
+
+    def wait_for_requests(self, count: int, *, timeout_s: float = 30.0) -> bool:
+        """Block until the origin has seen ``count`` requests in all (False on timeout)."""
+        with self.lock:
+            return self.lock.wait_for(lambda: sum(self.requests.values()) >= count, timeout=timeout_s)
 
     def requests_for_year(self, year: int) -> int:
         """Requests seen for any station's ``year`` (tests count retries with it)."""

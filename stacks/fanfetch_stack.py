@@ -66,6 +66,8 @@ class FanfetchStack(Stack):
             self,
             "Worker",
             bucket_name=bucket.bucket_name,
+            dead_letter_queue_url=self.queues.dead_letter_queue.queue_url,
+            max_receive_count=cfg.max_receive_count,
             output_prefix=cfg.output_prefix,
             download_concurrency=cfg.download_concurrency,
             allow_hosts=cfg.allow_hosts,
@@ -75,8 +77,10 @@ class FanfetchStack(Stack):
             reserved_concurrency=cfg.worker_reserved_concurrency,
         )
 
-        # Grants. The event source mapping grants the worker its queue consume permissions.
+        # Grants. The event source mapping grants the worker its queue consume permissions; the worker
+        # sends only to the DLQ (failures that cannot heal, with their reason), never to the work queue.
         queue.grant_send_messages(self.producer.role)
+        self.queues.dead_letter_queue.grant_send_messages(self.worker.role)
         _grant_bucket(self.producer, bucket, PRODUCER_S3_ACTIONS, "reads manifests under any key")
         _grant_bucket(self.worker, bucket, WORKER_S3_ACTIONS, "writes merged objects under any key")
         self.worker.function.add_event_source(

@@ -127,7 +127,11 @@ class ProducerFunction(FanfetchFunction):
 
 
 class WorkerFunction(FanfetchFunction):
-    """Downloads and merges one group per SQS record; reports partial batch failures."""
+    """Downloads and merges one group per SQS record; reports partial batch failures.
+
+    A failure that cannot heal is sent to the DLQ by the worker itself (``DLQ_URL``) with its reason; it
+    needs ``FANFETCH_MAX_RECEIVE_COUNT`` to know a delivery is the queue's last one.
+    """
 
     def __init__(
         self,
@@ -135,6 +139,8 @@ class WorkerFunction(FanfetchFunction):
         construct_id: str,
         *,
         bucket_name: str,
+        dead_letter_queue_url: str,
+        max_receive_count: int,
         output_prefix: str,
         download_concurrency: int,
         allow_hosts: str,
@@ -154,6 +160,8 @@ class WorkerFunction(FanfetchFunction):
             reserved_concurrency=reserved_concurrency,
             environment={
                 "BUCKET_NAME": bucket_name,
+                "DLQ_URL": dead_letter_queue_url,
+                "FANFETCH_MAX_RECEIVE_COUNT": str(max_receive_count),
                 "OUTPUT_PREFIX": output_prefix,
                 "FANFETCH_CONCURRENCY": str(download_concurrency),
                 "FANFETCH_ALLOW_HOSTS": allow_hosts,

@@ -58,8 +58,8 @@ class Monitoring(Construct):
             "DeadLetters": cloudwatch.Alarm(
                 self,
                 "DeadLettersAlarm",
-                alarm_description="Messages reached the dead-letter queue: groups failed max_receive_count "
-                "times. Inspect, fix, then `fanfetch redrive`.",
+                alarm_description="Messages are in the dead-letter queue: groups that cannot succeed (reason "
+                "in their message attributes) or that failed maxReceiveCount times.",
                 metric=dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=_PERIOD, statistic="Maximum"
                 ),

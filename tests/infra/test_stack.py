@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,17 +16,24 @@ from tests.infra.conftest import logical_id
 _DAY_S = 86_400
 
 
-def _policy_actions_of(template: Template, stack: FanfetchStack, role: Any) -> set[str]:
-    """Every action granted by inline policies attached to ``role``."""
+def _grants_of(template: Template, stack: FanfetchStack, role: Any) -> set[tuple[str, str]]:
+    """Every (action, resource) granted by inline policies attached to ``role``; resources as JSON."""
     role_ref = {"Ref": logical_id(stack, role)}
-    actions: set[str] = set()
+    grants: set[tuple[str, str]] = set()
     for policy in template.find_resources("AWS::IAM::Policy").values():
         if role_ref not in policy["Properties"]["Roles"]:
             continue
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            action = statement["Action"]
-            actions.update([action] if isinstance(action, str) else action)
-    return actions
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            grants.update((a, json.dumps(r, sort_keys=True)) for a in actions for r in resources)
+    return grants
+
+
+def _arn_of(stack: FanfetchStack, construct: Any) -> str:
+    return json.dumps({"Fn::GetAtt": [logical_id(stack, construct), "Arn"]}, sort_keys=True)
 
 
 # --- storage ---------------------------------------------------------------------------------------------
@@ -142,8 +150,18 @@ def test_both_queues_are_encrypted_and_tls_only(template: Template) -> None:
 
 @pytest.mark.parametrize("max_receive_count", [5, 12])
 def test_max_receive_count_comes_from_context(synth: Callable[..., Template], max_receive_count: int) -> None:
-    synth({"maxReceiveCount": str(max_receive_count)}).has_resource_properties(
+    template = synth({"maxReceiveCount": str(max_receive_count)})
+    template.has_resource_properties(
         "AWS::SQS::Queue", {"RedrivePolicy": Match.object_like({"maxReceiveCount": max_receive_count})}
+    )
+    # The worker is told the same number, so it knows which delivery is the last one.
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Environment": {
+                "Variables": Match.object_like({"FANFETCH_MAX_RECEIVE_COUNT": str(max_receive_count)})
+            }
+        },
     )
 
 
@@ -193,6 +211,8 @@ def test_worker_environment(template: Template, default_stack: FanfetchStack) ->
             "Environment": {
                 "Variables": {
                     "BUCKET_NAME": {"Ref": bucket_id},
+                    "DLQ_URL": {"Ref": logical_id(default_stack, default_stack.queues.dead_letter_queue)},
+                    "FANFETCH_MAX_RECEIVE_COUNT": "5",
                     "OUTPUT_PREFIX": "",
                     "FANFETCH_CONCURRENCY": "16",
                     "FANFETCH_ALLOW_HOSTS": "",
@@ -421,18 +441,30 @@ def test_outputs_name_what_the_cli_needs(template: Template, default_stack: Fanf
 def test_producer_may_read_and_enqueue_but_not_write_or_consume(
     template: Template, default_stack: FanfetchStack
 ) -> None:
-    actions = _policy_actions_of(template, default_stack, default_stack.producer.role)
-    assert {"s3:GetObject", "s3:ListBucket", "sqs:SendMessage"} <= actions
+    grants = _grants_of(template, default_stack, default_stack.producer.role)
+    actions = {action for action, _ in grants}
+    assert {"s3:GetObject", "s3:ListBucket"} <= actions
     assert not actions & {"s3:PutObject", "s3:DeleteObject", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
+    # It sends to the work queue and nowhere else.
+    assert {r for a, r in grants if a == "sqs:SendMessage"} == {
+        _arn_of(default_stack, default_stack.queues.queue)
+    }
 
 
-def test_worker_may_read_write_and_consume_but_not_enqueue_or_delete(
+def test_worker_may_read_write_consume_and_dead_letter_but_not_enqueue_or_delete(
     template: Template, default_stack: FanfetchStack
 ) -> None:
-    actions = _policy_actions_of(template, default_stack, default_stack.worker.role)
+    grants = _grants_of(template, default_stack, default_stack.worker.role)
+    actions = {action for action, _ in grants}
     assert {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"} <= actions
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= actions
-    assert not actions & {"sqs:SendMessage", "s3:DeleteObject", "s3:PutBucketPolicy"}
+    assert not actions & {"s3:DeleteObject", "s3:PutBucketPolicy"}
+    # It consumes the work queue but sends only to the DLQ (failures that cannot heal, with their reason).
+    work_queue = _arn_of(default_stack, default_stack.queues.queue)
+    assert ("sqs:ReceiveMessage", work_queue) in grants
+    assert {r for a, r in grants if a == "sqs:SendMessage"} == {
+        _arn_of(default_stack, default_stack.queues.dead_letter_queue)
+    }
 
 
 def test_no_identity_policy_uses_wildcard_actions_or_resources(template: Template) -> None:
