@@ -11,8 +11,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Machine", "describe_machine", "Table", "ChildRun", "run_child", "fanfetch_cmd", "ScenarioFailed",
-           "format_rate"]
+__all__ = [
+    "Machine",
+    "describe_machine",
+    "Table",
+    "ChildRun",
+    "run_child",
+    "fanfetch_cmd",
+    "ScenarioFailed",
+    "format_rate",
+]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +38,7 @@ class Machine:
     os: str
 
     def line(self) -> str:
-        return (f"{self.cores} cores, {self.ram_gib:.1f} GiB RAM, {self.cpu}; Python {self.python}; {self.os}")
+        return f"{self.cores} cores, {self.ram_gib:.1f} GiB RAM, {self.cpu}; Python {self.python}; {self.os}"
 
 
 def describe_machine() -> Machine:
@@ -48,8 +56,13 @@ def describe_machine() -> Machine:
     except (ValueError, OSError):
         ram = 0.0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return Machine(cores=cores, ram_gib=ram, cpu=cpu, python=platform.python_version(),
-                   os=f"{platform.system()} {platform.release()}")
+    return Machine(
+        cores=cores,
+        ram_gib=ram,
+        cpu=cpu,
+        python=platform.python_version(),
+        os=f"{platform.system()} {platform.release()}",
+    )
 
 
 @dataclass
@@ -114,8 +127,10 @@ class ChildRun:
 
     def check(self) -> ChildRun:
         if self.returncode != 0:
-            raise ScenarioFailed(f"{' '.join(self.argv[:4])}… exited {self.returncode}:\n"
-                                 f"{self.stdout[-2000:]}\n{self.stderr[-2000:]}")
+            raise ScenarioFailed(
+                f"{' '.join(self.argv[:4])}… exited {self.returncode}:\n"
+                f"{self.stdout[-2000:]}\n{self.stderr[-2000:]}"
+            )
         return self
 
 

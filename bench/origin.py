@@ -24,7 +24,7 @@ ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
 _CONFIG = """\
 load_module {echo_module};
-daemon off;
+{user}daemon off;
 worker_processes {workers};
 error_log {tmp}/error.log warn;
 pid {tmp}/nginx.pid;
@@ -93,22 +93,32 @@ class NginxOrigin(Origin):
 
     kind = "nginx"
 
-    def __init__(self, root: str, *, latency_s: float = 0.0, rate_bytes_s: int | None = None, workers: int = 1):
+    def __init__(
+        self, root: str, *, latency_s: float = 0.0, rate_bytes_s: int | None = None, workers: int = 1
+    ):
         nginx = shutil.which("nginx")
         if nginx is None or not os.path.exists(ECHO_MODULE):
             raise RuntimeError("nginx with libnginx-mod-http-echo is not installed (see bench/README.md)")
         self._tmp = tempfile.mkdtemp(prefix="fanfetch-nginx-")
         port = _free_port()
         config = _CONFIG.format(
-            echo_module=ECHO_MODULE, workers=workers, tmp=self._tmp, port=port, root=os.path.abspath(root),
+            echo_module=ECHO_MODULE,
+            workers=workers,
+            user=_user_directive(),
+            tmp=self._tmp,
+            port=port,
+            root=os.path.abspath(root),
             sleep=f"echo_sleep {latency_s:.3f};" if latency_s > 0 else "",
             rate=f"limit_rate {rate_bytes_s};" if rate_bytes_s else "",
         )
         conf_path = os.path.join(self._tmp, "nginx.conf")
         with open(conf_path, "w", encoding="utf-8") as handle:
             handle.write(config)
-        self._proc = subprocess.Popen([nginx, "-p", self._tmp, "-c", conf_path, "-e", f"{self._tmp}/error.log"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            [nginx, "-p", self._tmp, "-c", conf_path, "-e", f"{self._tmp}/error.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.base_url = f"http://127.0.0.1:{port}/"
         _wait_listening(port, self._proc)
 
@@ -121,6 +131,13 @@ class NginxOrigin(Origin):
                 self._proc.kill()
                 self._proc.wait()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _user_directive() -> str:
+    """Run as root, nginx's workers drop to ``nobody``, which cannot read a 0700 temp folder: stay us."""
+    if os.geteuid() != 0:
+        return ""
+    return "user root root;\n"
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[Any]) -> None:
@@ -139,6 +156,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[Any]) -> None:
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     latency_s = 0.0
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
@@ -155,11 +173,12 @@ class PythonOrigin(Origin):
 
     kind = "python"
 
-    def __init__(self, root: str, *, latency_s: float = 0.0, rate_bytes_s: int | None = None, workers: int = 1):
+    def __init__(
+        self, root: str, *, latency_s: float = 0.0, rate_bytes_s: int | None = None, workers: int = 1
+    ):
         handler = type("Handler", (_QuietHandler,), {"latency_s": latency_s})
         directory = os.path.abspath(root)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                           lambda *a: handler(*a, directory=directory))  # type: ignore[misc]
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=directory))  # type: ignore[misc]
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -175,8 +194,14 @@ class OriginChoice:
     prefer: str = "auto"  # auto | nginx | python
 
 
-def start_origin(root: str, *, latency_s: float = 0.0, rate_bytes_s: int | None = None, prefer: str = "auto",
-                 workers: int = 1) -> Origin:
+def start_origin(
+    root: str,
+    *,
+    latency_s: float = 0.0,
+    rate_bytes_s: int | None = None,
+    prefer: str = "auto",
+    workers: int = 1,
+) -> Origin:
     """nginx when installed (or required with ``prefer="nginx"``), else the Python fallback."""
     if prefer == "nginx" or (prefer == "auto" and nginx_available()):
         return NginxOrigin(root, latency_s=latency_s, rate_bytes_s=rate_bytes_s, workers=workers)

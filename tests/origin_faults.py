@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -241,13 +241,19 @@ def ok(body: bytes = b"hello\n", headers: Mapping[str, str] | None = None, *, co
 
 
 def status(
-    code: int, then: Behaviour | None = None, *, times: int | None = None, headers: Mapping[str, str] | None = None
+    code: int,
+    then: Behaviour | None = None,
+    *,
+    times: int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Behaviour:
     """Answer ``code`` (``times`` times, then behave like ``then``; forever when either is None)."""
     return _Status(code, then, times if then is not None else None, _pairs(headers))
 
 
-def retry_after(value: float | str, then: Behaviour | None = None, *, code: int = 503, times: int = 1) -> Behaviour:
+def retry_after(
+    value: float | str, then: Behaviour | None = None, *, code: int = 503, times: int = 1
+) -> Behaviour:
     """``code`` with ``Retry-After: value`` (seconds, or an HTTP-date string), then ``then``."""
     text = value if isinstance(value, str) else str(int(value))
     return status(code, then, times=times, headers={"Retry-After": text})
@@ -489,7 +495,7 @@ def make_tls(folder: Path, name: str) -> tuple[Path, ssl.SSLContext, list[str]]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fanfetch test CA")])
     ca_cert = (
@@ -534,7 +540,7 @@ def make_tls(folder: Path, name: str) -> tuple[Path, ssl.SSLContext, list[str]]:
     context.load_cert_chain(chain_file)
     sni_seen: list[str] = []
 
-    def record_sni(sock: ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext) -> None:
+    def record_sni(sock: Any, server_name: str | None, ctx: Any) -> None:
         sni_seen.append(server_name or "")
 
     context.sni_callback = record_sni

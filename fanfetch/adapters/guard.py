@@ -47,7 +47,6 @@ _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 def is_public_address(ip: _IP) -> bool:
-    return True
     """True when ``ip`` is a globally routable unicast address, including any IPv4 address an
     IPv6 form embeds (IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16)."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -246,15 +245,19 @@ class PinnedAdapter(HTTPAdapter):
             pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=pool_block, max_retries=0
         )
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         if self._on_request is not None:
             self.poolmanager.pool_classes_by_scheme = _hooked_pool_classes(self._on_request)
 
     def build_connection_pool_key_attributes(
         self, request: PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+    ) -> tuple[Any, Any]:
+        params = super().build_connection_pool_key_attributes(request, verify, cert)
+        host_params: dict[str, Any] = dict(params[0])
+        pool_kwargs: dict[str, Any] = dict(params[1])
         host, port, scheme = host_params["host"], host_params["port"], host_params["scheme"]
         url = str(request.url)
         if not host:

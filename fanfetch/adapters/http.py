@@ -37,6 +37,7 @@ from fanfetch.ports import Clock
 __all__ = ["HttpSettings", "HttpFetcher"]
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_COMPACT_AT = 4096  # watchdog heap entries before disarmed alarms are swept out
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,17 @@ class HttpSettings:
         _require("backoff_base_s", self.backoff_base_s >= 0, "must be >= 0")
         for name in ("max_attempts", "max_file_bytes", "pool_size", "chunk_bytes"):
             value = getattr(self, name)
-            _require(name, isinstance(value, int) and not isinstance(value, bool) and value >= 1, "must be an int >= 1")
+            _require(
+                name,
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                "must be an int >= 1",
+            )
         value = self.max_redirects
-        _require("max_redirects", isinstance(value, int) and not isinstance(value, bool) and value >= 0, "must be >= 0")
+        _require(
+            "max_redirects",
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            "must be >= 0",
+        )
         _require("user_agent", bool(self.user_agent.strip()), "must not be empty")
 
 
@@ -151,6 +160,9 @@ class _Watchdog:
         with self._cond:
             if self._closed:
                 raise RuntimeError("HttpFetcher is closed")
+            if len(self._heap) >= _COMPACT_AT:  # disarmed alarms wait for their time otherwise
+                self._heap = [entry for entry in self._heap if not entry[2]._done]
+                heapq.heapify(self._heap)
             heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay_s), next(self._seq), alarm))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="fanfetch-http-watchdog", daemon=True)
@@ -211,7 +223,10 @@ class HttpFetcher:
         self._local = threading.local()
         self._watchdog = _Watchdog()
         self._verify: bool | str = (
-            settings.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            settings.ca_bundle
+            or os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or True
         )
         adapter = PinnedAdapter(
             guard if guard is not None else AddressGuard(),
@@ -244,7 +259,8 @@ class HttpFetcher:
 
         ``deadline`` is an absolute ``clock.monotonic()`` value; the file's own budget
         (``file_deadline_s`` from now) applies too, whichever ends first. Raises FetchError
-        subclasses only, each carrying the source URL, the last HTTP status and the attempts made.
+        subclasses only, each carrying the source URL, the last HTTP status and the attempts made;
+        an ``OSError`` from writing ``dest`` (a full disk) is not the network's and propagates as is.
         """
         settings, clock, url = self._settings, self._clock, source.url
         end = clock.monotonic() + settings.file_deadline_s
@@ -253,7 +269,9 @@ class HttpFetcher:
         attempts = 0
         while True:
             if clock.monotonic() >= end:
-                raise RetryableFetchError(url, "deadline passed before the download could start", attempts=attempts)
+                raise RetryableFetchError(
+                    url, "deadline passed before the download could start", attempts=attempts
+                )
             attempts += 1
             dest.seek(0)
             dest.truncate()
@@ -274,7 +292,9 @@ class HttpFetcher:
         """Sleep before the next attempt, or raise if that would end past the deadline."""
         settings, clock = self._settings, self._clock
         now = clock.monotonic()
-        delay = backoff_delay(attempts, base_s=settings.backoff_base_s, max_s=settings.backoff_max_s, rand=self._rand)
+        delay = backoff_delay(
+            attempts, base_s=settings.backoff_base_s, max_s=settings.backoff_max_s, rand=self._rand
+        )
         retry_after = error.retry_after_s
         if retry_after is not None:
             if now + retry_after > end:
@@ -347,9 +367,14 @@ class HttpFetcher:
         remaining = end - self._clock.monotonic()
         if remaining <= 0:
             raise _DeadlinePassed()
-        timeout = (min(self._settings.connect_timeout_s, remaining), min(self._settings.read_timeout_s, remaining))
+        timeout = (
+            min(self._settings.connect_timeout_s, remaining),
+            min(self._settings.read_timeout_s, remaining),
+        )
         try:
-            return self._session.get(hop, stream=True, allow_redirects=False, timeout=timeout, verify=self._verify)
+            return self._session.get(
+                hop, stream=True, allow_redirects=False, timeout=timeout, verify=self._verify
+            )
         except FetchError as exc:  # raised by the guard inside the adapter, naming the hop
             reason = exc.reason if hop == url else f"redirected to {hop}: {exc.reason}"
             raise type(exc)(url, reason, status=exc.status) from None
@@ -366,7 +391,7 @@ class HttpFetcher:
                 url, f"too large: Content-Length {declared} > max_file_bytes {limit}", status=status
             )
         hashers = {
-            name: hashlib.new(name)
+            name: hashlib.new(name, usedforsecurity=False)  # integrity checks, not security (FIPS hosts)
             for name, expected in (("sha256", source.sha256), ("md5", source.md5))
             if expected is not None
         }
@@ -374,7 +399,9 @@ class HttpFetcher:
         for chunk in _chunks(response, self._settings.chunk_bytes):
             received += len(chunk)
             if received > limit:  # decoded bytes: a small gzip body can expand without bound
-                raise PermanentFetchError(url, f"too large: body exceeds max_file_bytes {limit}", status=status)
+                raise PermanentFetchError(
+                    url, f"too large: body exceeds max_file_bytes {limit}", status=status
+                )
             try:
                 dest.write(chunk)
             except OSError as exc:
@@ -387,12 +414,16 @@ class HttpFetcher:
                 url, f"body shorter than Content-Length ({received} of {declared} bytes)", status=status
             )
         if source.size is not None and received != source.size:
-            raise RetryableFetchError(url, f"size mismatch: expected {source.size} bytes, got {received}", status=status)
+            raise RetryableFetchError(
+                url, f"size mismatch: expected {source.size} bytes, got {received}", status=status
+            )
         for name, hasher in hashers.items():
             expected = getattr(source, name)
             if hasher.hexdigest() != str(expected).lower():
                 raise RetryableFetchError(
-                    url, f"checksum mismatch: {name} expected {expected}, got {hasher.hexdigest()}", status=status
+                    url,
+                    f"checksum mismatch: {name} expected {expected}, got {hasher.hexdigest()}",
+                    status=status,
                 )
         return received, response.headers.get("ETag"), response.headers.get("Last-Modified")
 
@@ -458,8 +489,15 @@ def _translate(exc: BaseException, url: str) -> FetchError:
     detail = f"{type(exc).__name__}: {exc}"[:300]
     if _caused_by(exc, ssl.SSLCertVerificationError, CertificateError):
         return PermanentFetchError(url, f"TLS certificate verification failed ({detail})")
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                        requests.exceptions.MissingSchema, urllib3.exceptions.LocationValueError)):
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+            urllib3.exceptions.LocationValueError,
+        ),
+    ):
         return PermanentFetchError(url, f"invalid URL ({detail})")
     if _caused_by(exc, requests.exceptions.ContentDecodingError, urllib3.exceptions.DecodeError):
         return PermanentFetchError(url, f"could not decode the body ({detail})")
@@ -474,7 +512,9 @@ def _translate(exc: BaseException, url: str) -> FetchError:
         return RetryableFetchError(url, f"read timeout ({detail})")
     if _caused_by(exc, ConnectionRefusedError):
         return RetryableFetchError(url, "connection refused")
-    if _caused_by(exc, ConnectionResetError, urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError):
+    if _caused_by(
+        exc, ConnectionResetError, urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError
+    ):
         return RetryableFetchError(url, f"connection broken ({detail})")
     if isinstance(exc, (requests.RequestException, urllib3.exceptions.HTTPError, OSError)):
         return RetryableFetchError(url, f"connection failed ({detail})")

@@ -211,7 +211,9 @@ def canary():
 
 
 def _fetcher(guard: AddressGuard, **settings) -> HttpFetcher:
-    return HttpFetcher(HttpSettings(max_attempts=2, **settings), clock=FakeClock(), guard=guard, rand=lambda: 0.0)
+    # Short timeouts: if the guard ever let a canary through, the test fails fast instead of hanging.
+    options = {"max_attempts": 2, "connect_timeout_s": 1.0, "read_timeout_s": 1.0} | settings
+    return HttpFetcher(HttpSettings(**options), clock=FakeClock(), guard=guard, rand=lambda: 0.0)
 
 
 def _fetch(fetcher: HttpFetcher, url: str) -> bytes:

@@ -352,7 +352,9 @@ def test_a_lying_content_length_never_lets_more_bytes_in(make):
 # --- timeouts and the deadline watchdog ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("behaviour", [trickle(interval_s=0.02), stall_after_headers(), accept_never_answer()])
+@pytest.mark.parametrize(
+    "behaviour", [trickle(interval_s=0.02), stall_after_headers(), accept_never_answer()]
+)
 def test_deadline_cuts_trickles_and_stalls(make, behaviour):
     # GIVEN read timeouts far longer than the test, and an origin that trickles / stalls / never answers
     h = make(read_timeout_s=60.0)
@@ -494,7 +496,9 @@ def test_one_fetcher_serves_many_threads(make):
 def test_close_stops_the_watchdog_thread(fault_origin):
     # GIVEN a fetcher that has downloaded something (so its watchdog thread runs)
     fault_origin.add("/f", ok(BODY))
-    fetcher = HttpFetcher(clock=FakeClock(), guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"]))
+    fetcher = HttpFetcher(
+        clock=FakeClock(), guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"])
+    )
     fetcher.fetch(Source(fault_origin.url("/f")), io.BytesIO())
     assert any(t.name == "fanfetch-http-watchdog" for t in threading.enumerate())
     # WHEN it is closed / THEN the thread is gone, and a later fetch is refused

@@ -1,0 +1,183 @@
+"""What a job will cost and how long it will take on SQS + Lambda: a pure model, no I/O.
+
+Used by ``fanfetch plan``. It models the SQS event source's scale-up (5 concurrent batches at first,
+then up to 300 more per minute, up to the maximum concurrency) with a small event simulation.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "Prices",
+    "PRICES",
+    "PlanInput",
+    "Plan",
+    "estimate",
+    "simulate_ramp",
+    "RAMP_START",
+    "RAMP_PER_MINUTE",
+    "SQS_REQUEST_CHUNK_BYTES",
+]
+
+# AWS Lambda scaling for SQS event sources (since Nov 2023; it was 60 per minute before):
+# "starts with five concurrent batches ... adds up to 300 more instances per minute".
+RAMP_START = 5
+RAMP_PER_MINUTE = 300
+SQS_REQUEST_CHUNK_BYTES = 65_536  # SQS bills each 64 KiB chunk of a request's payload as one request
+
+
+@dataclass(frozen=True)
+class Prices:
+    """US East (N. Virginia) list prices in USD, without any free tier."""
+
+    as_of: str = "2025-06 (aws.amazon.com/lambda|sqs|s3/pricing; unchanged since 2020)"
+    lambda_per_request: float = 0.20 / 1_000_000
+    lambda_per_gb_s_x86: float = 0.0000166667  # first 6 billion GB-s a month
+    sqs_per_request: float = 0.40 / 1_000_000  # standard queue, per 64 KiB chunk
+    s3_per_put: float = 0.005 / 1_000  # S3 Standard PUT/COPY/POST/LIST
+
+
+PRICES = Prices()
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """A job's shape and the deployment's knobs; each unit in the name."""
+
+    groups: int
+    files: int
+    per_file_s: float  # one download's time, latency included (measured or given)
+    max_concurrency: int = 50  # the event source's MaximumConcurrency (stack default)
+    lambda_memory_mb: int = 1024
+    batch_size: int = 10  # SQS messages (groups) per invocation
+    files_in_flight: int = 16  # downloads at once inside one invocation (FANFETCH_CONCURRENCY)
+    invoke_overhead_s: float = 0.05  # per invocation besides downloads: merge, PUT, bookkeeping
+    message_bytes: int = 2_000  # average message size (counts 64 KiB SQS request chunks)
+    lambda_timeout_s: int = 300
+
+    def __post_init__(self) -> None:
+        if self.groups < 0 or self.files < 0:
+            raise ValueError("groups and files must be >= 0")
+        if self.per_file_s < 0 or self.invoke_overhead_s < 0:
+            raise ValueError("per_file_s and invoke_overhead_s must be >= 0")
+        for name in (
+            "max_concurrency",
+            "lambda_memory_mb",
+            "batch_size",
+            "files_in_flight",
+            "message_bytes",
+            "lambda_timeout_s",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The estimate, with the counts it rests on."""
+
+    groups: int
+    files: int
+    messages: int
+    send_calls: int
+    invocations: int
+    invocation_s: float
+    gb_seconds: float
+    sqs_requests: int
+    s3_puts: int
+    lambda_request_usd: float
+    lambda_duration_usd: float
+    sqs_usd: float
+    s3_usd: float
+    wall_s: float
+    serial_s: float
+    exceeds_timeout: bool
+
+    @property
+    def total_usd(self) -> float:
+        return self.lambda_request_usd + self.lambda_duration_usd + self.sqs_usd + self.s3_usd
+
+    def to_dict(self) -> dict[str, object]:
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields["total_usd"] = self.total_usd
+        return fields
+
+
+def estimate(job: PlanInput, prices: Prices = PRICES) -> Plan:
+    """Counts, GB-seconds, cost and wall time of ``job`` when every invocation gets a full batch.
+
+    One invocation downloads its batch's files ``files_in_flight`` at a time, so its duration is
+    ``ceil(files per batch / files_in_flight) × per_file_s`` plus the overhead; it is billed for
+    all of it (Lambda bills waiting on the network like computing).
+    """
+    messages = job.groups
+    invocations = math.ceil(messages / job.batch_size) if messages else 0
+    files_per_invocation = job.files / invocations if invocations else 0.0
+    rounds = math.ceil(files_per_invocation / job.files_in_flight) if files_per_invocation else 0
+    invocation_s = rounds * job.per_file_s + job.invoke_overhead_s
+    gb_seconds = invocations * invocation_s * job.lambda_memory_mb / 1024
+    send_calls = math.ceil(messages / 10)
+    chunks_per_call = max(
+        1, math.ceil(min(10, max(messages, 1)) * job.message_bytes / SQS_REQUEST_CHUNK_BYTES)
+    )
+    # Send + one receive and one delete-batch per invocation (empty polls of an idle queue are not counted).
+    sqs_requests = send_calls * chunks_per_call + invocations * (chunks_per_call + 1)
+    s3_puts = job.groups + 1  # one output per group (multipart adds a few per large output) + results
+    return Plan(
+        groups=job.groups,
+        files=job.files,
+        messages=messages,
+        send_calls=send_calls,
+        invocations=invocations,
+        invocation_s=invocation_s,
+        gb_seconds=gb_seconds,
+        sqs_requests=sqs_requests,
+        s3_puts=s3_puts,
+        lambda_request_usd=invocations * prices.lambda_per_request,
+        lambda_duration_usd=gb_seconds * prices.lambda_per_gb_s_x86,
+        sqs_usd=sqs_requests * prices.sqs_per_request,
+        s3_usd=s3_puts * prices.s3_per_put,
+        wall_s=simulate_ramp(invocations, invocation_s, max_concurrency=job.max_concurrency),
+        serial_s=job.files * job.per_file_s,
+        exceeds_timeout=invocation_s > job.lambda_timeout_s,
+    )
+
+
+def simulate_ramp(
+    invocations: int,
+    invocation_s: float,
+    *,
+    max_concurrency: int,
+    start: int = RAMP_START,
+    per_minute: int = RAMP_PER_MINUTE,
+) -> float:
+    """Seconds until ``invocations`` batches of ``invocation_s`` each are done, when at most
+    ``min(max_concurrency, start + per_minute × t / 60)`` run at once (a slot every 60/per_minute s)."""
+    if invocations <= 0:
+        return 0.0
+    if max_concurrency < 1 or start < 1 or per_minute < 0:
+        raise ValueError("max_concurrency and start must be >= 1, per_minute >= 0")
+    if invocation_s <= 0:
+        return 0.0
+    step_s = 60 / per_minute if per_minute else math.inf
+    running: list[float] = []  # end times
+    now = 0.0
+    pending = invocations
+    end = 0.0
+    while pending:
+        slots = min(max_concurrency, start + (int(now / step_s + 1e-9) if step_s != math.inf else 0))
+        while pending and len(running) < slots:
+            heapq.heappush(running, now + invocation_s)
+            end = max(end, now + invocation_s)
+            pending -= 1
+        if not pending:
+            break
+        next_end = running[0] if running else math.inf
+        next_slot = (math.floor(now / step_s + 1e-9) + 1) * step_s if slots < max_concurrency else math.inf
+        now = min(next_end, next_slot)
+        while running and running[0] <= now + 1e-12:
+            heapq.heappop(running)
+    return end

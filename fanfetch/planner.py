@@ -1,0 +1,221 @@
+"""``fanfetch plan MANIFEST``: what a job will cost and how long it will take on SQS + Lambda, before
+running it. The per-file time is given (``--per-file-s``) or measured on a few of the manifest's URLs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fanfetch.core.costmodel import PRICES, RAMP_PER_MINUTE, RAMP_START, Plan, PlanInput, estimate
+from fanfetch.core.messages import encode_job
+from fanfetch.core.models import Job, MergeMode, Source
+from fanfetch.errors import FetchError, InputError
+
+__all__ = ["add_plan_parser", "command_plan", "measure_per_file_s"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def add_plan_parser(subparsers: Any) -> None:
+    """Register ``plan`` on the ``fanfetch`` command's subparsers."""
+    plan = subparsers.add_parser("plan", help="estimate Lambda invocations, cost and wall time of a job")
+    plan.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path or s3://bucket/key")
+    timing = plan.add_mutually_exclusive_group(required=True)
+    timing.add_argument(
+        "--per-file-s",
+        type=_positive_float,
+        metavar="S",
+        help="seconds one download takes (latency included)",
+    )
+    timing.add_argument(
+        "--sample",
+        type=_positive_int,
+        metavar="N",
+        help="measure the per-file time by downloading the manifest's first N URLs, one at a time",
+    )
+    plan.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=50,
+        help="maximum concurrent worker invocations (event source MaximumConcurrency; default 50)",
+    )
+    plan.add_argument(
+        "--lambda-memory-mb", type=_positive_int, default=1024, help="worker memory (default 1024)"
+    )
+    plan.add_argument(
+        "--batch-size", type=_positive_int, default=10, help="groups per invocation (default 10)"
+    )
+    plan.add_argument(
+        "--files-in-flight",
+        type=_positive_int,
+        default=16,
+        help="downloads at once inside one invocation (FANFETCH_CONCURRENCY; default 16)",
+    )
+    plan.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="allow sampling this otherwise refused (private/loopback) host; repeatable",
+    )
+    plan.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="S3-compatible endpoint for an s3:// manifest",
+    )
+    plan.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
+
+
+def measure_per_file_s(sources: Sequence[Source], *, allow_hosts: Sequence[str]) -> float:
+    """Mean seconds per download over ``sources``, fetched one after another through the real fetcher."""
+    from fanfetch.bootstrap import build_fetcher
+
+    fetcher = build_fetcher(concurrency=1, allow_hosts=tuple(allow_hosts))
+    try:
+        started = time.monotonic()
+        for source in sources:
+            with tempfile.TemporaryFile() as sink:
+                fetcher.fetch(source, sink)
+        return (time.monotonic() - started) / len(sources)
+    finally:
+        fetcher.close()
+
+
+def command_plan(args: argparse.Namespace, console: Console) -> int:
+    """Run ``fanfetch plan``; returns the exit code (0, or 1 when the sample could not be fetched).
+
+    Raises InputError (exit 2 in ``main``) for a bad manifest.
+    """
+    from fanfetch.adapters.manifests import load_job
+    from fanfetch.bootstrap import aws_client
+    from fanfetch.settings import parse_allow_hosts
+
+    job = load_job(
+        args.manifest,
+        default_merge=MergeMode.CONCAT,
+        s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url),
+    )
+    per_file_s = args.per_file_s
+    measured = ""
+    if per_file_s is None:
+        sample = [s for g in job.groups for s in g.sources][: args.sample]
+        allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
+        try:
+            per_file_s = measure_per_file_s(sample, allow_hosts=allow)
+        except FetchError as exc:
+            Console(stderr=True).print(f"fanfetch: could not sample {exc}", highlight=False, markup=False)
+            return 1
+        measured = f"measured on {len(sample)} file(s)"
+    plan = estimate(
+        PlanInput(
+            groups=len(job.groups),
+            files=job.file_count,
+            per_file_s=per_file_s,
+            max_concurrency=args.concurrency,
+            lambda_memory_mb=args.lambda_memory_mb,
+            batch_size=args.batch_size,
+            files_in_flight=args.files_in_flight,
+            message_bytes=_mean_message_bytes(job),
+        )
+    )
+    if args.json:
+        record = {
+            "job_id": job.job_id,
+            "per_file_s": per_file_s,
+            "per_file_source": measured or "given",
+            "max_concurrency": args.concurrency,
+            "lambda_memory_mb": args.lambda_memory_mb,
+            "batch_size": args.batch_size,
+            "files_in_flight": args.files_in_flight,
+            "prices_as_of": PRICES.as_of,
+            **plan.to_dict(),
+        }
+        console.print_json(json.dumps(record))
+        return 0
+    _print_plan(plan, job, args, per_file_s, measured or "given", console)
+    return 0
+
+
+def _mean_message_bytes(job: Job) -> int:
+    if not job.groups:
+        return 1
+    try:
+        bodies = encode_job(job.job_id, job.groups)
+    except InputError:
+        return 262_144  # a group too large for one message: enqueue will refuse it and say which
+    return max(1, sum(len(b.encode()) for b in bodies) // len(bodies))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _print_plan(
+    plan: Plan, job: Job, args: argparse.Namespace, per_file_s: float, source: str, console: Console
+) -> None:
+    table = Table(title=f"fanfetch plan — job {job.job_id}", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("estimate", justify="right")
+    rows = [
+        ("groups / files / messages", f"{plan.groups:,} / {plan.files:,} / {plan.messages:,}"),
+        ("per-file time", f"{per_file_s:.3f} s ({source})"),
+        ("SendMessageBatch calls", f"{plan.send_calls:,}"),
+        (
+            "Lambda invocations",
+            f"{plan.invocations:,} × {plan.invocation_s:.1f} s "
+            f"(batch {args.batch_size}, {args.files_in_flight} files in flight)",
+        ),
+        ("GB-seconds", f"{plan.gb_seconds:,.0f} at {args.lambda_memory_mb} MB"),
+        ("Lambda requests + duration", f"${plan.lambda_request_usd:.4f} + ${plan.lambda_duration_usd:.4f}"),
+        ("SQS requests", f"{plan.sqs_requests:,} = ${plan.sqs_usd:.4f}"),
+        ("S3 PUTs", f"{plan.s3_puts:,} = ${plan.s3_usd:.4f}"),
+        ("total cost (no free tier)", f"${plan.total_usd:.2f}"),
+        ("wall time", f"{_duration(plan.wall_s)} at ≤ {args.concurrency} concurrent invocations"),
+        ("one file at a time would take", _duration(plan.serial_s)),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"Prices: us-east-1 list prices, x86, {PRICES.as_of}. Ramp: SQS event source starts with "
+        f"{RAMP_START} concurrent batches and adds up to {RAMP_PER_MINUTE} per minute. "
+        "Storage, data transfer and CloudWatch are not included.",
+        highlight=False,
+    )
+    if plan.exceeds_timeout:
+        console.print(
+            f"[yellow]warning: an invocation would take {plan.invocation_s:.0f} s, more than the "
+            "300 s worker timeout: lower --batch-size or raise --files-in-flight[/]"
+        )

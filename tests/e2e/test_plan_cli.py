@@ -1,0 +1,100 @@
+"""``fanfetch plan`` as a user runs it: counts and cost from a given or a sampled per-file time."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from fanfetch.errors import InputError
+from fanfetch.planner import add_plan_parser, command_plan
+
+
+def _plan(argv: list[str]) -> tuple[int, str]:
+    """Parse and run ``fanfetch plan`` exactly as ``fanfetch.cli`` wires it; return (exit code, stdout)."""
+    parser = argparse.ArgumentParser(prog="fanfetch")
+    add_plan_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["plan", *argv])
+    console = Console(record=True, width=200, file=io.StringIO())
+    code = command_plan(args, console)
+    return code, console.export_text()
+
+
+def _manifest(tmp_path, origin, groups: int | None = None) -> str:
+    stations = origin.stations[:groups] if groups else origin.stations
+    lines = [
+        {
+            "group": str(s.station_id),
+            "key": f"stations/{s.station_id}.csv",
+            "merge": "csv",
+            "urls": [
+                origin.url_template.format(station_id=s.station_id, year=y)
+                for y in range(s.first_year, s.last_year + 1)
+            ],
+        }
+        for s in stations
+    ]
+    path = tmp_path / "stations.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return str(path)
+
+
+def test_plan_from_a_given_per_file_time_reports_counts_cost_and_wall_time(tmp_path, demo_origin):
+    # GIVEN a manifest of 5 groups / 14 files
+    manifest = _manifest(tmp_path, demo_origin)
+    # WHEN planned at 2 s per file, 2 groups per invocation, 4 files in flight
+    code, out = _plan(
+        [manifest, "--per-file-s", "2", "--batch-size", "2", "--files-in-flight", "4", "--json"]
+    )
+    # THEN it answers from the manifest alone: 3 invocations, and cost / wall time follow
+    assert code == 0
+    plan = json.loads(out)
+    assert (plan["groups"], plan["files"], plan["messages"], plan["invocations"]) == (5, 14, 5, 3)
+    assert plan["per_file_source"] == "given" and plan["per_file_s"] == 2.0
+    assert plan["total_usd"] > 0 and plan["gb_seconds"] > 0
+    assert plan["wall_s"] == pytest.approx(plan["invocation_s"])  # 3 invocations fit in the first 5 slots
+    assert demo_origin.total_requests == 0
+
+
+def test_plan_prints_a_readable_table_with_the_prices_date(tmp_path, demo_origin):
+    code, out = _plan([_manifest(tmp_path, demo_origin), "--per-file-s", "1.7"])
+    assert code == 0
+    assert "Lambda invocations" in out and "total cost" in out and "wall time" in out
+    assert "Prices: us-east-1" in out
+
+
+def test_plan_can_measure_the_per_file_time_on_a_sample(tmp_path, demo_origin):
+    # GIVEN an allowed loopback origin
+    manifest = _manifest(tmp_path, demo_origin)
+    # WHEN the per-file time is measured on 3 files
+    code, out = _plan([manifest, "--sample", "3", "--allow-host", demo_origin.host_port, "--json"])
+    # THEN exactly 3 files were fetched and the estimate rests on their time
+    assert code == 0
+    plan = json.loads(out)
+    assert demo_origin.total_requests == 3
+    assert plan["per_file_source"] == "measured on 3 file(s)" and plan["per_file_s"] > 0
+
+
+def test_sampling_a_host_that_is_not_allowed_fails_without_a_request(tmp_path, demo_origin):
+    # GIVEN a loopback origin that is not allow-listed
+    manifest = _manifest(tmp_path, demo_origin)
+    # WHEN the plan samples it
+    code, _ = _plan([manifest, "--sample", "2"])
+    # THEN the guard refuses it (exit 1) and the origin saw nothing
+    assert code == 1 and demo_origin.total_requests == 0
+
+
+def test_a_per_file_time_or_a_sample_is_required(tmp_path, demo_origin):
+    with pytest.raises(SystemExit) as exited:
+        _plan([_manifest(tmp_path, demo_origin)])
+    assert exited.value.code == 2
+
+
+def test_a_bad_manifest_is_an_input_error(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"group": "a", "urls": ["ftp://x"]}\n')
+    with pytest.raises(InputError):
+        _plan([str(bad), "--per-file-s", "1"])

@@ -1,0 +1,106 @@
+"""The cost and ramp model behind ``fanfetch plan``: counts, prices and the SQS event source ramp."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fanfetch.core.costmodel import PRICES, PlanInput, estimate, simulate_ramp
+
+
+def test_below_the_starting_five_batches_the_ramp_does_not_matter():
+    # GIVEN a maximum concurrency the event source reaches at once (5 concurrent batches at the start)
+    # WHEN 12 invocations of 10 s run at most 4 at a time
+    wall = simulate_ramp(12, 10.0, max_concurrency=4)
+    # THEN they run in ceil(12 / 4) = 3 waves
+    assert wall == pytest.approx(30.0)
+
+
+def test_a_high_maximum_is_reached_only_through_the_ramp():
+    # GIVEN 1,000 invocations of 60 s each and a maximum of 1,000
+    # WHEN the event source ramps from 5 batches, adding 300 per minute (one every 0.2 s)
+    wall = simulate_ramp(1000, 60.0, max_concurrency=1000)
+    # THEN the job takes longer than one wave, yet no longer than a ramp that never grew past its start
+    assert 60.0 < wall < math.ceil(1000 / 5) * 60.0
+    # AND the fluid bound holds: work done by 5 + 5 t slots, all 60,000 invocation-seconds
+    fluid = (-5 + math.sqrt(25 + 4 * 2.5 * 60_000)) / 5
+    assert fluid <= wall <= fluid + 60.0
+
+
+def test_a_slower_ramp_takes_longer():
+    # GIVEN the same job under today's ramp (300/min) and the pre-2023 one (60/min)
+    fast = simulate_ramp(8324, 40.0, max_concurrency=1000)
+    slow = simulate_ramp(8324, 40.0, max_concurrency=1000, per_minute=60)
+    # THEN the slower ramp finishes later
+    assert slow > fast
+
+
+@given(
+    invocations=st.integers(1, 400),
+    duration=st.floats(0.1, 100),
+    low=st.integers(1, 60),
+    extra=st.integers(0, 60),
+)
+def test_more_concurrency_is_never_slower(invocations, duration, low, extra):
+    # GIVEN two maximum concurrencies, one at least the other
+    # WHEN the same invocations run under each
+    # THEN the higher one finishes no later
+    higher = simulate_ramp(invocations, duration, max_concurrency=low + extra)
+    assert higher <= simulate_ramp(invocations, duration, max_concurrency=low) + 1e-6
+
+
+def test_the_estimate_counts_invocations_duration_and_prices():
+    # GIVEN 95 groups of 20 files, 2 s per file, batches of 10, 8 files in flight, 2048 MB
+    job = PlanInput(
+        groups=95,
+        files=1900,
+        per_file_s=2.0,
+        batch_size=10,
+        files_in_flight=8,
+        lambda_memory_mb=2048,
+        invoke_overhead_s=0.0,
+        max_concurrency=5,
+    )
+    # WHEN it is estimated
+    plan = estimate(job)
+    # THEN 10 invocations each download 190 files in ceil(190 / 8) = 24 rounds of 2 s
+    assert plan.invocations == 10 and plan.send_calls == 10
+    assert plan.invocation_s == pytest.approx(48.0)
+    assert plan.gb_seconds == pytest.approx(10 * 48.0 * 2)
+    # AND the cost is the list prices times the counts
+    assert plan.lambda_duration_usd == pytest.approx(plan.gb_seconds * PRICES.lambda_per_gb_s_x86)
+    assert plan.lambda_request_usd == pytest.approx(10 * 0.20 / 1e6)
+    assert plan.s3_puts == 96 and plan.s3_usd == pytest.approx(96 * 0.005 / 1000)
+    assert plan.total_usd == pytest.approx(
+        plan.lambda_request_usd + plan.lambda_duration_usd + plan.sqs_usd + plan.s3_usd
+    )
+    # AND at most 5 run at once: two waves
+    assert plan.wall_s == pytest.approx(96.0)
+    assert plan.serial_s == pytest.approx(3800.0)
+
+
+def test_downloading_inside_an_invocation_concurrently_divides_the_billed_time():
+    # GIVEN the motivating job, downloaded one file at a time per invocation vs 16 at a time
+    serial = estimate(PlanInput(groups=8324, files=194_204, per_file_s=1.7, files_in_flight=1))
+    fanned = estimate(PlanInput(groups=8324, files=194_204, per_file_s=1.7, files_in_flight=16))
+    # THEN the concurrent worker is billed for over ten times fewer GB-seconds
+    assert fanned.gb_seconds * 10 < serial.gb_seconds
+
+
+def test_an_invocation_longer_than_the_timeout_is_flagged():
+    plan = estimate(PlanInput(groups=10, files=1000, per_file_s=5.0, files_in_flight=1, lambda_timeout_s=300))
+    assert plan.exceeds_timeout
+
+
+def test_an_empty_job_costs_nothing_and_takes_no_time():
+    plan = estimate(PlanInput(groups=0, files=0, per_file_s=1.0))
+    assert plan.invocations == 0 and plan.wall_s == 0 and plan.gb_seconds == 0
+
+
+@pytest.mark.parametrize("field", ["max_concurrency", "batch_size", "files_in_flight", "lambda_memory_mb"])
+def test_knobs_below_one_are_refused(field):
+    with pytest.raises(ValueError, match=field):
+        PlanInput(groups=1, files=1, per_file_s=1.0, **{field: 0})
