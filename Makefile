@@ -7,7 +7,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test test-fast synth lint clean
+.PHONY: demo test test-fast synth lint clean bench
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ synth: $(VENV)/.dev node_modules/.installed
 ## test-fast: the suite without slow end-to-end tests
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -n 2 -q -m "not slow"
+
+## bench: set up (venv; nginx + echo module + aria2 via apt when missing) and run every benchmark (~9 min)
+bench: $(VENV)/.dev
+	bench/run.sh
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check fanfetch lambdas stacks tests bench app.py

@@ -22,6 +22,7 @@ from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, b
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
+from fanfetch.planner import add_plan_parser, command_plan
 from fanfetch.progress import ProgressView, print_summary
 from fanfetch.settings import parse_allow_hosts
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency-ms", type=int, default=50, help="origin latency per request (default 50)")
     demo.add_argument("--concurrency", type=_positive_int, default=32, help="downloads in flight (default 32)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    add_plan_parser(commands)
     return parser
 
 
@@ -145,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(soft_wrap=True)
     errors = Console(stderr=True, soft_wrap=True)
     try:
+        if args.command == "plan":
+            return command_plan(args, console)
         if args.command == "run":
             return _command_run(args, console)
         return _command_demo(args, console)

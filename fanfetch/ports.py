@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
 from fanfetch.core.models import FileResult, Source
 
-__all__ = ["Fetcher", "ObjectStore", "StoredObject", "WorkQueue", "Clock"]
+__all__ = ["Fetcher", "ObjectStore", "StoredObject", "WorkQueue", "Clock", "Ledger", "JobEvents"]
 
 
 class Clock(Protocol):
@@ -70,3 +71,31 @@ class WorkQueue(Protocol):
         Raises ``fanfetch.errors.FanfetchError`` if some could not be sent after retries.
         """
         ...
+
+
+class Ledger(Protocol):
+    """Jobs and their groups' final verdicts, counted exactly once (DynamoDB, SQLite, in-memory)."""
+
+    def open_job(self, job_id: str, *, total_groups: int, total_files: int, results_location: str,
+                 now: float) -> JobRecord:
+        """Create the job if it is new (idempotent: a second call returns the existing record)."""
+        ...
+
+    def record_group(self, record: GroupRecord) -> RecordOutcome:
+        """Record a group's final verdict. Only the first verdict per (job, group) is counted;
+        exactly one call per job ever returns ``job_finished=True``."""
+        ...
+
+    def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    def list_groups(self, job_id: str, *, status: str | None = None) -> list[GroupRecord]: ...
+
+    def last_validators(self, key: str) -> tuple[str | None, tuple[Validator, ...]]:
+        """For incremental runs: (sha256, validators) of the output last stored at ``key``."""
+        ...
+
+
+class JobEvents(Protocol):
+    """Where "job finished" is announced (EventBridge for Lambda runs)."""
+
+    def job_finished(self, job: JobRecord, *, results_location: str) -> None: ...

@@ -1,0 +1,76 @@
+"""The job ledger's records: what a job is up to, and each group's final verdict.
+
+An SQS fan-out has no notion of a job; the ledger gives it one. Counting is exactly-once: the
+first final verdict for a group counts, a duplicate delivery's does not, and exactly one
+``record_group`` call sees ``job_finished`` turn true (that caller publishes "job finished").
+Pure data; adapters (DynamoDB for Lambda runs, SQLite for local ones) implement ``Ledger``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["JobRecord", "GroupRecord", "Validator", "RecordOutcome"]
+
+
+@dataclass(frozen=True)
+class Validator:
+    """What an origin said about one URL last time, for conditional requests next time."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job's progress. ``ok + failed == total_groups`` means finished."""
+
+    job_id: str
+    total_groups: int
+    total_files: int
+    ok: int = 0
+    failed: int = 0
+    files: int = 0
+    bytes: int = 0
+    changed: int = 0  # incremental runs: groups rewritten because the origin changed
+    unchanged: int = 0  # incremental runs: groups found unchanged (nothing rewritten)
+    started_at: float = 0.0  # epoch seconds
+    finished_at: float | None = None  # set once, by the call that finished the job
+    results_location: str = ""  # where the results manifest is (s3://… or a path)
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def finished(self) -> bool:
+        return self.total_groups > 0 and self.done >= self.total_groups
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """One group's final verdict in one job."""
+
+    job_id: str
+    group_id: str
+    status: str  # "ok" | "failed"
+    key: str
+    files: int = 0
+    bytes: int = 0
+    sha256: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    started_at: float = 0.0  # epoch seconds
+    finished_at: float = 0.0  # epoch seconds
+    change: str | None = None  # incremental runs: "changed" | "unchanged"; None otherwise
+    validators: tuple[Validator, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording a verdict did: was it counted (first time), did it finish the job."""
+
+    counted: bool
+    job_finished: bool
+    job: JobRecord | None = None
