@@ -24,7 +24,7 @@ class ProducerParams:
     groups: int = 100_000
     urls_per_group: int = 23  # the motivating job averages 23.3 station-years per station
     latency_ms: float = 20.0
-    calls_in_flight: tuple[int, ...] = (8, 16)  # 8 is FANFETCH_SEND_CALLS_IN_FLIGHT's default
+    calls_in_flight: tuple[int, ...] = (8, 16)  # 16 is FANFETCH_SEND_CALLS_IN_FLIGHT's default
     baseline_sample: int = 200  # sequential SendMessage calls timed, then extrapolated
 
     @classmethod

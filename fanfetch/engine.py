@@ -6,6 +6,7 @@ both get the same concurrency, deadline and stop behaviour.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +28,15 @@ def run_groups(
     deadline: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_result: Callable[[GroupResult], None] = lambda result: None,
+    keep_file_results: bool = True,
 ) -> list[GroupResult]:
     """Process ``groups`` with up to ``group_workers`` in flight; return results in input order.
 
     Groups not yet started when ``should_stop()`` turns true, or when ``deadline`` (absolute
     ``ctx.clock.monotonic()``) has passed, are reported failed and retryable without any request.
-    ``on_result`` is called once per group, from worker threads, as each finishes.
+    ``on_result`` is called once per group, from worker threads, as each finishes. With
+    ``keep_file_results=False`` the returned results drop their per-file details once ``on_result``
+    has seen them, so a 200,000-group run does not hold every file's record until the end.
     """
     if group_workers < 1:
         raise ValueError("group_workers must be at least 1")
@@ -47,9 +51,9 @@ def run_groups(
             result = _not_started(group, str(DeadlineExceeded("not started: too little time left before the deadline")))
         else:
             result = process_group(group, ctx, deadline=deadline)
-        with lock:
-            results[index] = result
         on_result(result)
+        with lock:
+            results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())
 
     with ThreadPoolExecutor(max_workers=min(group_workers, max(1, len(groups))), thread_name_prefix="group") as pool:
         for future in [pool.submit(run_one, i) for i in range(len(groups))]:

@@ -94,7 +94,8 @@ def run_job(
 ) -> RunSummary:
     """Process every group of ``job`` and store the results manifest beside the outputs."""
     started = time.monotonic()
-    results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=on_result)
+    results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=on_result,
+                         keep_file_results=False)
     lines = "".join(json.dumps(r.to_record(), ensure_ascii=False) + "\n" for r in results)
     key = results_key(job.job_id)
     error = None

@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -20,9 +22,9 @@ from fanfetch.core.messages import encode_job
 from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode
 from fanfetch.errors import (
     DeadlineExceeded,
-    OutputExists,
     FanfetchError,
     FetchError,
+    OutputExists,
     PermanentFetchError,
     StoreError,
     is_retryable,
@@ -66,6 +68,8 @@ class GroupContext:
     clock: Clock
     spool_dir: str | None = None  # where downloads and merged outputs are spooled (None: system temp)
     chunk_bytes: int = 1 << 20
+    spool_memory_bytes: int = 64 * 1024  # a download up to this size stays in memory, larger ones go to disk
+    now: Callable[[], float] = time.time  # wall clock (epoch seconds) for started/finished stamps
 
 
 class _HashingWriter:
@@ -119,7 +123,14 @@ def process_group(group: Group, ctx: GroupContext, *, deadline: float | None = N
 
     A group whose output already exists (stores are atomic, so existing means complete) is
     skipped without any request. ``deadline`` is an absolute ``ctx.clock.monotonic()`` value.
+    The result carries wall-clock ``started_at``/``finished_at`` for reports.
     """
+    started_at = ctx.now()
+    result = _process(group, ctx, deadline)
+    return dataclasses.replace(result, started_at=started_at, finished_at=ctx.now())
+
+
+def _process(group: Group, ctx: GroupContext, deadline: float | None) -> GroupResult:
     try:
         stored = _already_done(group, ctx.store)
         if stored is not None:
@@ -129,16 +140,22 @@ def process_group(group: Group, ctx: GroupContext, *, deadline: float | None = N
     except FanfetchError as exc:
         return _failed_result(group, exc, attempts=0)
     with ExitStack() as stack:
-        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="fanfetch-", dir=ctx.spool_dir))
+        # Small files stay in memory; larger ones roll over to disk in spool_dir (bounded memory).
+        parts: list[BinaryIO] = [
+            stack.enter_context(
+                tempfile.SpooledTemporaryFile(max_size=ctx.spool_memory_bytes, dir=ctx.spool_dir)  # noqa: SIM115
+            )
+            for _ in group.sources
+        ]
         try:
-            results, paths = _download_all(group, ctx, workdir, deadline)
+            results = _download_all(group, ctx, parts, deadline)
         except _GroupDownloadFailed as failed:
             return _failed_result(group, failed.error, attempts=failed.attempts)
         attempts = sum(r.attempts for r in results)
         try:
             if group.merge is MergeMode.NONE:
-                return _store_each(group, ctx, paths, results, attempts)
-            return _store_merged(group, ctx, workdir, paths, results, attempts)
+                return _store_each(group, ctx, parts, results, attempts)
+            return _store_merged(group, ctx, parts, results, attempts)
         except OutputExists:
             # A concurrent or earlier delivery stored it first: done, and counted once (as skipped).
             stored = _already_done(group, ctx.store)
@@ -156,10 +173,7 @@ class _GroupDownloadFailed(Exception):
         self.attempts = attempts
 
 
-def _download_all(
-    group: Group, ctx: GroupContext, workdir: str, deadline: float | None
-) -> tuple[list[FileResult], list[str]]:
-    paths = [os.path.join(workdir, f"part-{i:06d}") for i in range(len(group.sources))]
+def _download_all(group: Group, ctx: GroupContext, parts: list[BinaryIO], deadline: float | None) -> list[FileResult]:
     cancelled = False
 
     def fetch_one(index: int) -> FileResult:
@@ -167,8 +181,7 @@ def _download_all(
             raise _Cancelled()
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {group.sources[index].url}")
-        with open(paths[index], "wb") as dest:
-            return ctx.fetcher.fetch(group.sources[index], dest, deadline=deadline)
+        return ctx.fetcher.fetch(group.sources[index], parts[index], deadline=deadline)
 
     futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in range(len(group.sources))]
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
@@ -181,7 +194,7 @@ def _download_all(
         wait(futures)
         attempts = sum(_attempts_of(f) for f in futures)
         raise _GroupDownloadFailed(first_error, attempts)
-    return [f.result() for f in futures], paths
+    return [f.result() for f in futures]
 
 
 class _Cancelled(Exception):
@@ -211,21 +224,27 @@ def _attempts_of(future: Future[FileResult]) -> int:
     return 0
 
 
-def _open_all(stack: ExitStack, paths: list[str]) -> list[BinaryIO]:
-    return [stack.enter_context(open(p, "rb")) for p in paths]
+@contextmanager
+def _spool_file(ctx: GroupContext, prefix: str) -> Iterator[tuple[str, BinaryIO]]:
+    """A named temp file in the spool folder, removed afterwards unless the store moved it away."""
+    handle = tempfile.NamedTemporaryFile(prefix=prefix, dir=ctx.spool_dir, delete=False)  # noqa: SIM115
+    try:
+        yield handle.name, handle  # type: ignore[misc]
+    finally:
+        handle.close()
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
 
 
 def _store_merged(
-    group: Group, ctx: GroupContext, workdir: str, paths: list[str], results: list[FileResult], attempts: int
+    group: Group, ctx: GroupContext, parts: list[BinaryIO], results: list[FileResult], attempts: int
 ) -> GroupResult:
-    merged_path = os.path.join(workdir, "merged")
-    with ExitStack() as stack:
-        parts = _open_all(stack, paths)
-        with open(merged_path, "wb") as raw:
-            writer = _HashingWriter(raw)
-            merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
-    digest = writer.sha256.hexdigest()
-    stored = ctx.store.put_file(group.key, merged_path, sha256=digest)
+    with _spool_file(ctx, "merged-") as (merged_path, raw):
+        writer = _HashingWriter(raw)
+        merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
+        raw.close()
+        digest = writer.sha256.hexdigest()
+        stored = ctx.store.put_file(group.key, merged_path, sha256=digest)
     return GroupResult(
         group_id=group.group_id,
         status=GroupStatus.OK,
@@ -238,27 +257,30 @@ def _store_merged(
     )
 
 
-def _sha256_of(path: str, chunk_bytes: int) -> str:
+def _copy_hashing(part: BinaryIO, out: BinaryIO, chunk_bytes: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
+    part.seek(0)
+    while chunk := part.read(chunk_bytes):
+        digest.update(chunk)
+        out.write(chunk)
     return digest.hexdigest()
 
 
 def _store_each(
-    group: Group, ctx: GroupContext, paths: list[str], results: list[FileResult], attempts: int
+    group: Group, ctx: GroupContext, parts: list[BinaryIO], results: list[FileResult], attempts: int
 ) -> GroupResult:
     prefix = group.key.rstrip("/")
     names = name_files(group.urls)
     entries = []
     total = 0
-    for name, path, result in zip(names, paths, results, strict=True):
-        digest = _sha256_of(path, ctx.chunk_bytes)
-        try:
-            size = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest).size
-        except OutputExists:
-            size = result.bytes  # stored by an earlier delivery that died before writing the marker
+    for name, part, result in zip(names, parts, results, strict=True):
+        with _spool_file(ctx, "file-") as (path, raw):
+            digest = _copy_hashing(part, raw, ctx.chunk_bytes)
+            raw.close()
+            try:
+                size = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest).size
+            except OutputExists:
+                size = result.bytes  # stored by an earlier delivery that died before writing the marker
         total += size
         entries.append({"name": name, "url": result.url, "bytes": size, "sha256": digest})
     index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()

@@ -33,7 +33,7 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()  # FANFETCH_ALLOW_HOSTS: comma-separated host[:port] allowed although private
     deadline_reserve_s: float = 15.0  # FANFETCH_DEADLINE_RESERVE_S: time kept back to store and report
     max_file_bytes: int = 5 * 2**30  # FANFETCH_MAX_FILE_BYTES: larger downloads fail permanently
-    send_calls_in_flight: int = 8  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
+    send_calls_in_flight: int = 16  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require: tuple[str, ...] = ()) -> Settings:

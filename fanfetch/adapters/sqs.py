@@ -27,7 +27,7 @@ class SqsQueue:
         client: Any,
         queue_url: str,
         *,
-        calls_in_flight: int = 8,
+        calls_in_flight: int = 16,
         max_attempts: int = 6,
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 5.0,

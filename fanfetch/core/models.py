@@ -95,6 +95,8 @@ class GroupResult:
     error: str | None = None
     retryable: bool = False  # for failures: may a later attempt succeed?
     skipped: bool = False  # already stored by an earlier run / delivery; nothing fetched
+    started_at: float = 0.0  # epoch seconds (wall clock), for reports
+    finished_at: float = 0.0  # epoch seconds (wall clock)
     file_results: tuple[FileResult, ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -113,4 +115,6 @@ class GroupResult:
             "attempts": self.attempts,
             "error": self.error,
             "skipped": self.skipped,
+            "started_at": round(self.started_at, 3),
+            "finished_at": round(self.finished_at, 3),
         }
