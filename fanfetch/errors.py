@@ -18,6 +18,14 @@ boundary, so services and handlers never see a foreign exception::
     │   ├── RetryableStoreError    throttling, 5xx, network trouble talking to S3 / the disk
     │   ├── OutputExists           a conditional write lost: another delivery already stored this key
     │   └── PermanentStoreError    access denied, no such bucket
+    ├── LedgerError                recording or reading job progress failed
+    │   ├── RetryableLedgerError   throttling, transaction conflicts, 5xx, network trouble, the
+    │   │   │                      database is busy/locked
+    │   │   └── JobNotOpen         a verdict for a job the ledger does not know (yet)
+    │   └── PermanentLedgerError   access denied, no such table, invalid request, corrupt database
+    ├── PublishError               announcing "job finished" failed
+    │   ├── RetryablePublishError  the bus rejected the entry (FailedEntryCount), throttling, network
+    │   └── PermanentPublishError  access denied, no such event bus, invalid request
     ├── DeadlineExceeded           the Lambda's time ran short before the group could finish  (retryable)
     └── GroupFailed                a worker's verdict on one group (message), carrying the reason
 
@@ -44,6 +52,13 @@ __all__ = [
     "RetryableStoreError",
     "PermanentStoreError",
     "OutputExists",
+    "LedgerError",
+    "RetryableLedgerError",
+    "PermanentLedgerError",
+    "JobNotOpen",
+    "PublishError",
+    "RetryablePublishError",
+    "PermanentPublishError",
     "DeadlineExceeded",
     "GroupFailed",
     "is_retryable",
@@ -155,6 +170,35 @@ class OutputExists(StoreError, Permanent):
     Raised by conditional writes (S3 ``If-None-Match: *`` → 412; a hard link locally), so two
     deliveries of one message can never both write, and neither overwrites a finished output.
     """
+
+
+class LedgerError(FanfetchError):
+    """Recording or reading job progress in the ledger failed."""
+
+
+class RetryableLedgerError(LedgerError, Retryable):
+    """Throttling, a transaction conflict, 5xx, network trouble, a busy database: try again."""
+
+
+class JobNotOpen(RetryableLedgerError):
+    """A group's verdict arrived for a job the ledger does not know: the producer opens jobs before
+    enqueueing, so this is a race or a missing ``open_job``; a redelivery may find the job."""
+
+
+class PermanentLedgerError(LedgerError, Permanent):
+    """Access denied, no such table, an invalid request, a corrupt database: retrying cannot help."""
+
+
+class PublishError(FanfetchError):
+    """Announcing "job finished" (EventBridge) failed."""
+
+
+class RetryablePublishError(PublishError, Retryable):
+    """The bus rejected the entry (``FailedEntryCount``), throttling or network trouble."""
+
+
+class PermanentPublishError(PublishError, Permanent):
+    """Access denied, no such event bus, an invalid request: retrying cannot help."""
 
 
 class DeadlineExceeded(FanfetchError, Retryable):

@@ -9,6 +9,7 @@ Pure data; adapters (DynamoDB for Lambda runs, SQLite for local ones) implement 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 __all__ = ["JobRecord", "GroupRecord", "Validator", "RecordOutcome"]
 
@@ -47,6 +48,26 @@ class JobRecord:
     def finished(self) -> bool:
         return self.total_groups > 0 and self.done >= self.total_groups
 
+    def to_summary(self, *, results_location: str | None = None) -> dict[str, object]:
+        """The JSON-able job summary: ``summary.json`` and the "Job Finished" event's detail."""
+        finished_at = self.finished_at
+        return {
+            "job_id": self.job_id,
+            "status": "finished" if finished_at is not None else "running",
+            "total_groups": self.total_groups,
+            "total_files": self.total_files,
+            "ok": self.ok,
+            "failed": self.failed,
+            "files": self.files,
+            "bytes": self.bytes,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "started_at": _iso(self.started_at),
+            "finished_at": None if finished_at is None else _iso(finished_at),
+            "duration_s": None if finished_at is None else round(max(0.0, finished_at - self.started_at), 3),
+            "results_location": self.results_location if results_location is None else results_location,
+        }
+
 
 @dataclass(frozen=True)
 class GroupRecord:
@@ -74,3 +95,8 @@ class RecordOutcome:
     counted: bool
     job_finished: bool
     job: JobRecord | None = None
+
+
+def _iso(epoch_s: float) -> str:
+    """Epoch seconds as ISO 8601 UTC, e.g. ``2024-05-01T03:00:00.000Z``."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

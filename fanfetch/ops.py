@@ -1,0 +1,251 @@
+"""Operations on a deployed stack, through ports: submit a manifest, read a job's progress and
+failures from the ledger, move dead letters back to the work queue.
+
+The CLI (``fanfetch.ops_cli``) composes the real adapters; tests pass fakes or moto-backed ones.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fanfetch.adapters.manifests import load_job
+from fanfetch.core.ledger import GroupRecord, JobRecord
+from fanfetch.core.manifest import detect_format
+from fanfetch.core.models import MergeMode
+from fanfetch.errors import FanfetchError, InputError, ManifestError
+from fanfetch.ports import Ledger, ObjectStore
+
+__all__ = [
+    "Invoker", "InvocationFailed", "SubmitResult", "submit_manifest", "manifest_prefix",
+    "UnknownJob", "JobProgress", "read_progress", "list_failures", "watch_progress",
+    "RedriveReport", "DeadLetterMover",
+]
+
+_USER_ERROR_TYPES = frozenset({"InputError", "ManifestError"})
+
+
+class Invoker(Protocol):
+    """Runs a function synchronously and returns its JSON result (Lambda ``RequestResponse``).
+
+    Raises ``InvocationFailed`` when the function itself failed.
+    """
+
+    def invoke(self, function_name: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class InvocationFailed(FanfetchError):
+    """The function ran and raised: ``error_type`` is the remote exception's class name."""
+
+    def __init__(self, function_name: str, error_type: str, message: str):
+        self.function_name = function_name
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"{function_name}: {error_type}: {message}")
+
+    @property
+    def is_input_error(self) -> bool:
+        """The function rejected our input (exit 2), as opposed to failing on its own (exit 1)."""
+        return self.error_type in _USER_ERROR_TYPES
+
+
+# --- submit ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What ``fanfetch submit`` did: where the manifest went and what the producer answered."""
+
+    job_id: str
+    groups: int
+    messages: int
+    manifest_uri: str
+    uploaded: tuple[str, ...]  # keys written to the bucket
+    producer_response: Mapping[str, Any]
+
+
+def manifest_prefix(job_id: str) -> str:
+    return f"_manifests/{job_id}/"
+
+
+def submit_manifest(
+    location: str,
+    *,
+    merge: MergeMode,
+    bucket: str,
+    producer_function: str,
+    store: ObjectStore,
+    invoker: Invoker,
+    s3_client: Callable[[], Any] | None = None,
+) -> SubmitResult:
+    """Validate ``location`` locally, upload it (and a job spec's table) to ``store`` (the stack's bucket,
+    no prefix) under ``_manifests/<job_id>/``, and run the producer on it synchronously.
+
+    A manifest already in S3 (``s3://…``) is validated and handed to the producer where it is.
+    Raises ManifestError/InputError before anything is uploaded; InvocationFailed when the producer fails.
+    """
+    job = load_job(location, default_merge=merge, s3_client=s3_client)
+    uploaded: list[str] = []
+    if location.startswith("s3://"):
+        manifest_uri = location
+    else:
+        prefix = manifest_prefix(job.job_id)
+        files = _manifest_files(location)
+        for relative, data in files:
+            key = prefix + relative
+            store.put_bytes(key, data, content_type="text/plain; charset=utf-8")
+            uploaded.append(key)
+        manifest_uri = f"s3://{bucket}/{uploaded[0]}"
+    response = invoker.invoke(producer_function, {"manifest": manifest_uri, "merge": merge.value})
+    try:
+        return SubmitResult(job_id=str(response["job_id"]), groups=int(response["groups"]),
+                            messages=int(response["messages"]), manifest_uri=manifest_uri,
+                            uploaded=tuple(uploaded), producer_response=response)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FanfetchError(f"{producer_function}: unexpected answer {response!r}") from exc
+
+
+def _manifest_files(path: str) -> list[tuple[str, bytes]]:
+    """The manifest (first) and, for a job spec, its table file, as (key relative to the prefix, bytes).
+
+    The producer resolves a spec's ``table.path`` relative to the spec's S3 folder, so the table is
+    uploaded at that same relative place; a path leaving the folder is refused (it would land outside
+    this job's prefix, where another job's file could be).
+    """
+    with open(path, "rb") as handle:  # load_job has just read it: an OSError here is a race, not input
+        data = handle.read()
+    files = [(os.path.basename(path), data)]
+    if detect_format(data, source=path) != "spec":
+        return files
+    table = tomllib.loads(data.decode("utf-8-sig")).get("table", {})
+    relative = table.get("path") if isinstance(table, dict) else None
+    if not isinstance(relative, str):
+        return files
+    normal = posixpath.normpath(relative.replace(os.sep, "/"))
+    if normal.startswith(("../", "/")) or normal == "..":
+        raise ManifestError(path, "fanfetch submit uploads the table beside the spec: give a path inside the "
+                            "spec's folder", field="table.path")
+    with open(os.path.join(os.path.dirname(os.path.abspath(path)), relative), "rb") as handle:
+        files.append((normal, handle.read()))
+    return files
+
+
+# --- status and failures -----------------------------------------------------------------------
+
+
+class UnknownJob(InputError):
+    """The ledger has no such job."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} is not in the ledger (submitted to another stack, or mistyped?)")
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """A job's progress at one moment, with rates over its run so far."""
+
+    job: JobRecord
+    elapsed_s: float
+    groups_per_s: float
+    bytes_per_s: float
+    eta_s: float | None  # None: finished, or no rate yet
+
+    @property
+    def finished(self) -> bool:
+        return self.job.finished
+
+    @property
+    def state(self) -> str:
+        if not self.finished:
+            return "running"
+        return "finished with failures" if self.job.failed else "finished"
+
+    def to_dict(self) -> dict[str, object]:
+        j = self.job
+        return {
+            "job_id": j.job_id, "state": self.state, "total_groups": j.total_groups, "ok": j.ok,
+            "failed": j.failed, "done": j.done, "total_files": j.total_files, "files": j.files, "bytes": j.bytes,
+            "changed": j.changed, "unchanged": j.unchanged, "started_at": j.started_at, "finished_at": j.finished_at,
+            "elapsed_s": round(self.elapsed_s, 3), "groups_per_s": round(self.groups_per_s, 3),
+            "bytes_per_s": round(self.bytes_per_s, 1),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "results_location": j.results_location,
+        }
+
+
+def read_progress(ledger: Ledger, job_id: str, *, now: float) -> JobProgress:
+    """``job_id``'s progress; ``now`` is epoch seconds (the ledger's timestamps are). Raises UnknownJob."""
+    job = ledger.get_job(job_id)
+    if job is None:
+        raise UnknownJob(job_id)
+    end = job.finished_at if job.finished_at is not None else now
+    elapsed = max(0.0, end - job.started_at) if job.started_at else 0.0
+    groups_per_s = job.done / elapsed if elapsed > 0 else 0.0
+    bytes_per_s = job.bytes / elapsed if elapsed > 0 else 0.0
+    remaining = job.total_groups - job.done
+    eta = remaining / groups_per_s if not job.finished and groups_per_s > 0 else None
+    return JobProgress(job=job, elapsed_s=elapsed, groups_per_s=groups_per_s, bytes_per_s=bytes_per_s, eta_s=eta)
+
+
+def list_failures(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[GroupRecord]]:
+    """The job and its failed groups (sorted by group id). Raises UnknownJob."""
+    job = ledger.get_job(job_id)
+    if job is None:
+        raise UnknownJob(job_id)
+    failed = ledger.list_groups(job_id, status="failed")
+    return job, sorted(failed, key=lambda g: g.group_id)
+
+
+def watch_progress(
+    ledger: Ledger,
+    job_id: str,
+    *,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+    interval_s: float,
+    on_update: Callable[[JobProgress], None],
+) -> JobProgress:
+    """Read progress every ``interval_s`` until the job finishes; return the last reading.
+
+    Ctrl-C (KeyboardInterrupt) ends the watch (not the job) and returns the last reading.
+    """
+    progress = read_progress(ledger, job_id, now=now())
+    on_update(progress)
+    try:
+        while not progress.finished:
+            sleep(interval_s)
+            progress = read_progress(ledger, job_id, now=now())
+            on_update(progress)
+    except KeyboardInterrupt:
+        pass
+    return progress
+
+
+# --- redrive -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedriveReport:
+    """What a redrive did. ``method``: ``move-task`` (SQS moves the messages asynchronously; ``moved``
+    is the DLQ depth when it started) or ``receive-send-delete`` (moved by us, ``moved`` exact)."""
+
+    method: str
+    moved: int
+    failed: int = 0  # received but not sent (they stay in the DLQ and reappear there)
+    not_deleted: int = 0  # sent but not deleted from the DLQ: now in both queues (outputs stay exactly-once)
+    task_handle: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"method": self.method, "moved": self.moved, "failed": self.failed,
+                "not_deleted": self.not_deleted, "task_handle": self.task_handle}
+
+
+class DeadLetterMover(Protocol):
+    """Moves every message of a dead-letter queue back to its work queue."""
+
+    def redrive(self, *, dlq_url: str, queue_url: str) -> RedriveReport: ...
