@@ -50,10 +50,12 @@ class ObjectStore(Protocol):
         """The stored object at ``key``, or None when there is none."""
         ...
 
-    def put_file(self, key: str, path: str, *, sha256: str) -> StoredObject:
+    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
         """Store the file at ``path`` under ``key`` atomically (all or nothing), recording its sha256.
 
-        Raises ``fanfetch.errors.StoreError`` subclasses only.
+        Without ``overwrite`` the write is conditional: if ``key`` exists, ``OutputExists`` is raised
+        and the stored object is left alone (duplicate deliveries). ``overwrite=True`` is for refresh
+        runs replacing an output whose source changed. Raises ``fanfetch.errors.StoreError`` subclasses.
         """
         ...
 

@@ -11,12 +11,13 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from fanfetch.core.ledger import Validator
 from fanfetch.core.merge import merge_streams, name_files
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode
@@ -70,6 +71,8 @@ class GroupContext:
     chunk_bytes: int = 1 << 20
     spool_memory_bytes: int = 64 * 1024  # a download up to this size stays in memory, larger ones go to disk
     now: Callable[[], float] = time.time  # wall clock (epoch seconds) for started/finished stamps
+    # refresh runs: (sha256, validators) of the output last stored at a key (the job ledger's memory)
+    previous: Callable[[str], tuple[str | None, tuple[Validator, ...]]] | None = None
 
 
 class _HashingWriter:
@@ -118,25 +121,33 @@ def _already_done(group: Group, store: ObjectStore) -> StoredObject | None:
     return store.head(group.key)
 
 
-def process_group(group: Group, ctx: GroupContext, *, deadline: float | None = None) -> GroupResult:
+def process_group(
+    group: Group, ctx: GroupContext, *, deadline: float | None = None, refresh: bool = False
+) -> GroupResult:
     """Download every file of ``group``, merge, store once complete; never raises for a group failure.
 
     A group whose output already exists (stores are atomic, so existing means complete) is
-    skipped without any request. ``deadline`` is an absolute ``ctx.clock.monotonic()`` value.
-    The result carries wall-clock ``started_at``/``finished_at`` for reports.
+    skipped without any request — unless ``refresh``: then the origin is asked again, with
+    conditional requests when validators from the last run are known, and the output is rewritten
+    only if its content changed (``change`` says "new", "changed" or "unchanged").
+    ``deadline`` is an absolute ``ctx.clock.monotonic()`` value. The result carries wall-clock
+    ``started_at``/``finished_at`` for reports.
     """
     started_at = ctx.now()
-    result = _process(group, ctx, deadline)
+    result = _process(group, ctx, deadline, refresh)
     return dataclasses.replace(result, started_at=started_at, finished_at=ctx.now())
 
 
-def _process(group: Group, ctx: GroupContext, deadline: float | None) -> GroupResult:
+def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: bool) -> GroupResult:
     try:
         stored = _already_done(group, ctx.store)
-        if stored is not None:
+        if stored is not None and not refresh:
             return _stored_result(group, stored, files=len(group.sources))
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r} not started: the deadline has passed")
+        validators: dict[str, Validator] = {}
+        if refresh and stored is not None and ctx.previous is not None:
+            validators = {v.url: v for v in ctx.previous(group.key)[1]}
     except FanfetchError as exc:
         return _failed_result(group, exc, attempts=0)
     with ExitStack() as stack:
@@ -148,22 +159,38 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None) -> GroupRe
             for _ in group.sources
         ]
         try:
-            results = _download_all(group, ctx, parts, deadline)
+            results = _download_all(group, ctx, parts, deadline, validators=validators)
+            unchanged = [i for i, r in enumerate(results) if r.not_modified]
+            if unchanged and stored is not None and len(unchanged) == len(results):
+                attempts = sum(r.attempts for r in results)
+                return dataclasses.replace(_stored_result(group, stored, files=len(results)), attempts=attempts,
+                                           skipped=False, change="unchanged", file_results=tuple(results))
+            if unchanged:  # some files changed: the merge needs the unchanged ones' bytes too
+                again = _download_all(group, ctx, parts, deadline, validators={}, only=unchanged)
+                for index, result in zip(unchanged, again, strict=True):
+                    results[index] = dataclasses.replace(result, attempts=result.attempts + results[index].attempts)
         except _GroupDownloadFailed as failed:
             return _failed_result(group, failed.error, attempts=failed.attempts)
         attempts = sum(r.attempts for r in results)
+        replace = refresh and stored is not None
         try:
             if group.merge is MergeMode.NONE:
-                return _store_each(group, ctx, parts, results, attempts)
-            return _store_merged(group, ctx, parts, results, attempts)
+                result = _store_each(group, ctx, parts, results, attempts, overwrite=replace)
+            else:
+                result = _store_merged(group, ctx, parts, results, attempts, overwrite=replace,
+                                       unchanged_sha256=stored.sha256 if replace and stored else None)
         except OutputExists:
             # A concurrent or earlier delivery stored it first: done, and counted once (as skipped).
             stored = _already_done(group, ctx.store)
             if stored is None:
-                return _failed_result(group, StoreError("output reported as existing but not found"), attempts=attempts)
+                error = StoreError("output reported as existing but not found")
+                return _failed_result(group, error, attempts=attempts)
             return dataclasses.replace(_stored_result(group, stored, files=len(group.sources)), attempts=attempts)
         except StoreError as exc:
             return _failed_result(group, exc, attempts=attempts)
+        if refresh and result.change is None:
+            result = dataclasses.replace(result, change="changed" if stored is not None else "new")
+        return result
 
 
 class _GroupDownloadFailed(Exception):
@@ -173,17 +200,31 @@ class _GroupDownloadFailed(Exception):
         self.attempts = attempts
 
 
-def _download_all(group: Group, ctx: GroupContext, parts: list[BinaryIO], deadline: float | None) -> list[FileResult]:
+def _download_all(
+    group: Group,
+    ctx: GroupContext,
+    parts: list[BinaryIO],
+    deadline: float | None,
+    *,
+    validators: Mapping[str, Validator],
+    only: list[int] | None = None,
+) -> list[FileResult]:
+    """Fetch the group's files (or the ``only`` indices) into ``parts``; fail fast on the first error."""
     cancelled = False
 
     def fetch_one(index: int) -> FileResult:
         if cancelled:
             raise _Cancelled()
+        source = group.sources[index]
         if deadline is not None and ctx.clock.monotonic() >= deadline:
-            raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {group.sources[index].url}")
-        return ctx.fetcher.fetch(group.sources[index], parts[index], deadline=deadline)
+            raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {source.url}")
+        validator = validators.get(source.url)
+        if validator is None:
+            return ctx.fetcher.fetch(source, parts[index], deadline=deadline)
+        return ctx.fetcher.fetch(source, parts[index], deadline=deadline, validator=validator)  # type: ignore[call-arg]
 
-    futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in range(len(group.sources))]
+    indices = list(range(len(group.sources))) if only is None else only
+    futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in indices]
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     first_error = _first_error(futures)
     if first_error is not None:
@@ -237,14 +278,26 @@ def _spool_file(ctx: GroupContext, prefix: str) -> Iterator[tuple[str, BinaryIO]
 
 
 def _store_merged(
-    group: Group, ctx: GroupContext, parts: list[BinaryIO], results: list[FileResult], attempts: int
+    group: Group,
+    ctx: GroupContext,
+    parts: list[BinaryIO],
+    results: list[FileResult],
+    attempts: int,
+    *,
+    overwrite: bool = False,
+    unchanged_sha256: str | None = None,
 ) -> GroupResult:
     with _spool_file(ctx, "merged-") as (merged_path, raw):
         writer = _HashingWriter(raw)
         merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
         raw.close()
         digest = writer.sha256.hexdigest()
-        stored = ctx.store.put_file(group.key, merged_path, sha256=digest)
+        if unchanged_sha256 is not None and digest == unchanged_sha256:
+            # The origin gave no (or new) validators but the same bytes: leave the output alone.
+            return GroupResult(group_id=group.group_id, status=GroupStatus.OK, key=group.key, files=len(results),
+                               bytes=writer.bytes, sha256=digest, attempts=attempts, change="unchanged",
+                               file_results=tuple(results))
+        stored = ctx.store.put_file(group.key, merged_path, sha256=digest, overwrite=overwrite)
     return GroupResult(
         group_id=group.group_id,
         status=GroupStatus.OK,
@@ -267,7 +320,13 @@ def _copy_hashing(part: BinaryIO, out: BinaryIO, chunk_bytes: int) -> str:
 
 
 def _store_each(
-    group: Group, ctx: GroupContext, parts: list[BinaryIO], results: list[FileResult], attempts: int
+    group: Group,
+    ctx: GroupContext,
+    parts: list[BinaryIO],
+    results: list[FileResult],
+    attempts: int,
+    *,
+    overwrite: bool = False,
 ) -> GroupResult:
     prefix = group.key.rstrip("/")
     names = name_files(group.urls)
@@ -278,7 +337,7 @@ def _store_each(
             digest = _copy_hashing(part, raw, ctx.chunk_bytes)
             raw.close()
             try:
-                size = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest).size
+                size = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest, overwrite=overwrite).size
             except OutputExists:
                 size = result.bytes  # stored by an earlier delivery that died before writing the marker
         total += size
@@ -286,7 +345,7 @@ def _store_each(
     index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()
     group_digest = hashlib.sha256(index).hexdigest()
     # The marker goes last: its presence means every file of the group is stored.
-    ctx.store.put_bytes(done_marker_key(group), index, content_type="application/json")
+    ctx.store.put_bytes(done_marker_key(group), index, content_type="application/json")  # unconditional
     return GroupResult(
         group_id=group.group_id,
         status=GroupStatus.OK,

@@ -36,22 +36,32 @@ class FakeFetcher:
     ``calls`` counts fetches per URL.
     """
 
-    def __init__(self, bodies: dict[str, object]):
+    def __init__(self, bodies: dict[str, object], *, etags: dict[str, str] | None = None):
         self._plans = {url: list(v) if isinstance(v, list) else [v] for url, v in bodies.items()}
         self.calls: dict[str, int] = {}
+        self.conditional: dict[str, int] = {}  # conditional requests per URL
+        self.bytes_sent = 0
+        self.etags = dict(etags or {})  # the origin's current ETag per URL (None: sends no validators)
         self._lock = threading.Lock()
 
-    def fetch(self, source, dest, *, deadline=None):
+    def fetch(self, source, dest, *, deadline=None, validator=None):
         from fanfetch.core.models import FileResult
 
+        etag = self.etags.get(source.url)
         with self._lock:
             self.calls[source.url] = self.calls.get(source.url, 0) + 1
+            if validator is not None:
+                self.conditional[source.url] = self.conditional.get(source.url, 0) + 1
+                if etag is not None and validator.etag == etag:
+                    return FileResult(url=source.url, bytes=0, attempts=1, etag=etag, not_modified=True)
             plan = self._plans[source.url]
             step = plan.pop(0) if len(plan) > 1 else plan[0]
         if isinstance(step, BaseException):
             raise step
         dest.write(step)
-        return FileResult(url=source.url, bytes=len(step), attempts=1)
+        with self._lock:
+            self.bytes_sent += len(step)
+        return FileResult(url=source.url, bytes=len(step), attempts=1, etag=etag)
 
 
 class MemoryStore:
@@ -72,11 +82,14 @@ class MemoryStore:
                 return None
             return StoredObject(key=key, size=len(self.objects[key]), sha256=self.sha.get(key))
 
-    def put_file(self, key, path, *, sha256):
+    def put_file(self, key, path, *, sha256, overwrite=False):
+        from fanfetch.errors import OutputExists
         from fanfetch.ports import StoredObject
 
         if self.fail_with is not None:
             raise self.fail_with
+        if not overwrite and key in self.objects:
+            raise OutputExists(f"{key!r} is already stored")
         with open(path, "rb") as handle:
             data = handle.read()
         with self._lock:
@@ -103,3 +116,74 @@ class MemoryQueue:
     def send_messages(self, bodies):
         self.bodies.extend(bodies)
         return len(bodies)
+
+
+class MemoryLedger:
+    """A Ledger in dicts with the adapters' semantics: first verdict counts, exactly one call finishes a job."""
+
+    def __init__(self):
+        self.jobs: dict = {}  # job_id -> JobRecord
+        self.groups: dict = {}  # (job_id, group_id) -> GroupRecord
+        self.outputs: dict = {}  # key -> (sha256, validators)
+        self._lock = threading.Lock()
+
+    def open_job(self, job_id, *, total_groups, total_files, results_location, now):
+        from fanfetch.core.ledger import JobRecord
+
+        with self._lock:
+            if job_id not in self.jobs:
+                self.jobs[job_id] = JobRecord(job_id=job_id, total_groups=total_groups, total_files=total_files,
+                                              started_at=now, results_location=results_location)
+            return self.jobs[job_id]
+
+    def record_group(self, record):
+        import dataclasses
+
+        from fanfetch.core.ledger import RecordOutcome
+        from fanfetch.errors import JobNotOpen
+
+        with self._lock:
+            job = self.jobs.get(record.job_id)
+            if job is None:
+                raise JobNotOpen(f"no job {record.job_id!r}")
+            counted = (record.job_id, record.group_id) not in self.groups
+            if counted:
+                self.groups[(record.job_id, record.group_id)] = record
+                ok = record.status == "ok"
+                job = dataclasses.replace(
+                    job, ok=job.ok + ok, failed=job.failed + (not ok), files=job.files + record.files,
+                    bytes=job.bytes + record.bytes, changed=job.changed + (record.change == "changed"),
+                    unchanged=job.unchanged + (record.change == "unchanged"))
+                if ok:
+                    self.outputs[record.key] = (record.sha256, record.validators)
+            finished = job.finished and job.finished_at is None
+            if finished:
+                job = dataclasses.replace(job, finished_at=record.finished_at)
+            self.jobs[record.job_id] = job
+            return RecordOutcome(counted=counted, job_finished=finished, job=job)
+
+    def get_job(self, job_id):
+        with self._lock:
+            return self.jobs.get(job_id)
+
+    def list_groups(self, job_id, *, status=None):
+        with self._lock:
+            return sorted((g for (j, _), g in self.groups.items() if j == job_id and status in (None, g.status)),
+                          key=lambda g: g.group_id)
+
+    def last_validators(self, key):
+        with self._lock:
+            return self.outputs.get(key, (None, ()))
+
+
+class RecordingEvents:
+    """JobEvents that keeps every announcement: ``finished`` = [(JobRecord, results_location)]."""
+
+    def __init__(self, fail_with: BaseException | None = None):
+        self.finished: list = []
+        self.fail_with = fail_with
+
+    def job_finished(self, job, *, results_location):
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.finished.append((job, results_location))

@@ -52,9 +52,9 @@ class LocalStore:
                 size += len(chunk)
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
-    def put_file(self, key: str, path: str, *, sha256: str) -> StoredObject:
-        """Store ``path`` at ``key`` only if nothing is there yet (raises OutputExists otherwise)."""
-        return self._store(key, path, sha256=sha256, overwrite=False)
+    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
+        """Store ``path`` at ``key``; unless ``overwrite``, only if nothing is there yet (else OutputExists)."""
+        return self._store(key, path, sha256=sha256, overwrite=overwrite)
 
     def _store(self, key: str, path: str, *, sha256: str, overwrite: bool) -> StoredObject:
         final = self._path(key)

@@ -7,6 +7,7 @@ file so memory stays bounded; the sha256 of the object rides along as object met
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,16 +53,52 @@ def classify_client_error(exc: BaseException, what: str) -> StoreError:
     return RetryableStoreError(f"{what}: {type(cause or exc).__name__}: {cause or exc}")
 
 
-def _add_if_none_match(params: dict[str, Any], **_: Any) -> None:
-    """botocore hook: make output writes conditional (``If-None-Match: *``).
+_WRITE_METADATA = "fanfetch-write"  # "create" (conditional) or "replace" (refresh of a changed output)
+
+
+class _ConditionalWrites:
+    """botocore hooks that make output writes conditional (``If-None-Match: *``).
 
     boto3's transfer manager does not pass ``IfNoneMatch`` through (it is not in its allowed upload
-    arguments), so it is added to the two calls that create an output: a PutObject carrying our
-    sha256 metadata (single-part outputs; plain put_bytes writes stay unconditional) and every
-    CompleteMultipartUpload (only outputs are uploaded in parts).
+    arguments), so the hooks add it to the call that creates the object: a PutObject whose metadata
+    says ``fanfetch-write: create``, or the CompleteMultipartUpload of an upload created with that
+    metadata (its UploadId is remembered between the two calls, which may run on other threads).
+    Plain ``put_bytes`` writes and ``replace`` writes stay unconditional.
     """
-    if "UploadId" in params or _SHA_METADATA in (params.get("Metadata") or {}):
-        params.setdefault("IfNoneMatch", "*")
+
+    def __init__(self, client: Any):
+        self._uploads: set[str] = set()
+        self._lock = threading.Lock()
+        events = client.meta.events
+        events.register_first("before-parameter-build.s3.PutObject", self._put, unique_id="fanfetch-cond-put")
+        events.register_first("before-parameter-build.s3.CreateMultipartUpload", self._create,
+                              unique_id="fanfetch-cond-create")
+        events.register_first("after-call.s3.CreateMultipartUpload", self._created, unique_id="fanfetch-cond-created")
+        events.register_first("before-parameter-build.s3.CompleteMultipartUpload", self._complete,
+                              unique_id="fanfetch-cond-complete")
+
+    @staticmethod
+    def _conditional(params: dict[str, Any]) -> bool:
+        return (params.get("Metadata") or {}).get(_WRITE_METADATA) == "create"
+
+    def _put(self, params: dict[str, Any], **_: Any) -> None:
+        if self._conditional(params):
+            params.setdefault("IfNoneMatch", "*")
+
+    def _create(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["fanfetch_conditional"] = self._conditional(params)
+
+    def _created(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if context.get("fanfetch_conditional") and parsed.get("UploadId"):
+            with self._lock:
+                self._uploads.add(parsed["UploadId"])
+
+    def _complete(self, params: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            conditional = params.get("UploadId") in self._uploads
+            self._uploads.discard(params.get("UploadId", ""))
+        if conditional:
+            params.setdefault("IfNoneMatch", "*")
 
 
 class S3Store:
@@ -72,10 +109,7 @@ class S3Store:
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", *, transfer: TransferConfig = DEFAULT_TRANSFER):
-        client.meta.events.register_first("before-parameter-build.s3.PutObject", _add_if_none_match,
-                                          unique_id="fanfetch-if-none-match-put")
-        client.meta.events.register_first("before-parameter-build.s3.CompleteMultipartUpload", _add_if_none_match,
-                                          unique_id="fanfetch-if-none-match-complete")
+        self._hooks = _ConditionalWrites(client)
         self._client = client
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
@@ -96,11 +130,12 @@ class S3Store:
         metadata = response.get("Metadata") or {}
         return StoredObject(key=key, size=int(response["ContentLength"]), sha256=metadata.get(_SHA_METADATA))
 
-    def put_file(self, key: str, path: str, *, sha256: str) -> StoredObject:
+    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
         size = os.path.getsize(path)
+        metadata = {_SHA_METADATA: sha256, _WRITE_METADATA: "replace" if overwrite else "create"}
         try:
             self._client.upload_file(
-                path, self.bucket, self._key(key), ExtraArgs={"Metadata": {_SHA_METADATA: sha256}}, Config=self._transfer
+                path, self.bucket, self._key(key), ExtraArgs={"Metadata": metadata}, Config=self._transfer
             )
         except Exception as exc:  # boto3 wraps ClientError in S3UploadFailedError; classify its cause
             raise classify_client_error(exc, f"upload s3://{self.bucket}/{self._key(key)}") from exc

@@ -74,6 +74,7 @@ class FileResult:
     attempts: int
     etag: str | None = None
     last_modified: str | None = None
+    not_modified: bool = False  # a conditional request answered 304: ``dest`` was not written
 
 
 class GroupStatus(str, Enum):
@@ -95,6 +96,7 @@ class GroupResult:
     error: str | None = None
     retryable: bool = False  # for failures: may a later attempt succeed?
     skipped: bool = False  # already stored by an earlier run / delivery; nothing fetched
+    change: str | None = None  # refresh runs: "new" | "changed" | "unchanged"; None for plain runs
     started_at: float = 0.0  # epoch seconds (wall clock), for reports
     finished_at: float = 0.0  # epoch seconds (wall clock)
     file_results: tuple[FileResult, ...] = field(default=(), compare=False, repr=False)
@@ -115,6 +117,7 @@ class GroupResult:
             "attempts": self.attempts,
             "error": self.error,
             "skipped": self.skipped,
+            "change": self.change,
             "started_at": round(self.started_at, 3),
             "finished_at": round(self.finished_at, 3),
         }

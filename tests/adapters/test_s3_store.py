@@ -82,3 +82,17 @@ def test_a_multipart_output_is_conditional_too(s3, tmp_path):
     assert store.head("big.bin").size == 6 * 2**20
     with pytest.raises(OutputExists):
         store.put_file("big.bin", str(big), sha256="s")
+
+
+@pytest.mark.parametrize("size", [10, 6 * 2**20])
+def test_overwrite_replaces_a_changed_output_single_part_and_multipart(s3, tmp_path, size):
+    from boto3.s3.transfer import TransferConfig
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(b"o" * size)
+    new.write_bytes(b"n" * size)
+    store = S3Store(s3, "out", transfer=TransferConfig(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20))
+    store.put_file("k.bin", str(old), sha256="old")
+    store.put_file("k.bin", str(new), sha256="new", overwrite=True)
+    assert s3.get_object(Bucket="out", Key="k.bin")["Body"].read(1) == b"n"
+    assert store.head("k.bin").sha256 == "new"
