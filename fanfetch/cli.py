@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
     run.add_argument("--merge", type=_merge_mode, default=MergeMode.CONCAT,
                      help="merge mode for groups that do not name one: csv, concat (default), none")
+    run.add_argument("--refresh", action="store_true",
+                     help="re-check groups already stored against the origin; rewrite only those that changed")
     _add_run_options(run)
 
     demo = commands.add_parser("demo", help="run a sample job against a built-in origin on 127.0.0.1")
@@ -99,7 +101,7 @@ class _StopFlag:
 
 
 def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[str], endpoint_url: str | None,
-                console: Console, quiet: bool = False) -> RunSummary:
+                console: Console, quiet: bool = False, refresh: bool = False) -> RunSummary:
     """Compose the real adapters for a local run and run ``job`` into ``dest``."""
     store = build_store(dest, endpoint_url=endpoint_url)
     spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
@@ -113,7 +115,8 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
     try:
         view = ProgressView(counters, console if not quiet else Console(quiet=True))
         with view:
-            summary = run_job(job, ctx, group_workers=concurrency, should_stop=stop, on_result=view.update)
+            summary = run_job(job, ctx, group_workers=concurrency, should_stop=stop, on_result=view.update,
+                              refresh=refresh)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -130,7 +133,7 @@ def _command_run(args: argparse.Namespace, console: Console) -> int:
                   highlight=False)
     allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
     summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,
-                          endpoint_url=args.endpoint_url, console=console, quiet=args.quiet)
+                          endpoint_url=args.endpoint_url, console=console, quiet=args.quiet, refresh=args.refresh)
     return summary.exit_code
 
 

@@ -29,6 +29,7 @@ def run_groups(
     should_stop: Callable[[], bool] = lambda: False,
     on_result: Callable[[GroupResult], None] = lambda result: None,
     keep_file_results: bool = True,
+    refresh: Sequence[bool] | bool = False,
 ) -> list[GroupResult]:
     """Process ``groups`` with up to ``group_workers`` in flight; return results in input order.
 
@@ -37,6 +38,7 @@ def run_groups(
     ``on_result`` is called once per group, from worker threads, as each finishes. With
     ``keep_file_results=False`` the returned results drop their per-file details once ``on_result``
     has seen them, so a 200,000-group run does not hold every file's record until the end.
+    ``refresh`` (one flag for all, or one per group) re-checks existing outputs against the origin.
     """
     if group_workers < 1:
         raise ValueError("group_workers must be at least 1")
@@ -50,7 +52,8 @@ def run_groups(
         elif deadline is not None and ctx.clock.monotonic() >= deadline:
             result = _not_started(group, str(DeadlineExceeded("not started: too little time left before the deadline")))
         else:
-            result = process_group(group, ctx, deadline=deadline)
+            again = refresh if isinstance(refresh, bool) else refresh[index]
+            result = process_group(group, ctx, deadline=deadline, refresh=again)
         on_result(result)
         with lock:
             results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())

@@ -1,16 +1,23 @@
 """Turns a producer Lambda event into a validated Job.
 
-Accepted events (exactly one source; ``merge`` optional, default ``concat``)::
+Accepted events (exactly one source; ``merge`` optional, default ``concat``; ``refresh`` optional)::
 
     {"manifest": "s3://bucket/jobs/stations.toml"}   # or a key in BUCKET_NAME: {"manifest": "jobs/x.jsonl"}
     {"groups": [{"group": "50430", "urls": ["https://…"], "key": "…", "merge": "csv"}, …]}
     {"spec": {"job": {…}, "table": {"rows": […]}, "expand": {…}}}   # table paths resolve in BUCKET_NAME
+
+``"refresh": true`` (the stack's schedule sends it) makes a new run of the same manifest: the job id
+gets the run's UTC time appended, and workers re-check existing outputs against the origin,
+rewriting only the groups whose content changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fanfetch.adapters.manifests import load_job
@@ -19,10 +26,32 @@ from fanfetch.core.manifest import parse_groups, parse_spec
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import InputError
 
-__all__ = ["job_from_event"]
+__all__ = ["job_from_event", "ProducerRequest", "request_from_event"]
 
 _SOURCES = ("manifest", "groups", "spec")
-_KNOWN = frozenset(_SOURCES + ("merge",))
+_KNOWN = frozenset(_SOURCES + ("merge", "refresh"))
+
+
+@dataclass(frozen=True)
+class ProducerRequest:
+    """What the producer was asked to do: enqueue ``job``, as a refresh run or not."""
+
+    job: Job
+    refresh: bool = False
+
+
+def request_from_event(
+    event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str, now: Callable[[], float] = time.time
+) -> ProducerRequest:
+    """The job and run mode an event asks for (see the module docstring)."""
+    job = job_from_event(event, s3_client=s3_client, bucket=bucket)
+    refresh = event.get("refresh", False)
+    if not isinstance(refresh, bool):
+        raise InputError("event: refresh must be true or false")
+    if refresh:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now()))
+        job = dataclasses.replace(job, job_id=f"{job.job_id}-{stamp}")
+    return ProducerRequest(job=job, refresh=refresh)
 
 
 def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str) -> Job:

@@ -49,11 +49,19 @@ class RunSummary:
 
     @property
     def files(self) -> int:
-        return sum(r.files for r in self.results if r.ok and not r.skipped)
+        return sum(r.files for r in self.results if r.ok and not r.skipped and r.change != "unchanged")
 
     @property
     def bytes(self) -> int:
-        return sum(r.bytes for r in self.results if r.ok and not r.skipped)
+        return sum(r.bytes for r in self.results if r.ok and not r.skipped and r.change != "unchanged")
+
+    @property
+    def changed(self) -> int:
+        return sum(1 for r in self.results if r.ok and r.change in ("changed", "new"))
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for r in self.results if r.ok and r.change == "unchanged")
 
     @property
     def exit_code(self) -> int:
@@ -91,11 +99,15 @@ def run_job(
     group_workers: int,
     should_stop: Callable[[], bool] = lambda: False,
     on_result: Callable[[GroupResult], None] = lambda result: None,
+    refresh: bool = False,
 ) -> RunSummary:
-    """Process every group of ``job`` and store the results manifest beside the outputs."""
+    """Process every group of ``job`` and store the results manifest beside the outputs.
+
+    With ``refresh`` existing outputs are re-checked against the origin (see ``process_group``).
+    """
     started = time.monotonic()
     results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=on_result,
-                         keep_file_results=False)
+                         keep_file_results=False, refresh=refresh)
     lines = "".join(json.dumps(r.to_record(), ensure_ascii=False) + "\n" for r in results)
     key = results_key(job.job_id)
     error = None

@@ -71,6 +71,9 @@ def print_summary(summary: RunSummary, *, dest: str, console: Console, show_fail
         f"{summary.files:,} files, {format_bytes(summary.bytes)} in {summary.elapsed_s:.1f} s ({rate:,.0f} files/s)",
         highlight=False,
     )
+    if any(r.change for r in summary.results):
+        console.print(f"refresh: {summary.changed} changed or new, {summary.unchanged} unchanged, "
+                      f"{summary.failed} failed", highlight=False)
     console.print(f"outputs: {dest}   results: {dest.rstrip('/')}/{summary.results_key}", highlight=False)
     failures = [r for r in summary.results if not r.ok]
     for result in failures[:show_failures]:

@@ -47,9 +47,12 @@ class EnqueueResult:
         return {"job_id": self.job_id, "groups": self.groups, "messages": self.messages}
 
 
-def enqueue_job(job: Job, queue: WorkQueue) -> EnqueueResult:
-    """Send one message per group. Every message is encoded (and size-checked) before the first send."""
-    bodies = encode_job(job.job_id, job.groups)
+def enqueue_job(job: Job, queue: WorkQueue, *, refresh: bool = False) -> EnqueueResult:
+    """Send one message per group. Every message is encoded (and size-checked) before the first send.
+
+    With ``refresh`` the workers re-check existing outputs against the origin (incremental runs).
+    """
+    bodies = encode_job(job.job_id, job.groups, refresh=refresh)
     sent = queue.send_messages(bodies)
     return EnqueueResult(job_id=job.job_id, groups=len(job.groups), messages=sent)
 

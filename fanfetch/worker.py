@@ -90,7 +90,8 @@ def run_batch(
             verdicts[message_id] = _dead_letter_or_retry(
                 dead_letters, ctx.store, bodies[message_id], exc, f"_jobs/_poison/{message_id}.json", record_doc)
     ids = list(decoded)
-    results = run_groups([decoded[i].group for i in ids], ctx, group_workers=groups_in_flight, deadline=deadline)
+    results = run_groups([decoded[i].group for i in ids], ctx, group_workers=groups_in_flight, deadline=deadline,
+                         refresh=[decoded[i].refresh for i in ids])
     for message_id, result in zip(ids, results, strict=True):
         if result.ok:
             verdicts[message_id] = Verdict(acknowledge=True, result=result)

@@ -16,7 +16,8 @@ def manifest_url(bucket_name: str, manifest_key: str) -> str:
 
 
 class ProducerSchedule(Construct):
-    """Attribute: ``rule``, invoking the producer with ``{"manifest": "s3://<bucket>/<key>"}``."""
+    """Attribute: ``rule``, invoking the producer with ``{"manifest": "s3://<bucket>/<key>", "refresh": true}``
+    (each scheduled run re-checks the origin and rewrites only what changed)."""
 
     def __init__(
         self,
@@ -40,7 +41,7 @@ class ProducerSchedule(Construct):
                 targets.LambdaFunction(
                     producer,
                     event=events.RuleTargetInput.from_object(
-                        {"manifest": manifest_url(bucket_name, manifest_key)}
+                        {"manifest": manifest_url(bucket_name, manifest_key), "refresh": True}
                     ),
                 )
             ],

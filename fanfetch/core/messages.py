@@ -1,8 +1,9 @@
 """The queue message schema (version 1): one JSON message per group.
 
-``{"v": 1, "job": ..., "group": ..., "key": ..., "merge": "csv", "urls": [...], "checks": [...]}``
+``{"v": 1, "job": ..., "group": ..., "key": ..., "merge": "csv", "urls": [...], "checks": [...], "refresh": true}``
 ``checks`` is present only when the manifest gave a sha256/md5/size for some URL; it lines up with
-``urls`` (``null`` where nothing is known). Decoding validates everything again: a message is
+``urls`` (``null`` where nothing is known). ``refresh`` (optional, default false) asks the worker to
+check an existing output against the origin instead of skipping it (scheduled incremental runs). Decoding validates everything again: a message is
 input from outside the process, and a bad one is poison (``MessageError``), never retried.
 """
 
@@ -33,17 +34,19 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 class JobMessage:
     """A decoded message: which job, and the group to process."""
 
-    __slots__ = ("job_id", "group")
+    __slots__ = ("job_id", "group", "refresh")
 
-    def __init__(self, job_id: str, group: Group):
+    def __init__(self, job_id: str, group: Group, refresh: bool = False):
         self.job_id = job_id
         self.group = group
+        self.refresh = refresh
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, JobMessage) and (self.job_id, self.group) == (other.job_id, other.group)
+        return isinstance(other, JobMessage) and (self.job_id, self.group, self.refresh) == (
+            other.job_id, other.group, other.refresh)
 
     def __repr__(self) -> str:
-        return f"JobMessage(job_id={self.job_id!r}, group={self.group!r})"
+        return f"JobMessage(job_id={self.job_id!r}, group={self.group!r}, refresh={self.refresh!r})"
 
 
 def _check_record(source: Source) -> dict[str, object] | None:
@@ -51,7 +54,7 @@ def _check_record(source: Source) -> dict[str, object] | None:
     return record or None
 
 
-def encode_message(job_id: str, group: Group, *, max_bytes: int = SQS_MAX_MESSAGE_BYTES) -> str:
+def encode_message(job_id: str, group: Group, *, max_bytes: int = SQS_MAX_MESSAGE_BYTES, refresh: bool = False) -> str:
     """The message body for ``group``; raises InputError if it would not fit in one SQS message."""
     body: dict[str, object] = {
         "v": SCHEMA_VERSION,
@@ -64,6 +67,8 @@ def encode_message(job_id: str, group: Group, *, max_bytes: int = SQS_MAX_MESSAG
     checks = [_check_record(s) for s in group.sources]
     if any(checks):
         body["checks"] = checks
+    if refresh:
+        body["refresh"] = True
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
@@ -74,9 +79,11 @@ def encode_message(job_id: str, group: Group, *, max_bytes: int = SQS_MAX_MESSAG
     return text
 
 
-def encode_job(job_id: str, groups: Sequence[Group], *, max_bytes: int = SQS_MAX_MESSAGE_BYTES) -> list[str]:
+def encode_job(
+    job_id: str, groups: Sequence[Group], *, max_bytes: int = SQS_MAX_MESSAGE_BYTES, refresh: bool = False
+) -> list[str]:
     """Every group's message, all checked before any is returned (so nothing is sent half-way)."""
-    return [encode_message(job_id, g, max_bytes=max_bytes) for g in groups]
+    return [encode_message(job_id, g, max_bytes=max_bytes, refresh=refresh) for g in groups]
 
 
 def _require(body: dict[str, object], name: str, kind: type) -> object:
@@ -118,7 +125,10 @@ def decode_message(text: str) -> JobMessage:
         sources = tuple(_decode_source(url, check) for url, check in zip(urls, checks, strict=True))
     except ManifestError as exc:
         raise MessageError(f"group {group_id!r}: {exc.field or 'field'}: {exc.problem}") from None
-    return JobMessage(job_id, Group(group_id=group_id, sources=sources, key=key, merge=merge))
+    refresh = body.get("refresh", False)
+    if not isinstance(refresh, bool):
+        raise MessageError("message field 'refresh' must be true or false")
+    return JobMessage(job_id, Group(group_id=group_id, sources=sources, key=key, merge=merge), refresh=refresh)
 
 
 def _decode_source(url: str, check: object) -> Source:

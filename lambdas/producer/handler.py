@@ -1,5 +1,6 @@
 """Producer Lambda: a manifest (``{"manifest": "s3://…"}``, inline ``{"groups": […]}`` or ``{"spec": {…}}``)
-becomes one SQS message per group. Returns ``{"job_id", "groups", "messages"}``."""
+becomes one SQS message per group (``"refresh": true`` for an incremental re-run).
+Returns ``{"job_id", "groups", "messages"}``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import os
 from typing import Any
 
 from fanfetch.bootstrap import aws_client, build_queue
-from fanfetch.events import job_from_event
+from fanfetch.events import request_from_event
 from fanfetch.services import enqueue_job
 from fanfetch.settings import Settings
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, object]:
     settings = Settings.from_env(os.environ, require=("QUEUE_URL",))
-    job = job_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name)
-    return enqueue_job(job, build_queue(settings)).to_dict()
+    request = request_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name)
+    return enqueue_job(request.job, build_queue(settings), refresh=request.refresh).to_dict()

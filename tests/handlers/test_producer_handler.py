@@ -93,3 +93,14 @@ def test_a_missing_queue_url_is_named(producer, monkeypatch):
     monkeypatch.delenv("QUEUE_URL")
     with pytest.raises(InputError, match="QUEUE_URL is not set"):
         module.handler({"groups": [{"group": "a", "urls": ["https://d.example/1"]}]}, FakeLambdaContext())
+
+
+def test_a_refresh_event_starts_a_new_run_whose_messages_ask_for_a_recheck(producer):
+    module, _, sqs, url = producer
+    event = {"groups": [{"group": "a", "urls": ["https://d.example/1"]}]}
+    plain = module.handler(event, FakeLambdaContext())
+    _received(sqs, url)
+    refreshed = module.handler(dict(event, refresh=True), FakeLambdaContext())
+    (message,) = _received(sqs, url)
+    assert refreshed["job_id"].startswith(plain["job_id"] + "-") and refreshed["job_id"] != plain["job_id"]
+    assert message.refresh and message.job_id == refreshed["job_id"]
