@@ -8,6 +8,7 @@ merged files against what the origin serves.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from rich.console import Console
 
@@ -45,10 +46,12 @@ def write_demo_job(folder: str, stations: list[Station], url_template: str) -> s
     return spec_path
 
 
-def expected_station_csv(station: Station) -> bytes:
-    """What the merged file for ``station`` must hold: the header once, then every year's rows."""
+def expected_station_csv(station: Station, versions: Mapping[tuple[int, int], int] | None = None) -> bytes:
+    """What the merged file for ``station`` must hold: the header once, then every year's rows
+    (``versions``: the origin's revised station-years, see ``DemoOrigin.revise``)."""
     header = CSV_HEADER.encode()
-    body = b"".join(station_year_csv(station.station_id, y)[len(header):]
+    revised = versions or {}
+    body = b"".join(station_year_csv(station.station_id, y, revised.get((station.station_id, y), 0))[len(header):]
                     for y in range(station.first_year, station.last_year + 1))
     return header + body
 

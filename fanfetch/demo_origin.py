@@ -2,7 +2,7 @@
 
 ``GET /climate/bulk?format=csv&stationID=<id>&Year=<year>`` returns one station-year (a header and
 12 monthly rows), after an optional per-request latency; a deterministic few answer 503 once, so
-the demo shows retries. The server counts requests, which tests use to prove resume fetches nothing.
+the demo shows retries. Responses carry an ETag and ``If-None-Match`` gets a 304, like a well-kept origin. The server counts requests, which tests use to prove resume fetches nothing.
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ def demo_stations(count: int = 200, *, seed: int = 8324) -> list[Station]:
     return stations
 
 
-def station_year_csv(station_id: int, year: int) -> bytes:
-    """The deterministic body served for one station-year (CRLF, like the government server)."""
-    rng = random.Random(f"{station_id}-{year}")
+def station_year_csv(station_id: int, year: int, version: int = 0) -> bytes:
+    """The deterministic body served for one station-year (CRLF, like the government server).
+
+    ``version`` > 0 stands for a revised file (the origin corrected its data): other numbers.
+    """
+    rng = random.Random(f"{station_id}-{year}" + (f"-v{version}" if version else ""))
     rows = [CSV_HEADER]
     for month in range(1, 13):
         temp = rng.uniform(-25, 25) + 10 * (1 - abs(month - 7) / 6)
@@ -84,15 +87,28 @@ class _Handler(BaseHTTPRequestHandler):
         if seen == 1 and _fails_once(self.path, origin.flaky_one_in):
             self._reply(503, b"busy, try again\n", {"Retry-After": "0"})
             return
-        self._reply(200, station_year_csv(station_id, year), {"Content-Type": "text/csv; charset=utf-8"})
+        body = station_year_csv(station_id, year, origin.versions.get((station_id, year), 0))
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        if origin.etags and self.headers.get("If-None-Match") == etag:
+            self._reply(304, b"", {"ETag": etag}, body_allowed=False)
+            return
+        headers = {"Content-Type": "text/csv; charset=utf-8"}
+        if origin.etags:
+            headers["ETag"] = etag
+        with origin.lock:
+            origin.bytes_sent += len(body)
+        self._reply(200, body, headers)
 
-    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None, *,
+               body_allowed: bool = True) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        if body_allowed:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if body_allowed:
+            self.wfile.write(body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -105,11 +121,14 @@ class DemoOrigin:
     """The sample origin; use as a context manager. ``url_template`` fits the demo job spec."""
 
     def __init__(self, stations: list[Station], *, latency_s: float = 0.0, flaky_one_in: int = 0,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, etags: bool = True):
         self._years = {s.station_id: (s.first_year, s.last_year) for s in stations}
         self.latency_s = latency_s
         self.flaky_one_in = flaky_one_in
         self.requests: Counter[str] = Counter()
+        self.etags = etags  # send ETags and answer If-None-Match with 304
+        self.versions: dict[tuple[int, int], int] = {}  # revised station-years (see ``revise``)
+        self.bytes_sent = 0
         self.lock = threading.Condition()
         self._server = _Server((host, port), _Handler)
         self._server.origin = self
@@ -132,6 +151,11 @@ class DemoOrigin:
     def total_requests(self) -> int:
         with self.lock:
             return sum(self.requests.values())
+
+    def revise(self, station_id: int, year: int) -> None:
+        """The origin publishes a corrected file for one station-year (new bytes, new ETag)."""
+        with self.lock:
+            self.versions[(station_id, year)] = self.versions.get((station_id, year), 0) + 1
 
     def wait_for_requests(self, count: int, *, timeout_s: float = 30.0) -> bool:
         """Block until the origin has seen ``count`` requests in all (False on timeout)."""
