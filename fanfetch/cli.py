@@ -1,5 +1,7 @@
-"""The ``fanfetch`` command: composition root for local runs (``run``, ``demo``).
+"""The ``fanfetch`` command: fan out downloads locally, plan, and operate a deployed stack.
 
+Composition root for local runs (``run``, ``demo``); ``plan`` and the operations commands
+(``submit``, ``status``, ``failures``, ``redrive``, ``worker``) live in their own modules.
 Exit codes: 0 every group stored, 1 some groups failed, 2 bad usage or input.
 """
 
@@ -22,6 +24,7 @@ from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, b
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
+from fanfetch.ops_cli import add_ops_parsers, run_ops_command
 from fanfetch.planner import add_plan_parser, command_plan
 from fanfetch.progress import ProgressView, print_summary
 from fanfetch.settings import parse_allow_hosts
@@ -59,7 +62,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fanfetch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fanfetch", description="Fan out many HTTP downloads, merge them per "
+                                     "group, store them in a folder or S3; plan and operate the AWS deployment.")
     parser.add_argument("--version", action="version", version=f"fanfetch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -80,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=_positive_int, default=32, help="downloads in flight (default 32)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     add_plan_parser(commands)
+    add_ops_parsers(commands)
     return parser
 
 
@@ -150,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(soft_wrap=True)
     errors = Console(stderr=True, soft_wrap=True)
     try:
+        code = run_ops_command(args, console)
+        if code is not None:
+            return code
         if args.command == "plan":
             return command_plan(args, console)
         if args.command == "run":

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fanfetch.adapters.manifests import load_job
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.core.manifest import detect_format
-from fanfetch.core.models import MergeMode
+from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import FanfetchError, InputError, ManifestError
 from fanfetch.ports import Ledger, ObjectStore
 
@@ -73,6 +72,7 @@ def manifest_prefix(job_id: str) -> str:
 
 
 def submit_manifest(
+    job: Job,
     location: str,
     *,
     merge: MergeMode,
@@ -80,22 +80,21 @@ def submit_manifest(
     producer_function: str,
     store: ObjectStore,
     invoker: Invoker,
-    s3_client: Callable[[], Any] | None = None,
 ) -> SubmitResult:
-    """Validate ``location`` locally, upload it (and a job spec's table) to ``store`` (the stack's bucket,
-    no prefix) under ``_manifests/<job_id>/``, and run the producer on it synchronously.
+    """Upload the manifest at ``location`` (already validated into ``job`` with ``load_job``, the loader of
+    ``fanfetch run``) and a job spec's table to ``store`` (the stack's bucket, no prefix) under
+    ``_manifests/<job_id>/``, then run the producer on it synchronously.
 
-    A manifest already in S3 (``s3://…``) is validated and handed to the producer where it is.
-    Raises ManifestError/InputError before anything is uploaded; InvocationFailed when the producer fails.
+    A manifest already in S3 (``s3://…``) is handed to the producer where it is. Raises ManifestError
+    before anything is uploaded when a spec's table lies outside its folder; InvocationFailed when the
+    producer fails.
     """
-    job = load_job(location, default_merge=merge, s3_client=s3_client)
     uploaded: list[str] = []
     if location.startswith("s3://"):
         manifest_uri = location
     else:
         prefix = manifest_prefix(job.job_id)
-        files = _manifest_files(location)
-        for relative, data in files:
+        for relative, data in _manifest_files(location):
             key = prefix + relative
             store.put_bytes(key, data, content_type="text/plain; charset=utf-8")
             uploaded.append(key)
@@ -116,8 +115,7 @@ def _manifest_files(path: str) -> list[tuple[str, bytes]]:
     uploaded at that same relative place; a path leaving the folder is refused (it would land outside
     this job's prefix, where another job's file could be).
     """
-    with open(path, "rb") as handle:  # load_job has just read it: an OSError here is a race, not input
-        data = handle.read()
+    data = _read(path)
     files = [(os.path.basename(path), data)]
     if detect_format(data, source=path) != "spec":
         return files
@@ -129,9 +127,16 @@ def _manifest_files(path: str) -> list[tuple[str, bytes]]:
     if normal.startswith(("../", "/")) or normal == "..":
         raise ManifestError(path, "fanfetch submit uploads the table beside the spec: give a path inside the "
                             "spec's folder", field="table.path")
-    with open(os.path.join(os.path.dirname(os.path.abspath(path)), relative), "rb") as handle:
-        files.append((normal, handle.read()))
+    files.append((normal, _read(os.path.join(os.path.dirname(os.path.abspath(path)), relative))))
     return files
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:  # load_job has read it already: only a race gets here, but say which file
+        raise ManifestError(path, f"cannot read: {exc.strerror or type(exc).__name__}") from None
 
 
 # --- status and failures -----------------------------------------------------------------------

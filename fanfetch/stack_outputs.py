@@ -20,7 +20,6 @@ REQUIRED_OUTPUTS = {
     "ProducerFunctionName": "producer_function",
     "WorkerFunctionName": "worker_function",
 }
-_OPTIONAL_OUTPUTS = {"LedgerTableName": "ledger_table"}
 
 
 @dataclass(frozen=True)
@@ -54,5 +53,4 @@ def resolve_stack(name: str, *, cfn_client: Any) -> StackOutputs:
     if missing:
         raise InputError(f"stack {name!r} lacks output(s) {', '.join(missing)}: is it a fanfetch stack?")
     values = {field: outputs[key] for key, field in REQUIRED_OUTPUTS.items()}
-    values.update({field: outputs.get(key) or None for key, field in _OPTIONAL_OUTPUTS.items()})
-    return StackOutputs(name=name, **values)
+    return StackOutputs(name=name, ledger_table=outputs.get("LedgerTableName") or None, **values)

@@ -18,6 +18,12 @@ from fanfetch.ports import Clock
 
 __all__ = ["SqsQueue"]
 
+# A whole SendMessageBatch call that fails with one of these will fail the same way again.
+_PERMANENT_CODES = frozenset({
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException",
+    "InvalidAddress", "InvalidSecurity", "KMS.AccessDeniedException", "KMS.DisabledException",
+})
+
 
 class SqsQueue:
     """Implements ``fanfetch.ports.WorkQueue`` on one SQS queue URL."""
@@ -77,7 +83,7 @@ class SqsQueue:
                 response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
                 reason = _describe(exc)
-                if attempt == self._max_attempts:
+                if reason in _PERMANENT_CODES or attempt == self._max_attempts:
                     return sent, given_up + [reason] * len(pending)
                 self._clock.sleep(self._delay(attempt))
                 continue

@@ -1,0 +1,346 @@
+"""The operations commands of ``fanfetch``: ``submit``, ``status``, ``failures``, ``redrive`` against a
+deployed stack (found by ``--stack NAME``), and ``worker``, a long-running queue poller.
+
+Exit codes: 0 ok; 1 the job has failures, or an operation failed; 2 bad usage, unknown job or stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from fanfetch.adapters.manifests import load_job
+from fanfetch.adapters.s3 import S3Store
+from fanfetch.core.ledger import GroupRecord
+from fanfetch.core.models import MergeMode
+from fanfetch.errors import FanfetchError, InputError
+from fanfetch.long_worker import PollSettings, WorkerOptions, serve
+from fanfetch.ops import (
+    InvocationFailed,
+    Invoker,
+    JobProgress,
+    list_failures,
+    read_progress,
+    submit_manifest,
+    watch_progress,
+)
+from fanfetch.ports import Ledger
+from fanfetch.progress import format_bytes
+from fanfetch.settings import parse_allow_hosts
+from fanfetch.stack_outputs import StackOutputs, resolve_stack
+
+__all__ = ["OPS_COMMANDS", "OpsDeps", "add_ops_parsers", "run_ops_command"]
+
+OPS_COMMANDS = ("submit", "status", "failures", "redrive", "worker")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_AWS_SETUP_ERRORS = (NoRegionError, NoCredentialsError, PartialCredentialsError, ProfileNotFound)
+
+
+def _aws_client(service: str, endpoint_url: str | None, *, max_attempts: int | None = None) -> Any:
+    from fanfetch.bootstrap import aws_client
+
+    if max_attempts is None:
+        return aws_client(service, endpoint_url=endpoint_url)
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
+    return boto3.client(service, endpoint_url=endpoint_url or None, config=config)
+
+
+def _lambda_invoker(endpoint_url: str | None) -> Invoker:
+    from fanfetch.adapters.lambda_invoke import LambdaInvoker
+
+    return LambdaInvoker(_aws_client("lambda", endpoint_url))
+
+
+def _dynamodb_ledger(stack: StackOutputs, endpoint_url: str | None) -> Ledger:
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+
+    if not stack.ledger_table:
+        raise InputError(f"stack {stack.name!r} has no LedgerTableName output: redeploy it with this version")
+    return DynamoDBLedger(_aws_client("dynamodb", endpoint_url), stack.ledger_table)
+
+
+@dataclass(frozen=True)
+class OpsDeps:
+    """What the ops commands build their adapters with; tests replace a part (an in-process producer,
+    a ledger) and keep the rest real against moto's server."""
+
+    aws: Callable[..., Any] = _aws_client  # (service, endpoint_url, *, max_attempts=None) -> boto3 client
+    invoker: Callable[[str | None], Invoker] = _lambda_invoker
+    ledger: Callable[[StackOutputs, str | None], Ledger] = _dynamodb_ledger
+    now: Callable[[], float] = time.time  # epoch seconds, as the ledger's timestamps
+    sleep: Callable[[float], None] = time.sleep  # between --watch refreshes
+    handle_signals: bool = True  # worker: SIGTERM/SIGINT stop it gracefully (main thread only)
+
+
+# --- parsers -----------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _wait_time(text: str) -> int:
+    value = int(_seconds(text))
+    if value > 20:
+        raise argparse.ArgumentTypeError("SQS long polling waits at most 20 s")
+    return value
+
+
+def _merge_mode(text: str) -> MergeMode:
+    try:
+        return MergeMode.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common(parser: argparse.ArgumentParser, *, stack: bool = True) -> None:
+    if stack:
+        parser.add_argument("--stack", required=True, metavar="NAME", help="the deployed stack's name")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                        help="AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
+
+
+def add_ops_parsers(subparsers: Any) -> None:
+    """Add ``submit``, ``status``, ``failures``, ``redrive`` and ``worker`` to ``fanfetch``'s subcommands."""
+    submit = subparsers.add_parser("submit", help="upload a manifest to a deployed stack and start the job")
+    submit.add_argument("manifest", help="JSON Lines, CSV or TOML job spec (a path, or s3://bucket/key)")
+    submit.add_argument("--merge", type=_merge_mode, default=MergeMode.CONCAT,
+                        help="merge mode for groups that do not name one: csv, concat (default), none")
+    _common(submit)
+
+    status = subparsers.add_parser("status", help="a job's progress, from the stack's ledger")
+    status.add_argument("job", help="the job id (printed by submit)")
+    status.add_argument("--watch", action="store_true", help="a live progress bar until the job finishes")
+    status.add_argument("--interval-s", type=_seconds, default=2.0, help="--watch refresh interval (default 2)")
+    _common(status)
+
+    failures = subparsers.add_parser("failures", help="a job's failed groups and why they failed")
+    failures.add_argument("job", help="the job id")
+    _common(failures)
+
+    redrive = subparsers.add_parser("redrive", help="move the stack's dead letters back to its work queue")
+    _common(redrive)
+
+    worker = subparsers.add_parser("worker", help="a long-running worker draining an SQS queue (EC2/ECS)")
+    worker.add_argument("--queue-url", required=True, help="the work queue")
+    where = worker.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bucket", help="store outputs in this S3 bucket (as the stack's worker does)")
+    where.add_argument("--out", metavar="DEST", help="store outputs in s3://bucket/prefix or a local folder")
+    worker.add_argument("--concurrency", type=_positive_int, default=16, help="downloads in flight (default 16)")
+    worker.add_argument("--groups-in-flight", type=_positive_int, default=10,
+                        help="groups of a batch processed at once (default 10)")
+    worker.add_argument("--dlq-url", help="dead-letter queue for failures that cannot succeed (with reason)")
+    worker.add_argument("--max-receive-count", type=_positive_int, default=5,
+                        help="the queue's redrive maxReceiveCount (default 5)")
+    worker.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                        help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
+    worker.add_argument("--wait-time-s", type=_wait_time, default=20, help="long-poll wait, 0-20 (default 20)")
+    worker.add_argument("--visibility-timeout-s", type=_positive_int, default=None,
+                        help="visibility kept by the heartbeat (default: the queue's)")
+    worker.add_argument("--max-messages", type=_positive_int, default=None,
+                        help="exit after receiving this many messages")
+    worker.add_argument("--idle-exit-s", type=_seconds, default=None,
+                        help="exit after this many seconds without a message")
+    _common(worker, stack=False)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps | None = None) -> int | None:
+    """Run ``args.command`` if it is an ops command and return its exit code; None otherwise."""
+    command = getattr(args, "command", None)
+    if command not in OPS_COMMANDS:
+        return None
+    deps = deps or OpsDeps()
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        return int(_COMMANDS[command](args, console, deps))
+    except InvocationFailed as exc:
+        errors.print(f"fanfetch: {exc.function_name} failed: {exc.error_type}: {exc.message}",
+                     highlight=False, markup=False)
+        return EXIT_USAGE if exc.is_input_error else EXIT_FAILED
+    except InputError as exc:
+        errors.print(f"fanfetch: error: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    except FanfetchError as exc:
+        errors.print(f"fanfetch: {exc}", highlight=False, markup=False)
+        return EXIT_FAILED
+    except _AWS_SETUP_ERRORS as exc:  # no region, no credentials: the user's environment, like a bad flag
+        errors.print(f"fanfetch: error: AWS configuration: {exc}", highlight=False, markup=False)
+        return EXIT_USAGE
+    except BotoCoreError as exc:  # an endpoint we could not reach, and such: adapters translate the rest
+        errors.print(f"fanfetch: {type(exc).__name__}: {exc}", highlight=False, markup=False)
+        return EXIT_FAILED
+
+
+def _stack(args: argparse.Namespace, deps: OpsDeps) -> StackOutputs:
+    return resolve_stack(args.stack, cfn_client=deps.aws("cloudformation", args.endpoint_url))
+
+
+def _print_json(console: Console, value: object) -> None:
+    console.out(json.dumps(value), highlight=False)  # one line, no markup or wrapping: for scripts
+
+
+def _submit(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    # validate first, with the loader of `fanfetch run`: a bad manifest never reaches (or needs) the stack
+    job = load_job(args.manifest, default_merge=args.merge, s3_client=lambda: deps.aws("s3", args.endpoint_url))
+    stack = _stack(args, deps)
+    s3 = deps.aws("s3", args.endpoint_url)
+    result = submit_manifest(job, args.manifest, merge=args.merge, bucket=stack.bucket,
+                             producer_function=stack.producer_function, store=S3Store(s3, stack.bucket),
+                             invoker=deps.invoker(args.endpoint_url))
+    if args.json:
+        _print_json(console, dict(result.producer_response))
+    else:
+        console.print(f"job {result.job_id}: {result.groups:,} groups, {result.messages:,} messages enqueued "
+                      f"(manifest {result.manifest_uri})", highlight=False)
+        console.print(f"follow it: fanfetch status {result.job_id} --stack {stack.name} --watch", highlight=False)
+    return EXIT_OK
+
+
+def _describe(progress: JobProgress) -> str:
+    j = progress.job
+    eta = f", ETA {progress.eta_s:,.0f} s" if progress.eta_s is not None else ""
+    return (f"job {j.job_id} {progress.state}: {j.done:,}/{j.total_groups:,} groups "
+            f"({j.ok:,} ok, {j.failed:,} failed), "
+            f"{j.files:,}/{j.total_files:,} files, {format_bytes(j.bytes)}; {progress.groups_per_s:,.2f} groups/s, "
+            f"{format_bytes(progress.bytes_per_s)}/s over {progress.elapsed_s:,.0f} s{eta}")
+
+
+def _status_exit(progress: JobProgress) -> int:
+    return EXIT_FAILED if progress.finished and progress.job.failed else EXIT_OK
+
+
+def _status(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    ledger = deps.ledger(_stack(args, deps), args.endpoint_url)
+    if not args.watch:
+        progress = read_progress(ledger, args.job, now=deps.now())
+    else:
+        progress = _watch(ledger, args, console, deps)
+    if args.json:
+        _print_json(console, progress.to_dict())
+    else:
+        console.print(_describe(progress), highlight=False)
+    return _status_exit(progress)
+
+
+def _watch(ledger: Ledger, args: argparse.Namespace, console: Console, deps: OpsDeps) -> JobProgress:
+    fields = "[green]{task.fields[ok]} ok[/] [red]{task.fields[failed]} failed[/] {task.fields[rest]}"
+    bar = Progress(TextColumn("[bold]groups"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),
+                   console=console, disable=not console.is_terminal or args.json, auto_refresh=False)
+    task = bar.add_task("groups", total=None, ok=0, failed=0, rest="")
+
+    def show(progress: JobProgress) -> None:
+        j = progress.job
+        eta = f" ETA {progress.eta_s:,.0f} s" if progress.eta_s is not None else ""
+        bar.update(task, total=j.total_groups, completed=j.done, ok=f"{j.ok:,}", failed=f"{j.failed:,}",
+                   rest=f"{j.files:,} files {format_bytes(j.bytes)} {format_bytes(progress.bytes_per_s)}/s{eta}")
+        bar.refresh()
+
+    with bar:
+        return watch_progress(ledger, args.job, now=deps.now, sleep=deps.sleep, interval_s=args.interval_s,
+                              on_update=show)
+
+
+def _failure_row(group: GroupRecord) -> dict[str, object]:
+    return {"group": group.group_id, "key": group.key, "attempts": group.attempts, "error": group.error or ""}
+
+
+def _failures(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    ledger = deps.ledger(_stack(args, deps), args.endpoint_url)
+    job, failed = list_failures(ledger, args.job)
+    if args.json:
+        _print_json(console, {"job_id": job.job_id, "failed": [_failure_row(g) for g in failed]})
+    elif not failed:
+        console.print(f"job {job.job_id}: no failed groups ({job.ok:,} ok of {job.total_groups:,})", highlight=False)
+    else:
+        table = Table(title=f"job {job.job_id}: {len(failed):,} failed groups", title_justify="left")
+        for column in ("group", "key", "attempts", "error"):
+            table.add_column(column, overflow="fold")
+        for group in failed:
+            table.add_row(*(str(v) for v in _failure_row(group).values()))
+        console.print(table)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    from fanfetch.adapters.sqs_redrive import SqsRedrive
+
+    stack = _stack(args, deps)
+    mover = SqsRedrive(deps.aws("sqs", args.endpoint_url),
+                       move_client=deps.aws("sqs", args.endpoint_url, max_attempts=1))
+    report = mover.redrive(dlq_url=stack.dlq_url, queue_url=stack.queue_url)
+    if args.json:
+        _print_json(console, report.to_dict())
+    elif report.method == "move-task":
+        console.print(f"SQS is moving about {report.moved:,} messages back to the work queue (task "
+                      f"{report.task_handle})", highlight=False)
+    else:
+        console.print(f"moved {report.moved:,} messages back to the work queue"
+                      + (f"; {report.failed:,} could not be sent and stay in the DLQ" if report.failed else "")
+                      + (f"; {report.not_deleted:,} sent but not deleted (now in both queues)"
+                         if report.not_deleted else ""), highlight=False)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    poll = PollSettings(wait_time_s=args.wait_time_s, groups_in_flight=args.groups_in_flight,
+                        max_receive_count=args.max_receive_count, visibility_timeout_s=args.visibility_timeout_s,
+                        max_messages=args.max_messages, idle_exit_s=args.idle_exit_s)
+    allow = tuple(args.allow_host) + parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", ""))
+    options = WorkerOptions(queue_url=args.queue_url, dest=args.out or f"s3://{args.bucket}",
+                            concurrency=args.concurrency, dlq_url=args.dlq_url, allow_hosts=allow,
+                            endpoint_url=args.endpoint_url, poll=poll)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = serve(options, handle_signals=deps.handle_signals)
+    if args.json:
+        _print_json(console, summary.to_dict())
+    else:
+        console.print(f"worker stopped ({summary.reason}): {summary.received:,} messages in {summary.batches:,} "
+                      f"batches, {summary.deleted:,} done, {summary.returned:,} returned for retry, "
+                      f"{summary.dead_lettered:,} dead-lettered", highlight=False)
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Console, OpsDeps], int]] = {
+    "submit": _submit, "status": _status, "failures": _failures, "redrive": _redrive, "worker": _worker,
+}
