@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fanfetch.adapters.clock import SystemClock
+from fanfetch.adapters.events import EventBridgeEvents
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.http import HttpFetcher, HttpSettings
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.s3 import S3Store, parse_s3_uri
 from fanfetch.adapters.sqs import SqsQueue
+from fanfetch.core.ledger import Validator
 from fanfetch.ports import ObjectStore
 from fanfetch.services import GroupContext
 from fanfetch.settings import Settings
+from fanfetch.worker import JobBook
 
 __all__ = ["aws_client", "build_fetcher", "build_store", "build_group_context", "WorkerApp", "build_worker_app",
-           "build_queue"]
+           "build_queue", "build_ledger"]
 
 
 def aws_client(service: str, *, endpoint_url: str | None = None) -> Any:
@@ -50,7 +55,12 @@ def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
 
 
 def build_group_context(
-    *, fetcher: HttpFetcher, store: ObjectStore, concurrency: int, spool_dir: str | None = None
+    *,
+    fetcher: HttpFetcher,
+    store: ObjectStore,
+    concurrency: int,
+    spool_dir: str | None = None,
+    previous: Callable[[str], tuple[str | None, tuple[Validator, ...]]] | None = None,
 ) -> GroupContext:
     return GroupContext(
         fetcher=fetcher,
@@ -58,6 +68,7 @@ def build_group_context(
         files=ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file"),
         clock=SystemClock(),
         spool_dir=spool_dir,
+        previous=previous,
     )
 
 
@@ -73,6 +84,7 @@ class WorkerApp:
     settings: Settings
     ctx: GroupContext
     dead_letters: SqsQueue | None
+    book: JobBook | None = None
 
 
 def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
@@ -80,6 +92,17 @@ def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
     fetcher = build_fetcher(concurrency=settings.concurrency, allow_hosts=settings.allow_hosts,
                             max_file_bytes=settings.max_file_bytes)
     store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
-    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency)
+    ledger = build_ledger(settings)
+    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency,
+                              previous=ledger.last_validators if ledger is not None else None)
     dead_letters = SqsQueue(aws_client("sqs"), settings.dlq_url) if settings.dlq_url else None
-    return WorkerApp(settings=settings, ctx=ctx, dead_letters=dead_letters)
+    book = None
+    if ledger is not None:
+        book = JobBook(ledger=ledger, events=EventBridgeEvents(aws_client("events"), bus_name=settings.event_bus_name),
+                       store=store)
+    return WorkerApp(settings=settings, ctx=ctx, dead_letters=dead_letters, book=book)
+
+
+def build_ledger(settings: Settings) -> DynamoDBLedger | None:
+    """The DynamoDB job ledger named by ``LEDGER_TABLE``, or None when bookkeeping is off."""
+    return DynamoDBLedger(aws_client("dynamodb"), settings.ledger_table) if settings.ledger_table else None

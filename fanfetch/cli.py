@@ -22,10 +22,11 @@ from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_job
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
 from fanfetch.core.models import Job, MergeMode
-from fanfetch.errors import InputError
+from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
 from fanfetch.ops_cli import add_ops_parsers, run_ops_command
 from fanfetch.planner import add_plan_parser, command_plan
+from fanfetch.report_cli import add_report_parser, command_report
 from fanfetch.progress import ProgressView, print_summary
 from fanfetch.settings import parse_allow_hosts
 
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=_positive_int, default=32, help="downloads in flight (default 32)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     add_plan_parser(commands)
+    add_report_parser(commands)
     add_ops_parsers(commands)
     return parser
 
@@ -160,12 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         if args.command == "plan":
             return command_plan(args, console)
+        if args.command == "report":
+            return command_report(args, console)
         if args.command == "run":
             return _command_run(args, console)
         return _command_demo(args, console)
     except InputError as exc:
         errors.print(f"fanfetch: error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return EXIT_USAGE
+    except FanfetchError as exc:  # an operation failed (AWS, ledger, store): say what, no traceback
+        errors.print(f"fanfetch: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         errors.print("fanfetch: aborted", highlight=False)
         return EXIT_FAILED

@@ -19,8 +19,7 @@ boundary, so services and handlers never see a foreign exception::
     │   ├── OutputExists           a conditional write lost: another delivery already stored this key
     │   └── PermanentStoreError    access denied, no such bucket
     ├── LedgerError                recording or reading job progress failed
-    │   ├── RetryableLedgerError   throttling, transaction conflicts, 5xx, network trouble, the
-    │   │   │                      database is busy/locked
+    │   ├── RetryableLedgerError   throttling, transaction conflicts, 5xx, network, a busy database
     │   │   └── JobNotOpen         a verdict for a job the ledger does not know (yet)
     │   └── PermanentLedgerError   access denied, no such table, invalid request, corrupt database
     ├── PublishError               announcing "job finished" failed

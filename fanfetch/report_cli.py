@@ -16,16 +16,17 @@ from typing import Any
 
 from rich.console import Console
 
+from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.errors import InputError, LedgerError
 from fanfetch.ports import Ledger
 from fanfetch.report import render_report
 
-__all__ = ["add_report_parser", "command_report", "load_local_run", "load_from_ledger", "REPORT_NAME"]
+__all__ = ["add_report_parser", "command_report", "load_local_run", "load_from_ledger", "REPORT_NAME", "StackLedger"]
 
 REPORT_NAME = "report.html"
+StackLedger = Callable[[str, str | None], tuple[Ledger, str]]  # (stack name, endpoint) -> (ledger, where it is)
 _RESULTS_NAME = "results.jsonl"
-_LEDGER_NAME = "ledger.sqlite"
 
 
 def add_report_parser(subparsers: Any) -> None:
@@ -38,16 +39,24 @@ def add_report_parser(subparsers: Any) -> None:
     report.add_argument("--html", metavar="FILE",
                         help=f"where to write the page (default DEST/_jobs/JOB/{REPORT_NAME}, "
                              f"or ./fanfetch-report-JOB.html with --stack)")
+    report.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                        help="with --stack: AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
 
 
-def command_report(args: argparse.Namespace, console: Console) -> int:
-    """Run ``fanfetch report``; returns 0 once the page is written. Raises InputError (exit 2)."""
+def command_report(args: argparse.Namespace, console: Console, *, stack_ledger: StackLedger | None = None) -> int:
+    """Run ``fanfetch report``; returns 0 once the page is written. Raises InputError (exit 2).
+
+    ``stack_ledger`` builds the ledger of a stack (default: its DynamoDB table, found from the outputs).
+    """
     if args.stack:
-        job, groups, source = _load_stack(args.stack, args.job)
+        ledger, where = (stack_ledger or _dynamodb_ledger_of_stack)(args.stack, args.endpoint_url)
+        job, groups = load_from_ledger(ledger, args.job)
+        source = where
         target = args.html or f"fanfetch-report-{job.job_id}.html"
     else:
-        job_dir = _job_dir(args.out_dir, args.job)
-        job, groups, source = load_local_run(job_dir, ledger_path=os.path.join(args.out_dir, "_jobs", _LEDGER_NAME))
+        ledger_path = default_ledger_path(args.out_dir)
+        job_dir = _job_dir(args.out_dir, args.job, has_ledger=os.path.isfile(ledger_path))
+        job, groups, source = load_local_run(job_dir, ledger_path=ledger_path)
         target = args.html or os.path.join(job_dir, REPORT_NAME)
     page = render_report(job, groups, generated_at=time.time(), source=source)
     _write_atomically(target, page)
@@ -60,8 +69,11 @@ def command_report(args: argparse.Namespace, console: Console) -> int:
 # --- local runs -----------------------------------------------------------------------------------
 
 
-def _job_dir(dest: str, job: str) -> str:
-    """``DEST/_jobs/<job>``, accepting a unique prefix of the id; InputError naming the jobs there."""
+def _job_dir(dest: str, job: str, *, has_ledger: bool) -> str:
+    """``DEST/_jobs/<job>``, accepting a unique prefix of the id; InputError naming the jobs there.
+
+    With a ledger the folder may not exist yet (a run in progress writes its results at the end).
+    """
     jobs_root = os.path.join(dest, "_jobs")
     exact = os.path.join(jobs_root, job)
     if os.path.isdir(exact):
@@ -74,6 +86,8 @@ def _job_dir(dest: str, job: str) -> str:
     matches = [n for n in known if n.startswith(job)]
     if len(matches) == 1:
         return os.path.join(jobs_root, matches[0])
+    if has_ledger and not matches:
+        return exact
     listing = ", ".join(matches or known[:10]) or "none"
     problem = "matches several jobs" if matches else "is not a job here"
     raise InputError(f"{job!r} {problem} in {jobs_root} (jobs: {listing})")
@@ -85,14 +99,19 @@ def load_local_run(job_dir: str, *, ledger_path: str | None = None) -> tuple[Job
     Returns (job, groups, where they were read). Raises InputError when neither is readable.
     """
     job_id = os.path.basename(os.path.normpath(job_dir))
+    # Never create a ledger just to read it: only an existing file is opened.
     if ledger_path and os.path.isfile(ledger_path):
-        ledger = _open_sqlite_ledger(ledger_path)
-        if ledger is not None:
-            try:
-                job, groups = load_from_ledger(ledger, job_id)
-                return job, groups, ledger_path
-            except InputError:
-                pass  # this job ran before the ledger existed: its results manifest still tells the story
+        try:
+            ledger = SqliteLedger(ledger_path)
+        except LedgerError as exc:
+            raise InputError(f"{ledger_path}: cannot open the job ledger: {exc}") from None
+        try:
+            job, groups = load_from_ledger(ledger, job_id)
+            return job, groups, ledger_path
+        except InputError:
+            pass  # this job ran before the ledger existed: its results manifest still tells the story
+        finally:
+            ledger.close()
     path = os.path.join(job_dir, _RESULTS_NAME)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -153,16 +172,6 @@ def _job_from_groups(job_id: str, groups: list[GroupRecord], *, results_location
     )
 
 
-def _open_sqlite_ledger(path: str) -> Ledger | None:
-    """The embedded ledger's adapter, when this build has it (it arrives with issue 5 point 1)."""
-    try:
-        from fanfetch.adapters.sqlite_ledger import SqliteLedger  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    ledger: Ledger = SqliteLedger(path)
-    return ledger
-
-
 # --- ledgers (SQLite for local runs, DynamoDB for a stack) ----------------------------------------
 
 
@@ -177,21 +186,17 @@ def load_from_ledger(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[Group
         raise InputError(f"cannot read the job ledger: {exc}") from None
 
 
-def _load_stack(stack: str, job_id: str) -> tuple[JobRecord, list[GroupRecord], str]:
-    build = _stack_ledger_builder()
-    ledger, where = build(stack)
-    job, groups = load_from_ledger(ledger, job_id)
-    return job, groups, where
+def _dynamodb_ledger_of_stack(stack: str, endpoint_url: str | None) -> tuple[Ledger, str]:
+    """The stack's DynamoDB ledger, its table found from the stack's outputs."""
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.bootstrap import aws_client
+    from fanfetch.stack_outputs import resolve_stack
 
-
-def _stack_ledger_builder() -> Callable[[str], tuple[Ledger, str]]:
-    """Resolve the stack's ledger table from its outputs (``fanfetch.stack_outputs``)."""
-    try:
-        from fanfetch.stack_outputs import ledger_for_stack  # type: ignore[import-not-found,attr-defined]
-    except ImportError:
-        raise InputError("--stack needs the stack operations support (fanfetch.stack_outputs), "
-                         "which this build does not have; use --out-dir for a local run") from None
-    return ledger_for_stack  # type: ignore[no-any-return]
+    outputs = resolve_stack(stack, cfn_client=aws_client("cloudformation", endpoint_url=endpoint_url))
+    if not outputs.ledger_table:
+        raise InputError(f"stack {stack!r} has no LedgerTableName output: redeploy it with this version")
+    ledger = DynamoDBLedger(aws_client("dynamodb", endpoint_url=endpoint_url), outputs.ledger_table)
+    return ledger, f"stack {stack} (table {outputs.ledger_table})"
 
 
 def _write_atomically(path: str, text: str) -> None:

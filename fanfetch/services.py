@@ -30,7 +30,7 @@ from fanfetch.errors import (
     StoreError,
     is_retryable,
 )
-from fanfetch.ports import Clock, Fetcher, ObjectStore, StoredObject, WorkQueue
+from fanfetch.ports import Clock, Fetcher, Ledger, ObjectStore, StoredObject, WorkQueue
 
 __all__ = ["EnqueueResult", "enqueue_job", "process_group", "done_marker_key", "GroupContext"]
 
@@ -47,12 +47,24 @@ class EnqueueResult:
         return {"job_id": self.job_id, "groups": self.groups, "messages": self.messages}
 
 
-def enqueue_job(job: Job, queue: WorkQueue, *, refresh: bool = False) -> EnqueueResult:
+def enqueue_job(
+    job: Job,
+    queue: WorkQueue,
+    *,
+    refresh: bool = False,
+    ledger: Ledger | None = None,
+    results_location: str = "",
+    now: Callable[[], float] = time.time,
+) -> EnqueueResult:
     """Send one message per group. Every message is encoded (and size-checked) before the first send.
 
     With ``refresh`` the workers re-check existing outputs against the origin (incremental runs).
+    With a ``ledger`` the job is opened (its totals recorded) before the first message can be counted.
     """
     bodies = encode_job(job.job_id, job.groups, refresh=refresh)
+    if ledger is not None:
+        ledger.open_job(job.job_id, total_groups=len(job.groups), total_files=job.file_count,
+                        results_location=results_location, now=now())
     sent = queue.send_messages(bodies)
     return EnqueueResult(job_id=job.job_id, groups=len(job.groups), messages=sent)
 

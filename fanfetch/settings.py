@@ -33,7 +33,15 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()  # FANFETCH_ALLOW_HOSTS: comma-separated host[:port] allowed although private
     deadline_reserve_s: float = 15.0  # FANFETCH_DEADLINE_RESERVE_S: time kept back to store and report
     max_file_bytes: int = 5 * 2**30  # FANFETCH_MAX_FILE_BYTES: larger downloads fail permanently
+    ledger_table: str = ""  # LEDGER_TABLE: the job ledger (DynamoDB); empty: no job bookkeeping
+    event_bus_name: str = "default"  # EVENT_BUS_NAME: where "job finished" is published
     send_calls_in_flight: int = 16  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
+
+    @property
+    def output_key_prefix(self) -> str:
+        """``OUTPUT_PREFIX`` as a key prefix: empty, or ending in ``/``."""
+        prefix = self.output_prefix.strip("/")
+        return f"{prefix}/" if prefix else ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require: tuple[str, ...] = ()) -> Settings:
@@ -62,6 +70,8 @@ class Settings:
             queue_url=env.get("QUEUE_URL", "").strip(),
             output_prefix=env.get("OUTPUT_PREFIX", "").strip(),
             dlq_url=env.get("DLQ_URL", "").strip(),
+            ledger_table=env.get("LEDGER_TABLE", "").strip(),
+            event_bus_name=env.get("EVENT_BUS_NAME", "").strip() or "default",
             max_receive_count=int(number("FANFETCH_MAX_RECEIVE_COUNT", cls.max_receive_count, int, 1)),
             concurrency=int(number("FANFETCH_CONCURRENCY", cls.concurrency, int, 1)),
             groups_in_flight=int(number("FANFETCH_GROUPS_IN_FLIGHT", cls.groups_in_flight, int, 1)),

@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from fanfetch.core.messages import JobMessage, decode_message
 from fanfetch.core.models import GroupResult
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError, GroupFailed, MessageError
-from fanfetch.ports import ObjectStore
+from fanfetch.jobs import finish_job, verdict_from_result
+from fanfetch.ports import JobEvents, Ledger, ObjectStore
 from fanfetch.services import GroupContext
 
-__all__ = ["DeadLetters", "BatchOutcome", "Verdict", "run_batch", "failure_record_key"]
+__all__ = ["DeadLetters", "BatchOutcome", "Verdict", "JobBook", "run_batch", "failure_record_key"]
+
+
+@dataclass(frozen=True)
+class JobBook:
+    """The bookkeeping side of a worker: count each final verdict once, finish each job once."""
+
+    ledger: Ledger
+    events: JobEvents
+    store: ObjectStore  # where results manifests and summaries are written (the outputs' store)
 
 
 class DeadLetters(Protocol):
@@ -39,6 +49,7 @@ class Verdict:
     result: GroupResult | None = None
     error: FanfetchError | None = None
     dead_lettered: bool = False
+    job_id: str | None = None  # the message's job; None for a poison message
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ class BatchOutcome:
     """Per message id, its verdict."""
 
     verdicts: Mapping[str, Verdict]
+    finish_errors: tuple[str, ...] = ()  # a finished job whose results/announcement could not be written
 
     def settle(self, message_id: str) -> GroupResult | None:
         """Return when the record may be deleted; raise when it must come back."""
@@ -76,8 +88,13 @@ def run_batch(
     deadline: float | None,
     dead_letters: DeadLetters | None = None,
     max_receive_count: int = 5,
+    book: JobBook | None = None,
 ) -> BatchOutcome:
-    """Process the groups of a batch concurrently and decide each record's fate; never raises."""
+    """Process the groups of a batch concurrently and decide each record's fate; never raises.
+
+    With a ``book``, every final verdict (stored, or dead-lettered) is counted in the ledger before
+    the record is acknowledged; a verdict that cannot be counted comes back to be counted later.
+    """
     decoded: dict[str, JobMessage] = {}
     verdicts: dict[str, Verdict] = {}
     bodies = {str(r["messageId"]): str(r.get("body", "")) for r in records}
@@ -107,7 +124,30 @@ def run_batch(
         verdicts[message_id] = _dead_letter_or_retry(
             dead_letters, ctx.store, bodies[message_id], error, failure_record_key(job_id, result.group_id),
             record_doc, result=result)
-    return BatchOutcome(verdicts=verdicts)
+    verdicts = {m: replace(v, job_id=decoded[m].job_id) if m in decoded else v for m, v in verdicts.items()}
+    finish_errors: list[str] = []
+    if book is not None:
+        verdicts = {m: _count(book, v, finish_errors) for m, v in verdicts.items()}
+    return BatchOutcome(verdicts=verdicts, finish_errors=tuple(finish_errors))
+
+
+def _count(book: JobBook, verdict: Verdict, finish_errors: list[str]) -> Verdict:
+    """Record an acknowledged verdict in the ledger; the one that finishes its job writes the results."""
+    if not verdict.acknowledge or verdict.result is None or verdict.job_id is None:
+        return verdict
+    result = verdict.result
+    record = verdict_from_result(verdict.job_id, result, started_at=result.started_at,
+                                 finished_at=result.finished_at, change=result.change)
+    try:
+        outcome = book.ledger.record_group(record)
+    except FanfetchError as exc:  # not counted yet: let the message come back and be counted then
+        return replace(verdict, acknowledge=False, error=exc)
+    if outcome.job_finished and outcome.job is not None:
+        try:
+            finish_job(outcome.job, ledger=book.ledger, store=book.store, events=book.events)
+        except FanfetchError as exc:
+            finish_errors.append(f"job {outcome.job.job_id} finished but: {exc}")
+    return verdict
 
 
 def _dead_letter_or_retry(

@@ -5,20 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from stacks.dashboard import Dashboard
 from stacks.functions import FanfetchFunction, ProducerFunction, WorkerFunction
+from stacks.ledger import JobLedger
 from stacks.monitoring import Monitoring
 from stacks.queues import WorkQueues
 from stacks.schedule import ProducerSchedule
 from stacks.settings import StackSettings
 from stacks.storage import Storage
 
-__all__ = ["FanfetchStack", "PRODUCER_S3_ACTIONS", "WORKER_S3_ACTIONS"]
+__all__ = [
+    "FanfetchStack",
+    "PRODUCER_S3_ACTIONS",
+    "WORKER_S3_ACTIONS",
+    "PRODUCER_LEDGER_ACTIONS",
+    "WORKER_LEDGER_ACTIONS",
+]
 
 # Explicit actions instead of bucket.grant_read/grant_read_write, which add wildcards (s3:GetObject*,
 # s3:List*) and deletes the worker never needs.
@@ -29,10 +38,23 @@ WORKER_S3_ACTIONS = (
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 )
+# DynamoDB has no IAM action of its own for TransactWriteItems: each Put/Update inside it is authorized as
+# PutItem/UpdateItem (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+PRODUCER_LEDGER_ACTIONS = (
+    "dynamodb:PutItem",  # open_job: put the job item if absent
+    "dynamodb:GetItem",  # open_job: read back a job opened before (idempotent producer retries)
+)
+WORKER_LEDGER_ACTIONS = (
+    "dynamodb:PutItem",  # the group and output items, inside the verdict transaction
+    "dynamodb:UpdateItem",  # the job's counters (in the transaction) and its one "finished" update
+    "dynamodb:GetItem",  # job progress, last validators of an output
+    "dynamodb:Query",  # a job's groups, for the results manifest
+)
 
 
 class FanfetchStack(Stack):
-    """Producer Lambda -> SQS (+DLQ) -> worker Lambda -> S3, with alarms and an optional schedule.
+    """Producer Lambda -> SQS (+DLQ) -> worker Lambda -> S3, with a job ledger (DynamoDB) whose last verdict
+    announces "Job Finished" on EventBridge, alarms and an optional schedule.
 
     ``settings`` defaults to the CDK context (see ``StackSettings``); attributes expose each construct.
     """
@@ -53,11 +75,13 @@ class FanfetchStack(Stack):
             max_receive_count=cfg.max_receive_count,
         )
         queue = self.queues.queue
+        self.ledger = JobLedger(self, "Ledger")
         self.producer = ProducerFunction(
             self,
             "Producer",
             queue_url=queue.queue_url,
             bucket_name=bucket.bucket_name,
+            ledger_table_name=self.ledger.table.table_name,
             memory_mb=cfg.producer_memory_mb,
             timeout_s=cfg.producer_timeout_s,
             log_retention_days=cfg.log_retention_days,
@@ -67,6 +91,8 @@ class FanfetchStack(Stack):
             "Worker",
             bucket_name=bucket.bucket_name,
             dead_letter_queue_url=self.queues.dead_letter_queue.queue_url,
+            ledger_table_name=self.ledger.table.table_name,
+            event_bus_name=self.ledger.event_bus_name,
             max_receive_count=cfg.max_receive_count,
             output_prefix=cfg.output_prefix,
             download_concurrency=cfg.download_concurrency,
@@ -83,6 +109,12 @@ class FanfetchStack(Stack):
         self.queues.dead_letter_queue.grant_send_messages(self.worker.role)
         _grant_bucket(self.producer, bucket, PRODUCER_S3_ACTIONS, "reads manifests under any key")
         _grant_bucket(self.worker, bucket, WORKER_S3_ACTIONS, "writes merged objects under any key")
+        _grant_table(self.producer, self.ledger.table, PRODUCER_LEDGER_ACTIONS)
+        _grant_table(self.worker, self.ledger.table, WORKER_LEDGER_ACTIONS)
+        # "Job finished" goes to one bus only (not events:PutEvents on every bus).
+        self.worker.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["events:PutEvents"], resources=[self.ledger.event_bus_arn])
+        )
         self.worker.function.add_event_source(
             event_sources.SqsEventSource(
                 queue,
@@ -113,6 +145,11 @@ class FanfetchStack(Stack):
             queue_age_threshold_s=cfg.effective_queue_age_alarm_s,
             alarm_email=cfg.alarm_email,
         )
+        self.dashboard = Dashboard(
+            self, "Dashboard", queue=queue, dead_letter_queue=self.queues.dead_letter_queue,
+            worker=self.worker.function, producer=self.producer.function,
+            alarms=list(self.monitoring.alarms.values()), queue_age_threshold_s=cfg.effective_queue_age_alarm_s,
+        )
 
         CfnOutput(self, "QueueUrl", value=queue.queue_url, description="Work queue (one message per group)")
         CfnOutput(
@@ -122,6 +159,12 @@ class FanfetchStack(Stack):
             description="Groups that failed maxReceiveCount times",
         )
         CfnOutput(self, "BucketName", value=bucket.bucket_name, description="Output bucket (retained)")
+        CfnOutput(
+            self,
+            "LedgerTableName",
+            value=self.ledger.table.table_name,
+            description="Job ledger: progress per job, verdict per group (retained)",
+        )
         CfnOutput(self, "ProducerFunctionName", value=self.producer.function.function_name)
         CfnOutput(self, "WorkerFunctionName", value=self.worker.function.function_name)
         CfnOutput(
@@ -154,3 +197,8 @@ def _grant_bucket(fn: FanfetchFunction, bucket: s3.IBucket, actions: tuple[str, 
         ],
         apply_to_children=True,
     )
+
+
+def _grant_table(fn: FanfetchFunction, table: dynamodb.ITable, actions: tuple[str, ...]) -> None:
+    """Item actions on the table itself (it has no indexes, so no ``/index/*`` resource is needed)."""
+    fn.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=[table.table_arn]))

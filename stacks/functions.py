@@ -105,6 +105,7 @@ class ProducerFunction(FanfetchFunction):
         *,
         queue_url: str,
         bucket_name: str,
+        ledger_table_name: str,
         memory_mb: int,
         timeout_s: int,
         log_retention_days: int,
@@ -120,6 +121,7 @@ class ProducerFunction(FanfetchFunction):
             environment={
                 "QUEUE_URL": queue_url,
                 "BUCKET_NAME": bucket_name,
+                "LEDGER_TABLE": ledger_table_name,  # opens each job before enqueueing its groups
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
             },
@@ -140,6 +142,8 @@ class WorkerFunction(FanfetchFunction):
         *,
         bucket_name: str,
         dead_letter_queue_url: str,
+        ledger_table_name: str,
+        event_bus_name: str,
         max_receive_count: int,
         output_prefix: str,
         download_concurrency: int,
@@ -161,6 +165,8 @@ class WorkerFunction(FanfetchFunction):
             environment={
                 "BUCKET_NAME": bucket_name,
                 "DLQ_URL": dead_letter_queue_url,
+                "LEDGER_TABLE": ledger_table_name,  # records each group's verdict
+                "EVENT_BUS_NAME": event_bus_name,  # where the verdict that finishes a job announces it
                 "FANFETCH_MAX_RECEIVE_COUNT": str(max_receive_count),
                 "OUTPUT_PREFIX": output_prefix,
                 "FANFETCH_CONCURRENCY": str(download_concurrency),

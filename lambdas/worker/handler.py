@@ -9,20 +9,29 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from fanfetch.bootstrap import WorkerApp, build_worker_app
+from fanfetch.observability import log_group_result, make_logger, make_metrics, record_group_metrics
 from fanfetch.worker import run_batch
 
 processor = BatchProcessor(event_type=EventType.SQS)
+logger = make_logger()
+metrics = make_metrics()
 _app: WorkerApp | None = None  # one HTTP pool and one S3 client per warm container
 
 
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _app
     _app = _app or build_worker_app()
-    clock = _app.ctx.clock
-    deadline = clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - _app.settings.deadline_reserve_s
+    deadline = _app.ctx.clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - _app.settings.deadline_reserve_s
     outcome = run_batch(event.get("Records", []), _app.ctx, groups_in_flight=_app.settings.groups_in_flight,
                         deadline=deadline, dead_letters=_app.dead_letters,
-                        max_receive_count=_app.settings.max_receive_count)
+                        max_receive_count=_app.settings.max_receive_count, book=_app.book)
+    for verdict in outcome.verdicts.values():
+        if verdict.result is not None:
+            log_group_result(logger, verdict.result, job_id=verdict.job_id or "",
+                             extra={"dead_lettered": verdict.dead_lettered})
+            record_group_metrics(metrics, verdict.result)
 
     def settle(record: SQSRecord) -> object:
         return outcome.settle(record.message_id)

@@ -1,0 +1,115 @@
+"""EventBridge as ``JobEvents``: one "Job Finished" event (source ``fanfetch``) whose detail is the job summary.
+
+PutEvents can succeed as a call yet reject the entry (``FailedEntryCount``): a throttled or failed entry is
+sent again with backoff (the job is finished once, so this is its only announcement), then raised as retryable.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fanfetch.adapters.clock import SystemClock
+from fanfetch.core.ledger import JobRecord
+from fanfetch.core.retry import backoff_delay
+from fanfetch.errors import PermanentPublishError, PublishError, RetryablePublishError
+from fanfetch.ports import Clock
+
+__all__ = ["EventBridgeEvents", "EVENT_SOURCE", "JOB_FINISHED", "DEFAULT_BUS"]
+
+EVENT_SOURCE = "fanfetch"
+JOB_FINISHED = "Job Finished"
+DEFAULT_BUS = "default"
+
+_PERMANENT_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "ValidationException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationTokenException",
+    }
+)
+# Per-entry error codes that will not clear on a retry (the rest — throttling, internal — may).
+# (documented in PutEventsResultEntry: InternalFailure and ThrottlingException are the retryable ones).
+_PERMANENT_ENTRY_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "InvalidAccountIdException",
+        "InvalidArgument",
+        "MalformedDetail",
+        "RedactionFailure",
+        "NotAuthorizedForSourceException",
+        "NotAuthorizedForDetailTypeException",
+    }
+)
+
+
+class EventBridgeEvents:
+    """Implements ``fanfetch.ports.JobEvents`` on an event bus (``EVENT_BUS_NAME``, default ``default``).
+
+    Rules match ``{"source": ["fanfetch"], "detail-type": ["Job Finished"]}``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        bus_name: str = DEFAULT_BUS,
+        source: str = EVENT_SOURCE,
+        max_attempts: int = 4,
+        backoff_base_s: float = 0.2,
+        backoff_max_s: float = 2.0,
+        clock: Clock | None = None,
+        rand: Callable[[], float] = random.random,
+    ):
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._client = client
+        self.bus_name = bus_name
+        self.source = source
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._clock = clock or SystemClock()
+        self._rand = rand
+
+    def job_finished(self, job: JobRecord, *, results_location: str) -> None:
+        entry = {
+            "Source": self.source,
+            "DetailType": JOB_FINISHED,
+            "Detail": json.dumps(job.to_summary(results_location=results_location), separators=(",", ":")),
+            "EventBusName": self.bus_name,
+        }
+        what = f"publish {JOB_FINISHED!r} for job {job.job_id!r} on bus {self.bus_name!r}"
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = self._client.put_events(Entries=[entry])
+            except (ClientError, BotoCoreError) as exc:
+                raise _classify(exc, what) from exc  # botocore already retried throttling and 5xx
+            if not response.get("FailedEntryCount", 0):
+                return
+            failed: dict[str, Any] = next((e for e in response.get("Entries", []) if e.get("ErrorCode")), {})
+            code = str(failed.get("ErrorCode", "unknown"))
+            reason = f"{what}: entry rejected ({code}: {failed.get('ErrorMessage', '')})"
+            if code in _PERMANENT_ENTRY_CODES:
+                raise PermanentPublishError(reason)
+            if attempt == self._max_attempts:
+                raise RetryablePublishError(f"{reason} after {attempt} attempts")
+            self._clock.sleep(
+                backoff_delay(attempt, base_s=self._backoff_base_s, max_s=self._backoff_max_s, rand=self._rand)
+            )
+
+
+def _classify(exc: BaseException, what: str) -> PublishError:
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _PERMANENT_CODES:
+            return PermanentPublishError(f"{what}: {code}")
+        return RetryablePublishError(f"{what}: {code or 'error'}")
+    return RetryablePublishError(f"{what}: {type(exc).__name__}: {exc}")

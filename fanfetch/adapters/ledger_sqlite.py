@@ -1,0 +1,301 @@
+"""The job ledger in one SQLite file under DEST (local runs): the DynamoDB ledger's semantics, in transactions.
+
+Each verdict is one ``BEGIN IMMEDIATE`` transaction (insert-if-absent + counters + finish), so duplicates
+never count twice and exactly one caller finishes a job, across threads and processes (WAL mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
+from fanfetch.errors import JobNotOpen, LedgerError, PermanentLedgerError, RetryableLedgerError
+
+__all__ = ["SqliteLedger", "default_ledger_path", "classify_sqlite_error"]
+
+_BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another process's transaction before "busy"
+_MAX_ERROR_CHARS = 2000
+# Primary result codes (https://www.sqlite.org/rescode.html) where another attempt may succeed.
+_RETRYABLE_CODES = frozenset({5, 6, 10, 13, 15})  # BUSY, LOCKED, IOERR, FULL, PROTOCOL
+_COUNTERS = ("ok", "failed", "files", "bytes", "changed", "unchanged")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    total_groups INTEGER NOT NULL,
+    total_files INTEGER NOT NULL,
+    ok INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    files INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    remaining INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    results_location TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS groups (
+    job_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    key TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT,
+    attempts INTEGER NOT NULL,
+    error TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    change TEXT,
+    validators TEXT NOT NULL,
+    PRIMARY KEY (job_id, group_id)
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    key TEXT PRIMARY KEY,
+    sha256 TEXT,
+    validators TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+_JOB_COLUMNS = (
+    "job_id, total_groups, total_files, ok, failed, files, bytes, changed, unchanged, started_at, finished_at, "
+    "results_location"
+)
+_GROUP_COLUMNS = (
+    "job_id, group_id, status, key, files, bytes, sha256, attempts, error, started_at, finished_at, change, "
+    "validators"
+)
+
+
+def default_ledger_path(dest: str) -> str:
+    """Where a local run keeps its ledger: ``DEST/_jobs/ledger.sqlite``."""
+    return os.path.join(dest, "_jobs", "ledger.sqlite")
+
+
+def classify_sqlite_error(exc: sqlite3.Error, what: str) -> LedgerError:
+    """Translate an sqlite3 error by its result code: busy/locked/I-O/full may clear, the rest will not."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    if code is not None and code & 0xFF in _RETRYABLE_CODES:
+        return RetryableLedgerError(f"{what}: {name}")
+    return PermanentLedgerError(f"{what}: {name}")
+
+
+class SqliteLedger:
+    """Implements ``fanfetch.ports.Ledger`` in one SQLite file (created with its folder if missing).
+
+    One connection per process, shared by threads under a lock (verdicts are tiny transactions);
+    other processes on the same file wait up to ``busy_timeout_s`` for the write lock.
+    """
+
+    def __init__(self, path: str, *, busy_timeout_s: float = _BUSY_TIMEOUT_S, wall: Callable[[], float] = time.time):
+        self.path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        with self._transaction("open the ledger", write=False):
+            pass  # connect now (creating the file and schema), so a bad path fails here, not mid-run
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # --- Ledger ------------------------------------------------------------------------------------
+
+    def open_job(
+        self, job_id: str, *, total_groups: int, total_files: int, results_location: str, now: float
+    ) -> JobRecord:
+        with self._transaction(f"open job {job_id!r}") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, total_groups, total_files, remaining, started_at, "
+                "results_location) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, total_groups, total_files, total_groups, now, results_location),
+            )
+            job = _read_job(conn, job_id)
+        assert job is not None
+        return job
+
+    def record_group(self, record: GroupRecord) -> RecordOutcome:
+        what = f"record group {record.group_id!r} of job {record.job_id!r}"
+        with self._transaction(what) as conn:
+            if _read_job(conn, record.job_id) is None:
+                raise JobNotOpen(f"{what}: the ledger has no such job")
+            counted = _insert_group(conn, record)
+            if counted:
+                _count(conn, record)
+            # Tried after duplicates too (as in DynamoDB): a run that died between counting and
+            # finishing gets the job finished by the redelivery.
+            finished = conn.execute(
+                "UPDATE jobs SET finished_at = ? WHERE job_id = ? AND remaining = 0 AND finished_at IS NULL",
+                (record.finished_at or self._wall(), record.job_id),
+            ).rowcount == 1
+            job = _read_job(conn, record.job_id)
+        return RecordOutcome(counted=counted, job_finished=finished, job=job)
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._transaction(f"read job {job_id!r}", write=False) as conn:
+            return _read_job(conn, job_id)
+
+    def list_groups(self, job_id: str, *, status: str | None = None) -> list[GroupRecord]:
+        sql = f"SELECT {_GROUP_COLUMNS} FROM groups WHERE job_id = ?"
+        params: tuple[str, ...] = (job_id,)
+        if status is not None:
+            sql += " AND status = ?"
+            params += (status,)
+        with self._transaction(f"list groups of job {job_id!r}", write=False) as conn:
+            rows = conn.execute(sql + " ORDER BY group_id", params).fetchall()
+        return [_group_from_row(row) for row in rows]
+
+    def last_validators(self, key: str) -> tuple[str | None, tuple[Validator, ...]]:
+        with self._transaction(f"read validators of {key!r}", write=False) as conn:
+            row = conn.execute("SELECT sha256, validators FROM outputs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None, ()
+        return row[0], _unpack_validators(row[1])
+
+    # --- connection --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, what: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction under the process lock; ``BEGIN IMMEDIATE`` takes the write lock up front,
+        so two writers never both read "not counted yet" (no lost updates, no upgrade deadlocks)."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.Error as exc:
+                raise classify_sqlite_error(exc, f"{what} ({self.path})") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise classify_sqlite_error(exc, f"{what} ({self.path})") from exc
+                raise
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection must not cross a fork: a child process opens its own.
+        if self._conn is None or self._pid != os.getpid():
+            self._conn = _connect(self.path, self._busy_timeout_s)
+            self._pid = os.getpid()
+        return self._conn
+
+
+def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False: the lock serializes.
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")  # readers (`fanfetch status`) never block the workers
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of the process
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def _insert_group(conn: sqlite3.Connection, record: GroupRecord) -> bool:
+    cursor = conn.execute(
+        f"INSERT OR IGNORE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.job_id,
+            record.group_id,
+            record.status,
+            record.key,
+            record.files,
+            record.bytes,
+            record.sha256,
+            record.attempts,
+            None if record.error is None else record.error[:_MAX_ERROR_CHARS],
+            record.started_at,
+            record.finished_at,
+            record.change,
+            _pack_validators(record.validators),
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def _count(conn: sqlite3.Connection, record: GroupRecord) -> None:
+    ok = record.status == "ok"
+    conn.execute(
+        "UPDATE jobs SET ok = ok + ?, failed = failed + ?, files = files + ?, bytes = bytes + ?, "
+        "changed = changed + ?, unchanged = unchanged + ?, remaining = remaining - 1 WHERE job_id = ?",
+        (
+            int(ok),
+            int(not ok),
+            record.files,
+            record.bytes,
+            int(record.change == "changed"),
+            int(record.change == "unchanged"),
+            record.job_id,
+        ),
+    )
+    if ok:
+        conn.execute(
+            "INSERT INTO outputs (key, sha256, validators, job_id, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256, validators = excluded.validators, "
+            "job_id = excluded.job_id, updated_at = excluded.updated_at",
+            (record.key, record.sha256, _pack_validators(record.validators), record.job_id, record.finished_at),
+        )
+
+
+def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    (job, total_groups, total_files, ok, failed, files, nbytes, changed, unchanged, started, finished, location) = row
+    return JobRecord(
+        job_id=job,
+        total_groups=total_groups,
+        total_files=total_files,
+        ok=ok,
+        failed=failed,
+        files=files,
+        bytes=nbytes,
+        changed=changed,
+        unchanged=unchanged,
+        started_at=started,
+        finished_at=finished,
+        results_location=location,
+    )
+
+
+def _group_from_row(row: tuple[object, ...]) -> GroupRecord:
+    (job, group, status, key, files, nbytes, sha256, attempts, error, started, finished, change, validators) = row
+    return GroupRecord(
+        job_id=str(job),
+        group_id=str(group),
+        status=str(status),
+        key=str(key),
+        files=int(files),  # type: ignore[call-overload]
+        bytes=int(nbytes),  # type: ignore[call-overload]
+        sha256=None if sha256 is None else str(sha256),
+        attempts=int(attempts),  # type: ignore[call-overload]
+        error=None if error is None else str(error),
+        started_at=float(started),  # type: ignore[arg-type]
+        finished_at=float(finished),  # type: ignore[arg-type]
+        change=None if change is None else str(change),
+        validators=_unpack_validators(str(validators)),
+    )
+
+
+def _pack_validators(validators: tuple[Validator, ...]) -> str:
+    return json.dumps([[v.url, v.etag, v.last_modified] for v in validators], separators=(",", ":"))
+
+
+def _unpack_validators(text: str) -> tuple[Validator, ...]:
+    return tuple(Validator(url=url, etag=etag, last_modified=modified) for url, etag, modified in json.loads(text))

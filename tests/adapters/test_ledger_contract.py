@@ -1,0 +1,268 @@
+"""The Ledger contract, run against every implementation: in-memory, SQLite and DynamoDB (moto).
+
+Counting is exactly-once under duplicate delivery, and exactly one call ever reports ``job_finished``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
+from fanfetch.core.ledger import GroupRecord, Validator
+from fanfetch.errors import JobNotOpen, Retryable
+from tests.fakes import FakeClock, MemoryLedger
+
+
+class OneRequestAtATime:
+    """A boto3 client proxy that lets one request run at a time.
+
+    DynamoDB applies each request atomically; moto does not (a transaction snapshots the whole table
+    and restores it on failure, undoing concurrent writes). Serializing single requests restores
+    DynamoDB's guarantee while keeping every interleaving *between* our requests — the races the
+    ledger must survive (count in one request, finish in the next).
+    """
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class Subject:
+    ledger: Any
+    # moto copies the whole table per transaction (quadratic), so the DynamoDB run uses fewer groups.
+    concurrent_groups: int
+
+
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+def subject(request, tmp_path, aws_env) -> Iterator[Subject]:
+    if request.param == "memory":
+        yield Subject(MemoryLedger(), concurrent_groups=200)
+    elif request.param == "sqlite":
+        ledger = SqliteLedger(default_ledger_path(str(tmp_path)))
+        yield Subject(ledger, concurrent_groups=200)
+        ledger.close()
+    else:
+        with mock_aws():
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            create_ledger_table(client, "fanfetch-ledger")
+            yield Subject(DynamoDBLedger(OneRequestAtATime(client), "fanfetch-ledger", clock=FakeClock()),
+                          concurrent_groups=60)
+
+
+def _verdict(job: str, i: int, *, finished_at: float = 100.0) -> GroupRecord:
+    """Group i: every 5th fails; ok groups alternate changed/unchanged; validators per file."""
+    failed = i % 5 == 4
+    return GroupRecord(
+        job_id=job,
+        group_id=f"g{i:04d}",
+        status="failed" if failed else "ok",
+        key=f"out/{i}.csv",
+        files=0 if failed else 2,
+        bytes=0 if failed else 1000 + i,
+        sha256=None if failed else f"{i:064x}",
+        attempts=3 if failed else 2,
+        error="404 Not Found" if failed else None,
+        started_at=finished_at - 1,
+        finished_at=finished_at,
+        change=None if failed else ("changed" if i % 2 else "unchanged"),
+        validators=() if failed else (Validator(f"http://o/{i}/a", etag=f'"{i}a"'),
+                                      Validator(f"http://o/{i}/b", last_modified="Wed, 21 Oct 2015 07:28:00 GMT")),
+    )
+
+
+def _expected_totals(n: int) -> dict[str, int]:
+    verdicts = [_verdict("x", i) for i in range(n)]
+    ok = [v for v in verdicts if v.status == "ok"]
+    return {
+        "ok": len(ok),
+        "failed": n - len(ok),
+        "files": sum(v.files for v in verdicts),
+        "bytes": sum(v.bytes for v in verdicts),
+        "changed": sum(v.change == "changed" for v in verdicts),
+        "unchanged": sum(v.change == "unchanged" for v in verdicts),
+    }
+
+
+def _totals(job: Any) -> dict[str, int]:
+    return {name: getattr(job, name) for name in ("ok", "failed", "files", "bytes", "changed", "unchanged")}
+
+
+def _open(ledger: Any, job: str, groups: int) -> Any:
+    return ledger.open_job(job, total_groups=groups, total_files=2 * groups,
+                           results_location=f"s3://b/_jobs/{job}/results.jsonl", now=50.0)
+
+
+def test_open_job_is_idempotent_and_keeps_the_first_record(subject: Subject) -> None:
+    # GIVEN a job opened once
+    first = _open(subject.ledger, "j1", 3)
+    # WHEN it is opened again (a retried producer) with other numbers
+    again = subject.ledger.open_job("j1", total_groups=99, total_files=99, results_location="elsewhere", now=60.0)
+    # THEN the original job stands, untouched
+    assert again == first == subject.ledger.get_job("j1")
+    assert (first.total_groups, first.total_files, first.started_at, first.done, first.finished_at) == (3, 6, 50.0, 0,
+                                                                                                         None)
+    assert first.results_location == "s3://b/_jobs/j1/results.jsonl"
+
+
+def test_unknown_job_is_none_and_a_verdict_for_it_is_a_retryable_job_not_open(subject: Subject) -> None:
+    assert subject.ledger.get_job("nope") is None
+    with pytest.raises(JobNotOpen) as raised:
+        subject.ledger.record_group(_verdict("nope", 0))
+    assert isinstance(raised.value, Retryable)
+    assert subject.ledger.list_groups("nope") == []
+
+
+def test_counts_are_exact_and_the_last_verdict_finishes_the_job(subject: Subject) -> None:
+    # GIVEN a job of 10 groups
+    _open(subject.ledger, "j", 10)
+    # WHEN each group's verdict is recorded once
+    outcomes = [subject.ledger.record_group(_verdict("j", i, finished_at=100.0 + i)) for i in range(10)]
+    # THEN each counted, only the last finished the job, at that verdict's time
+    assert [o.counted for o in outcomes] == [True] * 10
+    assert [o.job_finished for o in outcomes] == [False] * 9 + [True]
+    job = subject.ledger.get_job("j")
+    assert _totals(job) == _expected_totals(10)
+    assert job.done == job.total_groups == 10 and job.finished
+    assert job.finished_at == 109.0
+    assert outcomes[-1].job == job
+
+
+def test_every_verdict_recorded_twice_leaves_the_counts_unchanged(subject: Subject) -> None:
+    # GIVEN a job of 10 groups, every message delivered twice (the copy right after the original)
+    _open(subject.ledger, "j", 10)
+    outcomes = []
+    for i in range(10):
+        outcomes.append(subject.ledger.record_group(_verdict("j", i)))
+        outcomes.append(subject.ledger.record_group(_verdict("j", i, finished_at=200.0)))
+    # THEN only first deliveries counted, one call finished the job and totals are those of one delivery each
+    assert [o.counted for o in outcomes] == [True, False] * 10
+    assert sum(o.job_finished for o in outcomes) == 1
+    assert _totals(subject.ledger.get_job("j")) == _expected_totals(10)
+    assert len(subject.ledger.list_groups("j")) == 10
+
+
+def test_a_duplicate_with_a_different_verdict_does_not_replace_the_first(subject: Subject) -> None:
+    # GIVEN group 0 recorded ok
+    _open(subject.ledger, "j", 2)
+    subject.ledger.record_group(_verdict("j", 0))
+    # WHEN a late duplicate says it failed
+    late = GroupRecord(job_id="j", group_id="g0000", status="failed", key="out/0.csv", error="timeout")
+    outcome = subject.ledger.record_group(late)
+    # THEN it is not counted and the stored verdict is still the first
+    assert not outcome.counted and not outcome.job_finished
+    assert subject.ledger.get_job("j").failed == 0
+    assert [g.status for g in subject.ledger.list_groups("j")] == ["ok"]
+
+
+def test_concurrent_duplicate_deliveries_count_exactly_and_finish_once(subject: Subject) -> None:
+    # GIVEN a job whose every group is delivered twice, in random order, to 8 concurrent workers
+    n = subject.concurrent_groups
+    _open(subject.ledger, "big", n)
+    deliveries = [_verdict("big", i) for i in range(n)] * 2
+    random.Random(5).shuffle(deliveries)
+    start = threading.Barrier(8)
+
+    def worker(share: list[GroupRecord]) -> list[Any]:
+        start.wait()
+        return [subject.ledger.record_group(record) for record in share]
+
+    # WHEN they all record at once
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for share in pool.map(worker, [deliveries[k::8] for k in range(8)]) for o in share]
+    # THEN every group counted once, the totals are exact and exactly one call saw the job finish
+    assert sum(o.counted for o in outcomes) == n
+    assert sum(o.job_finished for o in outcomes) == 1
+    job = subject.ledger.get_job("big")
+    assert _totals(job) == _expected_totals(n)
+    assert job.finished and job.finished_at is not None
+
+
+def test_when_the_last_groups_finish_together_exactly_one_caller_finishes_the_job(subject: Subject) -> None:
+    # GIVEN 10 jobs, each with all but its last 2 groups recorded
+    for round_ in range(10):
+        job = f"race{round_}"
+        _open(subject.ledger, job, 6)
+        for i in range(4):
+            subject.ledger.record_group(_verdict(job, i))
+        # WHEN the last 2 groups, each delivered twice, are recorded by 4 workers released together
+        start = threading.Barrier(4)
+        last = [_verdict(job, 4), _verdict(job, 5), _verdict(job, 4), _verdict(job, 5)]
+
+        def record(record: GroupRecord, start: threading.Barrier = start) -> Any:
+            start.wait()
+            return subject.ledger.record_group(record)
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(record, last))
+        # THEN exactly one of them finished the job
+        assert sum(o.job_finished for o in outcomes) == 1, job
+        assert sum(o.counted for o in outcomes) == 2, job
+
+
+def test_list_groups_with_and_without_a_status_filter(subject: Subject) -> None:
+    # GIVEN a job with 8 ok and 2 failed groups (and another job, which must not leak in)
+    _open(subject.ledger, "j", 10)
+    _open(subject.ledger, "other", 1)
+    for i in range(10):
+        subject.ledger.record_group(_verdict("j", i))
+    subject.ledger.record_group(_verdict("other", 4))
+    # THEN listing returns each group's stored verdict, filtered by status on request
+    everything = subject.ledger.list_groups("j")
+    assert sorted(g.group_id for g in everything) == [f"g{i:04d}" for i in range(10)]
+    assert sorted(everything, key=lambda g: g.group_id) == [_verdict("j", i) for i in range(10)]
+    failed = subject.ledger.list_groups("j", status="failed")
+    assert sorted(g.group_id for g in failed) == ["g0004", "g0009"]
+    assert all(g.error == "404 Not Found" and g.attempts == 3 for g in failed)
+    assert len(subject.ledger.list_groups("j", status="ok")) == 8
+
+
+def test_last_validators_round_trip_through_ok_verdicts(subject: Subject) -> None:
+    # GIVEN an ok verdict for out/1.csv in one job, then a newer one for the same key in the next job
+    _open(subject.ledger, "monday", 2)
+    subject.ledger.record_group(_verdict("monday", 1))
+    _open(subject.ledger, "tuesday", 2)
+    newer = GroupRecord(job_id="tuesday", group_id="g0001", status="ok", key="out/1.csv", sha256="f" * 64,
+                        validators=(Validator("http://o/1/a", etag='"v2"', last_modified="Thu, 22 Oct 2015"),))
+    # THEN the key's validators are those of the latest ok verdict; failures and unknown keys store none
+    assert subject.ledger.last_validators("out/1.csv") == ("0" * 63 + "1", _verdict("monday", 1).validators)
+    subject.ledger.record_group(newer)
+    assert subject.ledger.last_validators("out/1.csv") == ("f" * 64, newer.validators)
+    subject.ledger.record_group(_verdict("monday", 4))  # failed
+    assert subject.ledger.last_validators("out/4.csv") == (None, ())
+    assert subject.ledger.last_validators("never/stored.csv") == (None, ())
+
+
+def test_a_group_with_thousands_of_validators_round_trips(subject: Subject) -> None:
+    # GIVEN a group of 3000 files, each with an ETag and a Last-Modified (too big for a plain item)
+    _open(subject.ledger, "j", 1)
+    validators = tuple(Validator(f"https://data.example.org/station/{i}/year.csv", etag=f'"{i:032x}"',
+                                 last_modified="Wed, 21 Oct 2015 07:28:00 GMT") for i in range(3000))
+    record = GroupRecord(job_id="j", group_id="huge", status="ok", key="huge.csv", files=3000, sha256="a" * 64,
+                         validators=validators)
+    # WHEN recorded
+    assert subject.ledger.record_group(record).job_finished
+    # THEN the validators come back intact
+    assert subject.ledger.last_validators("huge.csv") == ("a" * 64, validators)
+    assert subject.ledger.list_groups("j")[0].validators == validators

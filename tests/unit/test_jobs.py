@@ -1,0 +1,145 @@
+"""Finishing a job: the results manifest (successes and failures), summary.json, then one "job finished"."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from fanfetch.core.ledger import GroupRecord, JobRecord, Validator
+from fanfetch.core.models import FileResult, GroupResult, GroupStatus
+from fanfetch.errors import RetryablePublishError
+from fanfetch.jobs import finish_job, record_verdict, results_key_for, verdict_from_result
+from tests.fakes import MemoryLedger, MemoryStore, RecordingEvents
+
+_LOCATION = "s3://out/data/_jobs/j1/results.jsonl"
+
+
+def _record(group: str, *, ok: bool = True, job: str = "j1") -> GroupRecord:
+    if ok:
+        return GroupRecord(job_id=job, group_id=group, status="ok", key=f"st/{group}.csv", files=3, bytes=300,
+                           sha256="c" * 64, attempts=3, finished_at=200.0, change="changed")
+    return GroupRecord(job_id=job, group_id=group, status="failed", key=f"st/{group}.csv", attempts=5,
+                       error="http://o/x: HTTP 404", finished_at=210.0)
+
+
+def _ledger_with(groups: list[GroupRecord], *, total: int) -> MemoryLedger:
+    ledger = MemoryLedger()
+    ledger.open_job("j1", total_groups=total, total_files=3 * total, results_location=_LOCATION, now=100.0)
+    for g in groups:
+        ledger.record_group(g)
+    return ledger
+
+
+def _lines(store: MemoryStore, key: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in store.objects[key].decode().splitlines()]
+
+
+def test_finish_job_writes_results_and_summary_then_announces_once() -> None:
+    # GIVEN a finished job of two ok groups and one failed group
+    ledger = _ledger_with([_record("b"), _record("a"), _record("c", ok=False)], total=3)
+    job = ledger.get_job("j1")
+    store, events = MemoryStore(), RecordingEvents()
+    # WHEN it is finished
+    finish_job(job, ledger=ledger, store=store, events=events, results_key=results_key_for("j1"))
+    # THEN results.jsonl lists every group, failures with their reason
+    assert _lines(store, "_jobs/j1/results.jsonl") == [
+        {"group": "a", "status": "ok", "key": "st/a.csv", "files": 3, "bytes": 300, "sha256": "c" * 64,
+         "attempts": 3, "error": None, "change": "changed"},
+        {"group": "b", "status": "ok", "key": "st/b.csv", "files": 3, "bytes": 300, "sha256": "c" * 64,
+         "attempts": 3, "error": None, "change": "changed"},
+        {"group": "c", "status": "failed", "key": "st/c.csv", "files": 0, "bytes": 0, "sha256": None,
+         "attempts": 5, "error": "http://o/x: HTTP 404", "change": None},
+    ]
+    # AND summary.json sits next to it with the totals and the results location
+    summary = json.loads(store.objects["_jobs/j1/summary.json"])
+    assert (summary["ok"], summary["failed"], summary["bytes"], summary["status"]) == (2, 1, 600, "finished")
+    assert summary["results_location"] == _LOCATION and summary["duration_s"] == 110.0
+    # AND one event points to the manifest
+    assert events.finished == [(job, _LOCATION)]
+
+
+def test_the_event_is_published_only_after_the_manifest_is_stored() -> None:
+    # GIVEN events that look into the store when they are published
+    ledger = _ledger_with([_record("a")], total=1)
+    store = MemoryStore()
+    seen: list[set[str]] = []
+
+    class Peeking(RecordingEvents):
+        def job_finished(self, job: JobRecord, *, results_location: str) -> None:
+            seen.append(set(store.objects))
+
+    finish_job(ledger.get_job("j1"), ledger=ledger, store=store, events=Peeking())
+    # THEN whoever reacts to the event can already read both files
+    assert seen == [{"_jobs/j1/results.jsonl", "_jobs/j1/summary.json"}]
+
+
+def test_a_job_without_a_results_location_points_the_event_at_the_results_key() -> None:
+    ledger = MemoryLedger()
+    ledger.open_job("local", total_groups=1, total_files=1, results_location="", now=1.0)
+    outcome = ledger.record_group(_record("a", job="local"))
+    events = RecordingEvents()
+    finish_job(outcome.job, ledger=ledger, store=MemoryStore(), events=events)
+    assert events.finished[0][1] == "_jobs/local/results.jsonl"
+
+
+def test_concurrent_workers_finishing_the_last_groups_publish_exactly_one_event() -> None:
+    # GIVEN 50 jobs, each with 2 groups left, delivered twice to 4 workers released together
+    store, events = MemoryStore(), RecordingEvents()
+    ledger = MemoryLedger()
+    for n in range(50):
+        job = f"job{n}"
+        ledger.open_job(job, total_groups=4, total_files=12, results_location="", now=1.0)
+        ledger.record_group(_record("a", job=job))
+        ledger.record_group(_record("b", job=job))
+        start = threading.Barrier(4)
+
+        def deliver(record: GroupRecord, start: threading.Barrier = start) -> None:
+            start.wait()
+            record_verdict(ledger, record, store=store, events=events)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(deliver, [_record("c", job=job), _record("d", ok=False, job=job)] * 2))
+    # THEN each job was announced once and its manifest written once
+    assert sorted(job.job_id for job, _ in events.finished) == sorted(f"job{n}" for n in range(50))
+    assert all(store.puts[results_key_for(f"job{n}")] == 1 for n in range(50))
+
+
+def test_a_verdict_that_does_not_finish_the_job_writes_and_announces_nothing() -> None:
+    ledger = _ledger_with([], total=2)
+    store, events = MemoryStore(), RecordingEvents()
+    outcome = record_verdict(ledger, _record("a"), store=store, events=events)
+    assert outcome.counted and not outcome.job_finished
+    assert store.objects == {} and events.finished == []
+
+
+def test_a_failed_announcement_propagates_and_the_verdict_stays_counted() -> None:
+    # GIVEN the bus rejects the event
+    ledger = _ledger_with([], total=1)
+    events = RecordingEvents(fail_with=RetryablePublishError("throttled"))
+    # WHEN the last verdict is recorded
+    with pytest.raises(RetryablePublishError):
+        record_verdict(ledger, _record("a"), store=MemoryStore(), events=events)
+    # THEN the error reaches the caller (the handler reports it) and the group is not counted twice later
+    assert ledger.get_job("j1").ok == 1
+    assert ledger.record_group(_record("a")).counted is False
+
+
+def test_verdict_from_result_keeps_each_files_validators() -> None:
+    # GIVEN a stored group whose origin sent an ETag for one file, Last-Modified for another, neither for a third
+    result = GroupResult(
+        group_id="g", status=GroupStatus.OK, key="k.csv", files=3, bytes=30, sha256="d" * 64, attempts=4,
+        file_results=(FileResult("http://o/1", 10, 1, etag='"e1"'),
+                      FileResult("http://o/2", 10, 2, last_modified="Wed, 21 Oct 2015 07:28:00 GMT"),
+                      FileResult("http://o/3", 10, 1)),
+    )
+    # WHEN it becomes a ledger record
+    record = verdict_from_result("j", result, started_at=5.0, finished_at=9.0, change="changed")
+    # THEN the verdict and the validators worth a conditional request next time are kept
+    assert (record.status, record.key, record.files, record.bytes, record.sha256, record.attempts) == (
+        "ok", "k.csv", 3, 30, "d" * 64, 4)
+    assert (record.started_at, record.finished_at, record.change) == (5.0, 9.0, "changed")
+    assert record.validators == (Validator("http://o/1", etag='"e1"'),
+                                 Validator("http://o/2", last_modified="Wed, 21 Oct 2015 07:28:00 GMT"))
