@@ -18,6 +18,7 @@ from types import FrameType
 from rich.console import Console
 
 from fanfetch import __version__
+from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_job
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
@@ -112,8 +113,11 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
     """Compose the real adapters for a local run and run ``job`` into ``dest``."""
     store = build_store(dest, endpoint_url=endpoint_url)
     spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
+    # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
+    ledger = SqliteLedger(default_ledger_path(dest)) if isinstance(store, LocalStore) else None
     fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts))
-    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir)
+    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir,
+                              previous=ledger.last_validators if ledger is not None else None)
     stop = _StopFlag(console)
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -123,12 +127,14 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
         view = ProgressView(counters, console if not quiet else Console(quiet=True))
         with view:
             summary = run_job(job, ctx, group_workers=concurrency, should_stop=stop, on_result=view.update,
-                              refresh=refresh)
+                              refresh=refresh, ledger=ledger)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         ctx.files.shutdown(wait=True, cancel_futures=True)
         fetcher.close()
+        if ledger is not None:
+            ledger.close()
     print_summary(summary, dest=dest, console=console)
     return summary
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from fanfetch.core.models import GroupResult, Job
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError
+from fanfetch.jobs import verdict_from_result
+from fanfetch.ports import Ledger
 from fanfetch.services import GroupContext
 
 __all__ = ["RunSummary", "run_job", "results_key"]
@@ -100,13 +102,30 @@ def run_job(
     should_stop: Callable[[], bool] = lambda: False,
     on_result: Callable[[GroupResult], None] = lambda result: None,
     refresh: bool = False,
+    ledger: Ledger | None = None,
 ) -> RunSummary:
     """Process every group of ``job`` and store the results manifest beside the outputs.
 
     With ``refresh`` existing outputs are re-checked against the origin (see ``process_group``).
+    With a ``ledger`` (SQLite under the destination) the job and each group's verdict are recorded,
+    which gives ``fanfetch report`` its timeline and the next ``--refresh`` its validators.
     """
     started = time.monotonic()
-    results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=on_result,
+    ledger_errors: list[str] = []
+    if ledger is not None:
+        ledger.open_job(job.job_id, total_groups=len(job.groups), total_files=job.file_count,
+                        results_location=results_key(job.job_id), now=time.time())
+
+    def record(result: GroupResult) -> None:
+        if ledger is not None and not (result.ok and result.skipped):
+            try:
+                ledger.record_group(verdict_from_result(job.job_id, result, started_at=result.started_at,
+                                                        finished_at=result.finished_at, change=result.change))
+            except FanfetchError as exc:
+                ledger_errors.append(str(exc))
+        on_result(result)
+
+    results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=record,
                          keep_file_results=False, refresh=refresh)
     lines = "".join(json.dumps(r.to_record(), ensure_ascii=False) + "\n" for r in results)
     key = results_key(job.job_id)
@@ -115,6 +134,8 @@ def run_job(
         ctx.store.put_bytes(key, lines.encode("utf-8"), content_type="application/x-ndjson")
     except FanfetchError as exc:
         error = f"could not store the results manifest: {exc}"
+    if ledger_errors and error is None:
+        error = f"{len(ledger_errors)} verdicts could not be recorded in the ledger; first: {ledger_errors[0]}"
     return RunSummary(
         job_id=job.job_id,
         results=tuple(results),

@@ -23,8 +23,8 @@ def _manifest(tmp_path, origin, *, extra: list[dict] | None = None) -> str:
 
 
 def _results(dest, capsys=None) -> list[dict]:
-    (jobs,) = list((dest / "_jobs").iterdir())
-    return [json.loads(line) for line in (jobs / "results.jsonl").read_text().splitlines()]
+    (results,) = list((dest / "_jobs").glob("*/results.jsonl"))
+    return [json.loads(line) for line in results.read_text().splitlines()]
 
 
 def test_run_stores_byte_exact_merges_and_a_results_manifest_then_resumes_without_fetching(tmp_path, demo_origin):

@@ -25,8 +25,9 @@ def _start(spec: str, dest, origin) -> subprocess.Popen:
 
 
 def _outputs(dest) -> set[str]:
-    """Every visible file below dest (the hidden temp folder excluded)."""
-    return {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and ".fanfetch-tmp" not in p.parts}
+    """Every output file below dest (the hidden temp folder and the _jobs bookkeeping folder excluded)."""
+    return {str(p.relative_to(dest)) for p in dest.rglob("*")
+            if p.is_file() and ".fanfetch-tmp" not in p.parts and p.relative_to(dest).parts[0] != "_jobs"}
 
 
 def _urls_of(station, origin) -> list[str]:
