@@ -20,13 +20,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fanfetch.adapters.clock import SystemClock
+from fanfetch.adapters.events import EventBridgeEvents
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.sqs import SqsQueue
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
 from fanfetch.errors import InputError
 from fanfetch.ports import Clock
 from fanfetch.services import GroupContext
-from fanfetch.worker import DeadLetters, run_batch
+from fanfetch.worker import DeadLetters, JobBook, run_batch
 
 __all__ = ["PollSettings", "PollSummary", "QueuePoller", "Heartbeat", "WorkerOptions", "build_long_worker",
            "serve", "install_stop_signals"]
@@ -131,7 +133,8 @@ class QueuePoller:
 
     def __init__(self, sqs: Any, queue_url: str, ctx: GroupContext, *, settings: PollSettings,
                  dead_letters: DeadLetters | None = None, stop: threading.Event | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, book: JobBook | None = None):
+        self._book = book
         self._sqs = sqs
         self._queue_url = queue_url
         self._ctx = ctx
@@ -210,7 +213,7 @@ class QueuePoller:
             try:
                 outcome = run_batch(records, self._ctx, groups_in_flight=self._settings.groups_in_flight,
                                     deadline=None, dead_letters=self._dead_letters,
-                                    max_receive_count=self._settings.max_receive_count)
+                                    max_receive_count=self._settings.max_receive_count, book=self._book)
                 verdicts: Mapping[str, Any] = outcome.verdicts
             except Exception:  # run_batch never raises by contract; if it does, the whole batch comes back
                 _log.exception("batch failed; its messages will be delivered again")
@@ -271,6 +274,8 @@ class WorkerOptions:
     endpoint_url: str | None = None
     max_file_bytes: int | None = None
     poll: PollSettings = PollSettings()
+    ledger_table: str | None = None  # count verdicts in the stack's job ledger (so `fanfetch status` sees them)
+    event_bus_name: str = "default"  # where "job finished" is published when a verdict finishes a job
 
 
 def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = None,
@@ -284,9 +289,18 @@ def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = 
     spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
     fetcher = build_fetcher(concurrency=options.concurrency, allow_hosts=options.allow_hosts,
                             max_file_bytes=options.max_file_bytes)
-    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=options.concurrency, spool_dir=spool_dir)
+    ledger = (DynamoDBLedger(aws_client("dynamodb", endpoint_url=options.endpoint_url), options.ledger_table)
+              if options.ledger_table else None)
+    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=options.concurrency, spool_dir=spool_dir,
+                              previous=ledger.last_validators if ledger is not None else None)
     dead_letters = SqsQueue(sqs, options.dlq_url) if options.dlq_url else None
-    poller = QueuePoller(sqs, options.queue_url, ctx, settings=options.poll, dead_letters=dead_letters, stop=stop)
+    book = None
+    if ledger is not None:
+        events = EventBridgeEvents(aws_client("events", endpoint_url=options.endpoint_url),
+                                   bus_name=options.event_bus_name)
+        book = JobBook(ledger=ledger, events=events, store=store)
+    poller = QueuePoller(sqs, options.queue_url, ctx, settings=options.poll, dead_letters=dead_letters, stop=stop,
+                         book=book)
 
     def close() -> None:
         ctx.files.shutdown(wait=True, cancel_futures=True)

@@ -169,6 +169,9 @@ def add_ops_parsers(subparsers: Any) -> None:
     worker.add_argument("--dlq-url", help="dead-letter queue for failures that cannot succeed (with reason)")
     worker.add_argument("--max-receive-count", type=_positive_int, default=5,
                         help="the queue's redrive maxReceiveCount (default 5)")
+    worker.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE") or None,
+                        help="count verdicts in this DynamoDB job ledger (the stack's LedgerTableName), so "
+                             "`fanfetch status` sees them and the job finishes; default $LEDGER_TABLE")
     worker.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
                         help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
     worker.add_argument("--wait-time-s", type=_wait_time, default=20, help="long-poll wait, 0-20 (default 20)")
@@ -328,7 +331,7 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     allow = tuple(args.allow_host) + parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", ""))
     options = WorkerOptions(queue_url=args.queue_url, dest=args.out or f"s3://{args.bucket}",
                             concurrency=args.concurrency, dlq_url=args.dlq_url, allow_hosts=allow,
-                            endpoint_url=args.endpoint_url, poll=poll)
+                            endpoint_url=args.endpoint_url, poll=poll, ledger_table=args.ledger_table)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     summary = serve(options, handle_signals=deps.handle_signals)

@@ -18,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from rich.console import Console
 
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
 from fanfetch.core.messages import decode_message, encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.demo import expected_station_csv
@@ -88,10 +89,16 @@ def test_three_workers_share_one_queue_and_every_group_is_fetched_and_stored_onc
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
     s3.create_bucket(Bucket="out")
     queue = sqs.create_queue(QueueName="work", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    ledger = DynamoDBLedger(boto3.client("dynamodb"), "ledger")
+    create_ledger_table(boto3.client("dynamodb"), "ledger")
     with DemoOrigin(stations, latency_s=0.02) as origin:
-        _enqueue(sqs, queue, [_station_group(origin, s) for s in stations])
+        groups = [_station_group(origin, s) for s in stations]
+        ledger.open_job("job-w", total_groups=20, total_files=sum(len(g.sources) for g in groups),
+                        results_location="", now=0.0)
+        _enqueue(sqs, queue, groups)
         options = WorkerOptions(queue_url=queue, dest="s3://out/p", concurrency=8, allow_hosts=(origin.host_port,),
-                                endpoint_url=moto_server, poll=PollSettings(wait_time_s=1, batch_size=4, idle_exit_s=1))
+                                endpoint_url=moto_server, poll=PollSettings(wait_time_s=1, batch_size=4, idle_exit_s=1),
+                                ledger_table="ledger")
 
         # WHEN the three drain it side by side
         summaries = _run_workers(3, options)
@@ -106,6 +113,9 @@ def test_three_workers_share_one_queue_and_every_group_is_fetched_and_stored_onc
     assert sum(s.deleted for s in summaries) == sum(s.received for s in summaries) == 20
     assert _depth(sqs, queue) == 0
     assert sum(1 for s in summaries if s.received) >= 2
+    # AND the job ledger counted each group once and saw the job finish
+    job = ledger.get_job("job-w")
+    assert (job.ok, job.failed, job.finished) == (20, 0, True)
 
 
 def test_the_heartbeat_keeps_a_long_group_from_a_second_worker(moto_server):
