@@ -17,6 +17,7 @@ from rich.table import Table
 from fanfetch.core.costmodel import PRICES, RAMP_PER_MINUTE, RAMP_START, Plan, PlanInput, estimate
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import Job, MergeMode, Source
+from fanfetch.core.politeness import FleetBound, bound_fleet
 from fanfetch.errors import FetchError, InputError
 
 __all__ = ["add_plan_parser", "command_plan", "measure_per_file_s"]
@@ -76,6 +77,20 @@ def add_plan_parser(subparsers: Any) -> None:
         type=_positive_int,
         default=16,
         help="downloads at once inside one invocation (FANFETCH_CONCURRENCY; default 16)",
+    )
+    plan.add_argument(
+        "--per-host-concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="requests in flight per host per worker (FANFETCH_PER_HOST_CONCURRENCY; default: no cap)",
+    )
+    plan.add_argument(
+        "--per-host-rps",
+        type=_positive_float,
+        default=None,
+        metavar="R",
+        help="requests per second per host per worker (FANFETCH_PER_HOST_RPS; default: no limit)",
     )
     plan.add_argument(
         "--allow-host",
@@ -144,6 +159,12 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
             message_bytes=_mean_message_bytes(job),
         )
     )
+    fleet = bound_fleet(
+        invocations=args.concurrency,
+        files_in_flight=args.files_in_flight,
+        per_host_concurrency=args.per_host_concurrency,
+        per_host_rps=args.per_host_rps,
+    )
     if args.json:
         record = {
             "job_id": job.job_id,
@@ -155,10 +176,17 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
             "files_in_flight": args.files_in_flight,
             "prices_as_of": PRICES.as_of,
             **plan.to_dict(),
+            "per_host": {
+                "per_worker_concurrency": args.per_host_concurrency,
+                "per_worker_rps": args.per_host_rps,
+                "fleet_in_flight": fleet.in_flight,
+                "fleet_rps": fleet.rps,
+                "one_host_min_wall_s": fleet.min_wall_s(job.file_count),
+            },
         }
         console.print_json(json.dumps(record))
         return 0
-    _print_plan(plan, job, args, per_file_s, measured or "given", console)
+    _print_plan(plan, job, args, per_file_s, measured or "given", console, fleet)
     return 0
 
 
@@ -172,6 +200,15 @@ def _mean_message_bytes(job: Job) -> int:
     return max(1, sum(len(b.encode()) for b in bodies) // len(bodies))
 
 
+def _fleet_text(fleet: FleetBound, args: argparse.Namespace) -> str:
+    """E.g. "≤ 200 requests in flight (50 invocations × 4), ≤ 250 requests/s (50 × 5/s)"."""
+    per_worker = fleet.in_flight // max(1, fleet.invocations)
+    text = f"≤ {fleet.in_flight:,} requests in flight ({fleet.invocations} invocations × {per_worker})"
+    if fleet.rps is None:
+        return text + ", no rate limit"
+    return text + f", ≤ {fleet.rps:,.4g} requests/s ({fleet.invocations} × {args.per_host_rps:g}/s)"
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -183,7 +220,13 @@ def _duration(seconds: float) -> str:
 
 
 def _print_plan(
-    plan: Plan, job: Job, args: argparse.Namespace, per_file_s: float, source: str, console: Console
+    plan: Plan,
+    job: Job,
+    args: argparse.Namespace,
+    per_file_s: float,
+    source: str,
+    console: Console,
+    fleet: FleetBound,
 ) -> None:
     table = Table(title=f"fanfetch plan — job {job.job_id}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
@@ -204,7 +247,11 @@ def _print_plan(
         ("total cost (no free tier)", f"${plan.total_usd:.2f}"),
         ("wall time", f"{_duration(plan.wall_s)} at ≤ {args.concurrency} concurrent invocations"),
         ("one file at a time would take", _duration(plan.serial_s)),
+        ("load on one host, fleet-wide", _fleet_text(fleet, args)),
     ]
+    floor_s = fleet.min_wall_s(plan.files)
+    if floor_s is not None:
+        rows.append(("if every file is on one host", f"≥ {_duration(floor_s)} at {fleet.rps:,.4g} requests/s"))
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -28,10 +28,15 @@ class Fetcher(Protocol):
 
     ``deadline`` is an absolute ``Clock.monotonic()`` value (or None): no attempt or backoff
     may run past it. On a retry ``dest`` is rewound and truncated, so it always ends holding
-    exactly one complete body. Raises ``fanfetch.errors.FetchError`` subclasses only.
+    exactly one complete body. With a ``validator`` (the URL's ETag / Last-Modified from an
+    earlier run) the request is conditional: if the origin answers 304 the result has
+    ``not_modified=True`` and ``bytes=0`` and nothing is written to ``dest``.
+    Raises ``fanfetch.errors.FetchError`` subclasses only.
     """
 
-    def fetch(self, source: Source, dest: BinaryIO, *, deadline: float | None = None) -> FileResult: ...
+    def fetch(
+        self, source: Source, dest: BinaryIO, *, deadline: float | None = None, validator: Validator | None = None
+    ) -> FileResult: ...
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,12 @@ class Ledger(Protocol):
         ...
 
     def record_group(self, record: GroupRecord) -> RecordOutcome:
-        """Record a group's final verdict. Only the first verdict per (job, group) is counted;
-        exactly one call per job ever returns ``job_finished=True``."""
+        """Record a group's final verdict. Only the first verdict per (job, group) is counted, with one
+        exception: an "ok" over a stored "failed" replaces it (``upgraded=True``, counted): failed -1, ok +1,
+        files/bytes/changed/unchanged moved from the old verdict to the new, ``remaining`` unchanged, the
+        output's validators stored. Concurrent upgrades of one group count once; ok over ok, failed over ok
+        and failed over failed are not counted. Exactly one call per job ever returns ``job_finished=True``
+        (an upgrade of a finished job keeps its ``finished_at`` and does not report it again)."""
         ...
 
     def get_job(self, job_id: str) -> JobRecord | None: ...

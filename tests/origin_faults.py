@@ -35,9 +35,11 @@ __all__ = [
     "lying_length",
     "make_tls",
     "ok",
+    "ranged",
     "redirect",
     "redirect_loop",
     "refused_port",
+    "rendezvous",
     "reset_mid_body",
     "retry_after",
     "sequence",
@@ -317,6 +319,178 @@ def lying_length(declared: int = 10, actual: int = 4 * 2**20) -> Behaviour:
 def ignores_range(body: bytes = b"0123456789" * 100) -> Behaviour:
     """200 with the whole body whatever ``Range`` asks for (the request log shows what was asked)."""
     return _Ok(body, (), 200)
+
+
+class _Ranged:
+    """A file that honours ``Range`` (206 + Content-Range) and conditional requests (304), with
+    faults per part; counters are shared by every connection, so it is a class, not frozen."""
+
+    def __init__(
+        self,
+        body: bytes,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        cut_part_times: Mapping[int, int],
+        etags: tuple[str, ...] | None,
+        range_support: str,
+        meeting: _Meeting | None = None,
+        stall_part_at: int | None = None,
+    ):
+        self.meeting = meeting
+        self.stall_part_at = stall_part_at
+        self.body = body
+        self.etag = etag
+        self.last_modified = last_modified
+        self._cuts = dict(cut_part_times)
+        self._etags = list(etags or ())
+        self._at = 0
+        self.range_support = range_support
+        self._lock = threading.Lock()
+
+    @property
+    def max_parts_together(self) -> int:
+        """With ``parts_meet``: the most ranged requests held at once."""
+        return self.meeting.max_inside if self.meeting is not None else 0
+
+    def _current_etag(self, ranged: bool) -> str | None:
+        if not self._etags:
+            return self.etag
+        with self._lock:  # a whole-file request (a probe) sees a version, then the file changes
+            etag = self._etags[self._at]
+            if not ranged:
+                self._at = min(self._at + 1, len(self._etags) - 1)
+            return etag
+
+    def serve(self, ex: _Exchange) -> None:
+        headers = ex.request.headers
+        asked = headers.get("range", "")
+        ranged = asked.startswith("bytes=") and self.range_support == "yes"
+        etag = self._current_etag(ranged)
+        meta = [("Accept-Ranges", "bytes")]
+        if etag is not None:
+            meta.append(("ETag", etag))
+        if self.last_modified is not None:
+            meta.append(("Last-Modified", self.last_modified))
+        inm, ims = headers.get("if-none-match"), headers.get("if-modified-since")
+        if (inm is not None and inm == etag) or (inm is None and ims is not None and ims == self.last_modified):
+            ex.send(_head(304, tuple(meta), length=0))
+            return
+        if not ranged:
+            ex.send(_head(200, tuple(meta), length=len(self.body)) + self.body)
+            return
+        first_text, _, last_text = asked[len("bytes="):].partition("-")
+        start, stop = int(first_text), min(int(last_text) + 1, len(self.body))
+        if start >= len(self.body):
+            ex.send(_head(416, (("Content-Range", f"bytes */{len(self.body)}"),), length=0))
+            return
+        if self.meeting is not None:
+            self.meeting.meet()
+            self.meeting.leave()
+        meta.append(("Content-Range", f"bytes {start}-{stop - 1}/{len(self.body)}"))
+        part = self.body[start:stop]
+        with self._lock:
+            cut = self._cuts.get(start, 0) > 0
+            if cut:
+                self._cuts[start] -= 1
+        if start == self.stall_part_at:  # headers, then silence
+            if ex.send(_head(206, tuple(meta), length=len(part))):
+                ex.hold(_MAX_HOLD_S)
+            return
+        if cut:  # half the part, then a reset
+            if ex.send(_head(206, tuple(meta), length=len(part)) + part[: len(part) // 2]):
+                ex.reset()
+            return
+        ex.send(_head(206, tuple(meta), length=len(part)) + part)
+
+
+def ranged(
+    body: bytes,
+    *,
+    etag: str | None = '"v1"',
+    last_modified: str | None = "Wed, 21 Oct 2015 07:28:00 GMT",
+    cut_part_times: Mapping[int, int] | None = None,
+    etags: tuple[str, ...] | None = None,
+    range_support: str = "yes",
+    parts_meet: int | None = None,
+    stall_part_at: int | None = None,
+) -> _Ranged:
+    """A file served with ``Accept-Ranges: bytes``: 206 parts for ``Range``, 304 for a matching
+    If-None-Match / If-Modified-Since. ``cut_part_times[start]`` = how many times the part at
+    byte ``start`` is cut short by a reset. ``etags``: the file changes; a whole-file request sees
+    the current ETag and moves the file on to the next (the last one stays), parts see the current.
+    ``range_support="ignored"``: advertises ranges but answers every request with the whole file.
+    ``parts_meet=n``: a ranged request is answered only once ``n`` of them wait together (or
+    after 0.25 s), so ``max_parts_together`` shows how many were in flight at once.
+    ``stall_part_at``: the part starting at that byte sends its headers, then nothing."""
+    return _Ranged(
+        body,
+        etag=etag,
+        last_modified=last_modified,
+        cut_part_times=cut_part_times or {},
+        etags=etags,
+        range_support=range_support,
+        meeting=_Meeting(parts_meet, 0.25) if parts_meet else None,
+        stall_part_at=stall_part_at,
+    )
+
+
+class _Meeting:
+    """Lets each caller through only when ``parties`` callers wait together (or after ``timeout_s``).
+
+    ``max_inside`` is the most callers ever between ``meet()`` and ``leave()`` at once; callers
+    leave before answering, so a client cannot have released its slot while still counted here.
+    """
+
+    def __init__(self, parties: int, timeout_s: float):
+        self.parties = parties
+        self.timeout_s = timeout_s
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._generation = 0
+        self._inside = 0
+        self.max_inside = 0
+
+    def meet(self) -> None:
+        with self._cond:
+            self._inside += 1
+            self.max_inside = max(self.max_inside, self._inside)
+            self._waiting += 1
+            generation = self._generation
+            if self._waiting >= self.parties:
+                self._generation += 1
+                self._waiting = 0
+                self._cond.notify_all()
+                return
+            self._cond.wait_for(lambda: self._generation != generation, timeout=self.timeout_s)
+            if self._generation == generation:
+                self._waiting -= 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._inside -= 1
+
+
+@dataclass(frozen=True)
+class _Rendezvous:
+    body: bytes
+    meeting: _Meeting
+
+    @property
+    def max_together(self) -> int:
+        """The most requests this behaviour ever held at once."""
+        return self.meeting.max_inside
+
+    def serve(self, ex: _Exchange) -> None:
+        self.meeting.meet()
+        self.meeting.leave()
+        ex.send(_head(200, length=len(self.body)) + self.body)
+
+
+def rendezvous(body: bytes = b"hello\n", *, parties: int, timeout_s: float = 0.5) -> _Rendezvous:
+    """Answer only when ``parties`` requests are in flight together, or after ``timeout_s``:
+    ``.max_together`` then shows the client's concurrency without timing luck."""
+    return _Rendezvous(body, _Meeting(parties, timeout_s))
 
 
 def sequence(*steps: Behaviour) -> Behaviour:

@@ -75,7 +75,9 @@ class HostGate:
                         url, f"{host} asked for a pause past the deadline", retry_after_s=blocked_s
                     )
                 else:
-                    error = RetryableFetchError(url, f"{host}: per-host request rate leaves no start before the deadline")
+                    error = RetryableFetchError(
+                        url, f"{host}: the per-host request rate leaves no start before the deadline"
+                    )
                 raise HostWaitTooLong(error)
             state.in_flight += 1
         if wait_s > 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AimdPolicy", "HostPace"]
+__all__ = ["AimdPolicy", "FleetBound", "HostPace", "bound_fleet"]
 
 _OBSERVE_WINDOW_S = 1.0  # request-rate sample window of an unlimited host, for its first throttle
 
@@ -94,3 +94,32 @@ class HostPace:
         # A young window is divided by the full window length: an underestimate, i.e. cautious.
         current = self._window_count / max(now - self._window_start, _OBSERVE_WINDOW_S)
         return max(self._seen_rps, current)
+
+
+@dataclass(frozen=True)
+class FleetBound:
+    """What per-worker per-host limits add up to across every concurrent worker invocation."""
+
+    invocations: int  # concurrent worker invocations (the event source's maximum concurrency)
+    in_flight: int  # requests in flight to one host, fleet-wide, at most
+    rps: float | None  # request starts per second to one host, fleet-wide (None: unlimited)
+
+    def min_wall_s(self, files: int) -> float | None:
+        """Shortest time ``files`` downloads from one host can take under the rate bound."""
+        return None if self.rps is None else files / self.rps
+
+
+def bound_fleet(
+    *, invocations: int, files_in_flight: int, per_host_concurrency: int | None, per_host_rps: float | None
+) -> FleetBound:
+    """The fleet-wide per-host bound: ``invocations`` × the per-worker limit (issue 5 point 6).
+
+    Every worker paces itself alone (no shared state), so a host may see the sum of them all;
+    a worker never has more than ``files_in_flight`` requests out, whatever its per-host cap.
+    """
+    per_worker = files_in_flight if per_host_concurrency is None else min(per_host_concurrency, files_in_flight)
+    return FleetBound(
+        invocations=invocations,
+        in_flight=invocations * per_worker,
+        rps=None if per_host_rps is None else invocations * per_host_rps,
+    )
