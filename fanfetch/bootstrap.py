@@ -6,6 +6,7 @@ in for AWS in tests, and a warm Lambda container reuses one HTTP pool and one se
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
@@ -39,10 +40,19 @@ def aws_client(service: str, *, endpoint_url: str | None = None) -> Any:
     return boto3.client(service, endpoint_url=endpoint_url or None, config=config)
 
 
-def build_fetcher(*, concurrency: int, allow_hosts: tuple[str, ...] = (), max_file_bytes: int | None = None) -> HttpFetcher:
-    """One pooled HTTP fetcher (pool ≥ concurrency) behind the SSRF guard."""
-    limits = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
-    settings = HttpSettings(pool_size=max(concurrency, 1), **limits)
+def build_fetcher(
+    *,
+    concurrency: int,
+    allow_hosts: tuple[str, ...] = (),
+    max_file_bytes: int | None = None,
+    per_host_concurrency: int | None = None,
+    per_host_rps: float | None = None,
+) -> HttpFetcher:
+    """One pooled HTTP fetcher (pool ≥ concurrency) behind the SSRF guard, polite per host when asked."""
+    settings = HttpSettings(pool_size=max(concurrency, 1), per_host_concurrency=per_host_concurrency,
+                            per_host_rps=per_host_rps)
+    if max_file_bytes is not None:
+        settings = dataclasses.replace(settings, max_file_bytes=max_file_bytes)
     return HttpFetcher(settings, clock=SystemClock(), guard=AddressGuard(allow_hosts=allow_hosts))
 
 
@@ -90,7 +100,8 @@ class WorkerApp:
 def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
     settings = Settings.from_env(env if env is not None else dict(os.environ), require=("BUCKET_NAME",))
     fetcher = build_fetcher(concurrency=settings.concurrency, allow_hosts=settings.allow_hosts,
-                            max_file_bytes=settings.max_file_bytes)
+                            max_file_bytes=settings.max_file_bytes, per_host_concurrency=settings.per_host_concurrency,
+                            per_host_rps=settings.per_host_rps)
     store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
     ledger = build_ledger(settings)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency,

@@ -61,6 +61,25 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="S3-compatible endpoint for s3:// destinations and manifests")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    _add_politeness_options(parser)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def _add_politeness_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--per-host-concurrency", type=_positive_int, default=None, metavar="N",
+                        help="at most N requests in flight to any one host (default: no cap)")
+    parser.add_argument("--per-host-rps", type=_positive_float, default=None, metavar="R",
+                        help="at most R requests per second to any one host, slowing down further on 429/503 "
+                             "(default: no limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--latency-ms", type=int, default=50, help="origin latency per request (default 50)")
     demo.add_argument("--concurrency", type=_positive_int, default=32, help="downloads in flight (default 32)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    _add_politeness_options(demo)
     add_plan_parser(commands)
     add_report_parser(commands)
     add_ops_parsers(commands)
@@ -109,13 +129,15 @@ class _StopFlag:
 
 
 def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[str], endpoint_url: str | None,
-                console: Console, quiet: bool = False, refresh: bool = False) -> RunSummary:
+                console: Console, quiet: bool = False, refresh: bool = False,
+                per_host_concurrency: int | None = None, per_host_rps: float | None = None) -> RunSummary:
     """Compose the real adapters for a local run and run ``job`` into ``dest``."""
     store = build_store(dest, endpoint_url=endpoint_url)
     spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
     # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
     ledger = SqliteLedger(default_ledger_path(dest)) if isinstance(store, LocalStore) else None
-    fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts))
+    fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts),
+                            per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir,
                               previous=ledger.last_validators if ledger is not None else None)
     stop = _StopFlag(console)
@@ -146,7 +168,8 @@ def _command_run(args: argparse.Namespace, console: Console) -> int:
                   highlight=False)
     allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
     summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,
-                          endpoint_url=args.endpoint_url, console=console, quiet=args.quiet, refresh=args.refresh)
+                          endpoint_url=args.endpoint_url, console=console, quiet=args.quiet, refresh=args.refresh,
+                          per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
     return summary.exit_code
 
 
@@ -154,7 +177,8 @@ def _command_demo(args: argparse.Namespace, console: Console) -> int:
     from fanfetch.demo import run_demo
 
     return run_demo(out=args.out, stations=args.stations, latency_s=args.latency_ms / 1000,
-                    concurrency=args.concurrency, console=console, quiet=args.quiet)
+                    concurrency=args.concurrency, console=console, quiet=args.quiet,
+                    per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,7 +57,7 @@ def expected_station_csv(station: Station, versions: Mapping[tuple[int, int], in
 
 
 def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, console: Console,
-             quiet: bool = False) -> int:
+             quiet: bool = False, per_host_concurrency: int | None = None, per_host_rps: float | None = None) -> int:
     from fanfetch.cli import execute_job
 
     table = demo_stations(stations)
@@ -70,7 +70,8 @@ def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, con
         console.print(f"job {job.job_id}: {len(job.groups):,} stations, {job.file_count:,} yearly CSVs → {out}",
                       highlight=False)
         summary = execute_job(job, dest=out, concurrency=concurrency, allow_hosts=[origin.host_port],
-                              endpoint_url=None, console=console, quiet=quiet)
+                              endpoint_url=None, console=console, quiet=quiet,
+                              per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
         requests = origin.total_requests
     wrong = [s.station_id for s in table
              if not _matches(os.path.join(out, "stations", f"{s.station_id}.csv"), expected_station_csv(s))]

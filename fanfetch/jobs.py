@@ -1,5 +1,6 @@
 """Job bookkeeping services: record a group's verdict in the ledger and, for the one call that finishes
-the job, write the results manifest (like Step Functions' ResultWriter) and announce "job finished".
+the job, write the results manifest (like Step Functions' ResultWriter) and announce "job finished"; a later
+"ok" that upgrades a failed group of a finished job rewrites the manifest and summary (no second event).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from fanfetch.ports import JobEvents, Ledger, ObjectStore
 
 __all__ = [
     "finish_job",
+    "write_results",
+    "settle_outcome",
     "record_verdict",
     "verdict_from_result",
     "render_results",
@@ -80,6 +83,17 @@ def render_results(groups: Iterable[GroupRecord]) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
+def write_results(job: JobRecord, *, ledger: Ledger, store: ObjectStore, results_key: str | None = None) -> str:
+    """Write (or overwrite) ``results.jsonl`` from the ledger's groups and ``summary.json`` from ``job``;
+    return the results location (``job.results_location``, else the results key). Idempotent."""
+    key = results_key or results_key_for(job.job_id)
+    location = job.results_location or key
+    store.put_bytes(key, render_results(ledger.list_groups(job.job_id)), content_type="application/x-ndjson")
+    summary = json.dumps(job.to_summary(results_location=location), indent=2) + "\n"
+    store.put_bytes(summary_key_for(key), summary.encode(), content_type="application/json")
+    return location
+
+
 def finish_job(
     job: JobRecord, *, ledger: Ledger, store: ObjectStore, events: JobEvents, results_key: str | None = None
 ) -> None:
@@ -89,12 +103,29 @@ def finish_job(
     step is idempotent, so an operator may run it again for a job whose announcement failed. The event
     is published last: whoever receives it can read the manifest it points to.
     """
-    key = results_key or results_key_for(job.job_id)
-    location = job.results_location or key
-    store.put_bytes(key, render_results(ledger.list_groups(job.job_id)), content_type="application/x-ndjson")
-    summary = json.dumps(job.to_summary(results_location=location), indent=2) + "\n"
-    store.put_bytes(summary_key_for(key), summary.encode(), content_type="application/json")
+    location = write_results(job, ledger=ledger, store=store, results_key=results_key)
     events.job_finished(job, results_location=location)
+
+
+def settle_outcome(
+    outcome: RecordOutcome,
+    *,
+    ledger: Ledger,
+    store: ObjectStore,
+    events: JobEvents,
+    results_key: str | None = None,
+) -> None:
+    """Do what a recorded verdict calls for: ``finish_job`` if it finished the job; ``write_results`` if it
+    upgraded a failed group of an already finished job (the manifest and summary said "failed"; the job
+    was announced already, so no second event). Otherwise nothing: the finishing call writes everything.
+    """
+    job = outcome.job
+    if job is None:
+        return
+    if outcome.job_finished:
+        finish_job(job, ledger=ledger, store=store, events=events, results_key=results_key)
+    elif outcome.upgraded and job.finished_at is not None:
+        write_results(job, ledger=ledger, store=store, results_key=results_key)
 
 
 def record_verdict(
@@ -105,7 +136,8 @@ def record_verdict(
     events: JobEvents,
     results_key: str | None = None,
 ) -> RecordOutcome:
-    """Record a group's final verdict; if it finished the job, run ``finish_job``.
+    """Record a group's final verdict, then ``settle_outcome``: finish the job if this verdict finished it,
+    or rewrite its results if it upgraded a failed group of a finished job.
 
     Errors from finishing propagate (``StoreError`` / ``PublishError`` / ``LedgerError``). The verdict
     stays counted and the job stays finished in the ledger, so a redelivery neither counts it again nor
@@ -113,6 +145,5 @@ def record_verdict(
     (its steps are idempotent). The event adapter retries rejected entries to keep that window small.
     """
     outcome = ledger.record_group(record)
-    if outcome.job_finished and outcome.job is not None:
-        finish_job(outcome.job, ledger=ledger, store=store, events=events, results_key=results_key)
+    settle_outcome(outcome, ledger=ledger, store=store, events=events, results_key=results_key)
     return outcome

@@ -274,6 +274,8 @@ class WorkerOptions:
     endpoint_url: str | None = None
     max_file_bytes: int | None = None
     poll: PollSettings = PollSettings()
+    per_host_concurrency: int | None = None  # requests in flight per host (politeness)
+    per_host_rps: float | None = None  # requests per second per host (politeness)
     ledger_table: str | None = None  # count verdicts in the stack's job ledger (so `fanfetch status` sees them)
     event_bus_name: str = "default"  # where "job finished" is published when a verdict finishes a job
 
@@ -288,7 +290,8 @@ def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = 
     store = build_store(options.dest, endpoint_url=options.endpoint_url)
     spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
     fetcher = build_fetcher(concurrency=options.concurrency, allow_hosts=options.allow_hosts,
-                            max_file_bytes=options.max_file_bytes)
+                            max_file_bytes=options.max_file_bytes, per_host_concurrency=options.per_host_concurrency,
+                            per_host_rps=options.per_host_rps)
     ledger = (DynamoDBLedger(aws_client("dynamodb", endpoint_url=options.endpoint_url), options.ledger_table)
               if options.ledger_table else None)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=options.concurrency, spool_dir=spool_dir,

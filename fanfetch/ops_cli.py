@@ -169,6 +169,10 @@ def add_ops_parsers(subparsers: Any) -> None:
     worker.add_argument("--dlq-url", help="dead-letter queue for failures that cannot succeed (with reason)")
     worker.add_argument("--max-receive-count", type=_positive_int, default=5,
                         help="the queue's redrive maxReceiveCount (default 5)")
+    worker.add_argument("--per-host-concurrency", type=_positive_int, default=None, metavar="N",
+                        help="at most N requests in flight to any one host (default: no cap)")
+    worker.add_argument("--per-host-rps", type=float, default=None, metavar="R",
+                        help="at most R requests per second to any one host, slower on 429/503 (default: no limit)")
     worker.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE") or None,
                         help="count verdicts in this DynamoDB job ledger (the stack's LedgerTableName), so "
                              "`fanfetch status` sees them and the job finishes; default $LEDGER_TABLE")
@@ -331,7 +335,8 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     allow = tuple(args.allow_host) + parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", ""))
     options = WorkerOptions(queue_url=args.queue_url, dest=args.out or f"s3://{args.bucket}",
                             concurrency=args.concurrency, dlq_url=args.dlq_url, allow_hosts=allow,
-                            endpoint_url=args.endpoint_url, poll=poll, ledger_table=args.ledger_table)
+                            endpoint_url=args.endpoint_url, poll=poll, ledger_table=args.ledger_table,
+                            per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     summary = serve(options, handle_signals=deps.handle_signals)

@@ -19,6 +19,11 @@ def parse_allow_hosts(value: str) -> tuple[str, ...]:
     return tuple(h.strip() for h in value.split(",") if h.strip())
 
 
+def _optional(value: float, kind: type) -> float | None:
+    """0 (the "unset" default of an optional number) becomes None."""
+    return kind(value) if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every environment variable the Lambdas read, with its unit and default."""
@@ -33,6 +38,8 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()  # FANFETCH_ALLOW_HOSTS: comma-separated host[:port] allowed although private
     deadline_reserve_s: float = 15.0  # FANFETCH_DEADLINE_RESERVE_S: time kept back to store and report
     max_file_bytes: int = 5 * 2**30  # FANFETCH_MAX_FILE_BYTES: larger downloads fail permanently
+    per_host_concurrency: int | None = None  # FANFETCH_PER_HOST_CONCURRENCY: requests in flight per host, per worker
+    per_host_rps: float | None = None  # FANFETCH_PER_HOST_RPS: requests per second per host, per worker
     ledger_table: str = ""  # LEDGER_TABLE: the job ledger (DynamoDB); empty: no job bookkeeping
     event_bus_name: str = "default"  # EVENT_BUS_NAME: where "job finished" is published
     send_calls_in_flight: int = 16  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
@@ -79,6 +86,8 @@ class Settings:
             deadline_reserve_s=float(number("FANFETCH_DEADLINE_RESERVE_S", cls.deadline_reserve_s, float, 0)),
             max_file_bytes=int(number("FANFETCH_MAX_FILE_BYTES", cls.max_file_bytes, int, 1)),
             send_calls_in_flight=int(number("FANFETCH_SEND_CALLS_IN_FLIGHT", cls.send_calls_in_flight, int, 1)),
+            per_host_concurrency=_optional(number("FANFETCH_PER_HOST_CONCURRENCY", 0, int, 1), int),
+            per_host_rps=_optional(number("FANFETCH_PER_HOST_RPS", 0.0, float, 0.001), float),
         )
         if problems:
             raise InputError("bad configuration: " + "; ".join(problems))

@@ -19,7 +19,7 @@ from fanfetch.core.messages import JobMessage, decode_message
 from fanfetch.core.models import GroupResult
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError, GroupFailed, MessageError
-from fanfetch.jobs import finish_job, verdict_from_result
+from fanfetch.jobs import settle_outcome, verdict_from_result
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
 from fanfetch.services import GroupContext
 
@@ -142,11 +142,10 @@ def _count(book: JobBook, verdict: Verdict, finish_errors: list[str]) -> Verdict
         outcome = book.ledger.record_group(record)
     except FanfetchError as exc:  # not counted yet: let the message come back and be counted then
         return replace(verdict, acknowledge=False, error=exc)
-    if outcome.job_finished and outcome.job is not None:
-        try:
-            finish_job(outcome.job, ledger=book.ledger, store=book.store, events=book.events)
-        except FanfetchError as exc:
-            finish_errors.append(f"job {outcome.job.job_id} finished but: {exc}")
+    try:  # the verdict that finishes a job announces it; an upgrade of a finished job rewrites its results
+        settle_outcome(outcome, ledger=book.ledger, store=book.store, events=book.events)
+    except FanfetchError as exc:
+        finish_errors.append(f"job {verdict.job_id}: results or announcement not written: {exc}")
     return verdict
 
 

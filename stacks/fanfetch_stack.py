@@ -101,6 +101,8 @@ class FanfetchStack(Stack):
             timeout_s=cfg.worker_timeout_s,
             log_retention_days=cfg.log_retention_days,
             reserved_concurrency=cfg.worker_reserved_concurrency,
+            per_host_concurrency=cfg.per_host_concurrency,
+            per_host_rps=cfg.per_host_rps,
         )
 
         # Grants. The event source mapping grants the worker its queue consume permissions; the worker

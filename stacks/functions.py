@@ -152,7 +152,14 @@ class WorkerFunction(FanfetchFunction):
         timeout_s: int,
         log_retention_days: int,
         reserved_concurrency: int | None,
+        per_host_concurrency: int | None = None,
+        per_host_rps: float | None = None,
     ) -> None:
+        politeness = {}  # per-host limits, per invocation; fleet-wide bound = max concurrency x these
+        if per_host_concurrency is not None:
+            politeness["FANFETCH_PER_HOST_CONCURRENCY"] = str(per_host_concurrency)
+        if per_host_rps is not None:
+            politeness["FANFETCH_PER_HOST_RPS"] = f"{per_host_rps:g}"
         super().__init__(
             scope,
             construct_id,
@@ -173,5 +180,6 @@ class WorkerFunction(FanfetchFunction):
                 "FANFETCH_ALLOW_HOSTS": allow_hosts,
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
+                **politeness,
             },
         )

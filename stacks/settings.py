@@ -66,6 +66,8 @@ class StackSettings:
     producer_timeout_s: int = 900
     output_prefix: str = ""
     allow_hosts: str = ""  # comma-separated; empty = no allow list
+    per_host_concurrency: int | None = None  # requests in flight per origin host, per worker invocation
+    per_host_rps: float | None = None  # requests per second per origin host, per worker invocation
     max_receive_count: int = 5
     queue_age_alarm_s: int | None = None  # None = derived, see effective_queue_age_alarm_s
     log_retention_days: int = 30
@@ -134,6 +136,8 @@ _CONTEXT_KEYS: dict[str, str] = {
     "producer_timeout_s": "producerTimeoutS",
     "output_prefix": "outputPrefix",
     "allow_hosts": "allowHosts",
+    "per_host_concurrency": "perHostConcurrency",
+    "per_host_rps": "perHostRps",
     "max_receive_count": "maxReceiveCount",
     "queue_age_alarm_s": "queueAgeAlarmS",
     "log_retention_days": "logRetentionDays",
@@ -155,6 +159,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "producer_timeout_s": (10, 900),
     "max_receive_count": (5, 1000),
     "queue_age_alarm_s": (60, 1_209_600),
+    "per_host_concurrency": (1, 1000),
 }
 
 
@@ -174,6 +179,20 @@ def _parse_optional_int(value: object) -> int | None:
     if isinstance(value, str) and value.strip() == "":
         return None
     return _parse_int(value)
+
+
+def _parse_optional_positive_float(value: object) -> float | None:
+    if isinstance(value, str) and value.strip() == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("expected a number") from None
+    if not number > 0:
+        raise ValueError("must be above 0")
+    return number
 
 
 def _parse_str(value: object) -> str:
@@ -207,6 +226,8 @@ _PARSERS: dict[str, Callable[[object], object]] = {
     **{name: _parse_int for name in _INT_RANGES},
     "worker_reserved_concurrency": _parse_optional_int,
     "queue_age_alarm_s": _parse_optional_int,
+    "per_host_concurrency": _parse_optional_int,
+    "per_host_rps": _parse_optional_positive_float,
     "log_retention_days": _parse_int,
     "output_prefix": _parse_str,
     "allow_hosts": _parse_hosts,

@@ -119,7 +119,8 @@ class MemoryQueue:
 
 
 class MemoryLedger:
-    """A Ledger in dicts with the adapters' semantics: first verdict counts, exactly one call finishes a job."""
+    """A Ledger in dicts with the adapters' semantics: first verdict counts (a later ok upgrades a failed
+    one, once), exactly one call finishes a job."""
 
     def __init__(self):
         self.jobs: dict = {}  # job_id -> JobRecord
@@ -142,25 +143,34 @@ class MemoryLedger:
         from fanfetch.core.ledger import RecordOutcome
         from fanfetch.errors import JobNotOpen
 
+        def moved(job, new, old):  # the job's counters with ``old``'s verdict (if any) taken out, ``new``'s put in
+            def share(r):
+                if r is None:
+                    return (0,) * 6
+                return (r.status == "ok", r.status != "ok", r.files, r.bytes, r.change == "changed",
+                        r.change == "unchanged")
+
+            names = ("ok", "failed", "files", "bytes", "changed", "unchanged")
+            return dataclasses.replace(job, **{n: getattr(job, n) + a - b
+                                               for n, a, b in zip(names, share(new), share(old), strict=True)})
+
         with self._lock:
             job = self.jobs.get(record.job_id)
             if job is None:
                 raise JobNotOpen(f"no job {record.job_id!r}")
-            counted = (record.job_id, record.group_id) not in self.groups
-            if counted:
+            old = self.groups.get((record.job_id, record.group_id))
+            counted = old is None
+            upgraded = old is not None and old.status == "failed" and record.status == "ok"
+            if counted or upgraded:
                 self.groups[(record.job_id, record.group_id)] = record
-                ok = record.status == "ok"
-                job = dataclasses.replace(
-                    job, ok=job.ok + ok, failed=job.failed + (not ok), files=job.files + record.files,
-                    bytes=job.bytes + record.bytes, changed=job.changed + (record.change == "changed"),
-                    unchanged=job.unchanged + (record.change == "unchanged"))
-                if ok:
+                job = moved(job, record, old)
+                if record.status == "ok":
                     self.outputs[record.key] = (record.sha256, record.validators)
             finished = job.finished and job.finished_at is None
             if finished:
                 job = dataclasses.replace(job, finished_at=record.finished_at)
             self.jobs[record.job_id] = job
-            return RecordOutcome(counted=counted, job_finished=finished, job=job)
+            return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded)
 
     def get_job(self, job_id):
         with self._lock:

@@ -1,7 +1,8 @@
 """The job ledger in one DynamoDB table (single-table design), counting each group's verdict exactly once.
 
-A verdict is one TransactWriteItems (group item put if absent + job counters); "job finished" is one
-conditional UpdateItem that exactly one caller wins. botocore errors become ``fanfetch.errors.LedgerError``.
+A verdict is one TransactWriteItems (group item put if absent + job counters); an "ok" over a "failed" is
+another (group item put if still "failed" + counters moved), so it counts once; "job finished" is one conditional
+UpdateItem that exactly one caller wins. botocore errors become ``fanfetch.errors.LedgerError``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = [
 
 # Item layout (pk, sk):
 #   ("JOB#<job>", "JOB")            the job: totals, counters, remaining, started_at, finished_at
-#   ("JOB#<job>", "GROUP#<group>")  one group's first final verdict (a Query on the job lists them)
+#   ("JOB#<job>", "GROUP#<group>")  one group's final verdict: the first, or an ok that replaced a failed
 #   ("OUT#<key>", "OUT")            the last stored output at <key>: sha256 + source validators
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
@@ -92,7 +93,8 @@ class DynamoDBLedger:
 
     Every job counter lives on one item, so concurrent workers' transactions can conflict
     (``TransactionConflict``); those are retried here with jittered backoff — safe, because the
-    group item's ``attribute_not_exists`` condition makes a verdict count at most once.
+    group item's condition (``attribute_not_exists``; for an upgrade, status still "failed") makes a
+    verdict count at most once.
     """
 
     def __init__(
@@ -155,9 +157,18 @@ class DynamoDBLedger:
         return _job_from_item(item)
 
     def record_group(self, record: GroupRecord) -> RecordOutcome:
-        counted = self._count(record)
+        counted, stored = self._count(record)
+        upgraded = False
+        if not counted and record.status == "ok":
+            if stored is None:  # the cancellation did not carry the item (it should): read it
+                stored = self._get_item(_job_pk(record.job_id), _GROUP_PREFIX + record.group_id,
+                                        f"read group {record.group_id!r} of job {record.job_id!r}")
+            if stored is not None and _opt_s(stored, "status") == "failed":
+                upgraded = self._upgrade(record, _group_from_item(stored))
+        # After an upgrade too: ``remaining`` did not move, so this only finishes a job whose finishing
+        # step died earlier (as for a duplicate); otherwise it reads back the job with the new counters.
         finished, job = self._try_finish(record)
-        return RecordOutcome(counted=counted, job_finished=finished, job=job)
+        return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         item = self._get_job_item(job_id)
@@ -186,20 +197,32 @@ class DynamoDBLedger:
 
     # --- steps -------------------------------------------------------------------------------------
 
-    def _count(self, record: GroupRecord) -> bool:
-        """The verdict transaction; False when the group was counted before (duplicate delivery)."""
+    def _count(self, record: GroupRecord) -> tuple[bool, dict[str, Any] | None]:
+        """The verdict transaction; ``(False, stored group item)`` when the group was recorded before."""
         what = f"record group {record.group_id!r} of job {record.job_id!r}"
-        items = self._verdict_transaction(record)
+        return self._transact(self._verdict_transaction(record), what)
+
+    def _upgrade(self, record: GroupRecord, replaced: GroupRecord) -> bool:
+        """Replace a "failed" verdict by ``record`` (an "ok"); False if another call upgraded it first."""
+        what = f"upgrade group {record.group_id!r} of job {record.job_id!r} from failed to ok"
+        upgraded, _ = self._transact(self._verdict_transaction(record, replaced=replaced), what)
+        return upgraded
+
+    def _transact(self, items: list[dict[str, Any]], what: str) -> tuple[bool, dict[str, Any] | None]:
+        """Run a verdict transaction, retrying conflicts; ``(False, old item or None)`` when the group
+        item's condition failed (the first item is always the group's)."""
         for attempt in range(1, self._max_attempts + 1):
             try:
                 self._client.transact_write_items(TransactItems=items)
-                return True
+                return True, None
             except ClientError as exc:
                 if _error_code(exc) != "TransactionCanceledException":
                     raise classify_ledger_error(exc, what) from exc
-                reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
+                cancellations = exc.response.get("CancellationReasons", [])
+                reasons = [str(r.get("Code") or "None") for r in cancellations]
                 if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False  # the group item exists: this verdict was counted before
+                    item = cancellations[0].get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
+                    return False, dict(item) if item else None
                 if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                     raise JobNotOpen(f"{what}: the ledger has no such job") from exc
                 if not any(r in _RETRYABLE_REASONS for r in reasons):
@@ -251,28 +274,33 @@ class DynamoDBLedger:
             )
         return True, _job_from_item(response["Attributes"])
 
-    def _verdict_transaction(self, record: GroupRecord) -> list[dict[str, Any]]:
-        ok = record.status == "ok"
-        increments = {
-            "ok": int(ok),
-            "failed": int(not ok),
-            "files": record.files,
-            "bytes": record.bytes,
-            "changed": int(record.change == "changed"),
-            "unchanged": int(record.change == "unchanged"),
-            "remaining": -1,
-        }
+    def _verdict_transaction(self, record: GroupRecord, *, replaced: GroupRecord | None = None) -> list[dict[str, Any]]:
+        """Group item + job counters (+ the output's validators for an ok). A first verdict puts the group
+        item if absent and counts one more group done; an upgrade puts it only while the stored verdict is
+        still "failed" and moves the ``replaced`` verdict's share to the new one (``remaining`` stays)."""
+        new, old = _share(record), _share(replaced)
+        increments = {name: new[name] - old[name] for name in _COUNTERS}
+        if replaced is None:
+            increments["remaining"] = -1
         names = {f"#{name}": name for name in increments}
         names["#sk"] = SORT_KEY
+        group_put: dict[str, Any] = {"TableName": self.table_name, "Item": _group_item(record)}
+        if replaced is None:
+            group_put.update(
+                ConditionExpression="attribute_not_exists(#sk)",
+                ExpressionAttributeNames={"#sk": SORT_KEY},
+                # A duplicate's cancellation then carries the stored verdict: an upgrade needs no extra read.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        else:
+            # Only while still "failed": of two concurrent upgrades the second is cancelled, so it counts once.
+            group_put.update(
+                ConditionExpression="#status = :failed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":failed": _s("failed")},
+            )
         items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": _group_item(record),
-                    "ConditionExpression": "attribute_not_exists(#sk)",
-                    "ExpressionAttributeNames": {"#sk": SORT_KEY},
-                }
-            },
+            {"Put": group_put},
             {
                 "Update": {
                     "TableName": self.table_name,
@@ -284,7 +312,7 @@ class DynamoDBLedger:
                 }
             },
         ]
-        if ok:
+        if record.status == "ok":
             # Inside the transaction, so only the counted verdict overwrites what incremental runs compare.
             items.append({"Put": {"TableName": self.table_name, "Item": _out_item(record)}})
         return items
@@ -371,6 +399,21 @@ def _out_item(record: GroupRecord) -> dict[str, Any]:
     if record.sha256 is not None:
         item["sha256"] = _s(record.sha256)
     return item
+
+
+def _share(record: GroupRecord | None) -> dict[str, int]:
+    """A verdict's part of its job's counters (all zeros for no verdict)."""
+    if record is None:
+        return dict.fromkeys(_COUNTERS, 0)
+    ok = record.status == "ok"
+    return {
+        "ok": int(ok),
+        "failed": int(not ok),
+        "files": record.files,
+        "bytes": record.bytes,
+        "changed": int(record.change == "changed"),
+        "unchanged": int(record.change == "unchanged"),
+    }
 
 
 def _job_from_item(item: Mapping[str, Any]) -> JobRecord:

@@ -1,7 +1,8 @@
 """The job ledger in one SQLite file under DEST (local runs): the DynamoDB ledger's semantics, in transactions.
 
-Each verdict is one ``BEGIN IMMEDIATE`` transaction (insert-if-absent + counters + finish), so duplicates
-never count twice and exactly one caller finishes a job, across threads and processes (WAL mode).
+Each verdict is one ``BEGIN IMMEDIATE`` transaction (insert-if-absent, or replace a "failed" with an "ok" +
+counters + finish), so duplicates never count twice, an upgrade counts once, and exactly one caller finishes a
+job, across threads and processes (WAL mode).
 """
 
 from __future__ import annotations
@@ -133,8 +134,16 @@ class SqliteLedger:
             if _read_job(conn, record.job_id) is None:
                 raise JobNotOpen(f"{what}: the ledger has no such job")
             counted = _insert_group(conn, record)
+            upgraded = False
             if counted:
-                _count(conn, record)
+                _count(conn, record, None)
+            elif record.status == "ok":
+                # A redriven / re-run group that now succeeds replaces its "failed" verdict, once.
+                old = _read_group(conn, record.job_id, record.group_id)
+                upgraded = old is not None and old.status == "failed"
+                if upgraded:
+                    _replace_group(conn, record)
+                    _count(conn, record, old)
             # Tried after duplicates too (as in DynamoDB): a run that died between counting and
             # finishing gets the job finished by the redelivery.
             finished = conn.execute(
@@ -142,7 +151,7 @@ class SqliteLedger:
                 (record.finished_at or self._wall(), record.job_id),
             ).rowcount == 1
             job = _read_job(conn, record.job_id)
-        return RecordOutcome(counted=counted, job_finished=finished, job=job)
+        return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._transaction(f"read job {job_id!r}", write=False) as conn:
@@ -210,47 +219,66 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
 def _insert_group(conn: sqlite3.Connection, record: GroupRecord) -> bool:
     cursor = conn.execute(
         f"INSERT OR IGNORE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            record.job_id,
-            record.group_id,
-            record.status,
-            record.key,
-            record.files,
-            record.bytes,
-            record.sha256,
-            record.attempts,
-            None if record.error is None else record.error[:_MAX_ERROR_CHARS],
-            record.started_at,
-            record.finished_at,
-            record.change,
-            _pack_validators(record.validators),
-        ),
+        _group_row(record),
     )
     return cursor.rowcount == 1
 
 
-def _count(conn: sqlite3.Connection, record: GroupRecord) -> None:
-    ok = record.status == "ok"
+def _replace_group(conn: sqlite3.Connection, record: GroupRecord) -> None:
+    conn.execute(f"REPLACE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 _group_row(record))
+
+
+def _read_group(conn: sqlite3.Connection, job_id: str, group_id: str) -> GroupRecord | None:
+    row = conn.execute(
+        f"SELECT {_GROUP_COLUMNS} FROM groups WHERE job_id = ? AND group_id = ?", (job_id, group_id)
+    ).fetchone()
+    return None if row is None else _group_from_row(row)
+
+
+def _group_row(record: GroupRecord) -> tuple[object, ...]:
+    return (
+        record.job_id,
+        record.group_id,
+        record.status,
+        record.key,
+        record.files,
+        record.bytes,
+        record.sha256,
+        record.attempts,
+        None if record.error is None else record.error[:_MAX_ERROR_CHARS],
+        record.started_at,
+        record.finished_at,
+        record.change,
+        _pack_validators(record.validators),
+    )
+
+
+def _count(conn: sqlite3.Connection, record: GroupRecord, replaced: GroupRecord | None) -> None:
+    """Add ``record``'s share to its job's counters; for an upgrade, take the ``replaced`` verdict's out
+    (``remaining`` then stays: the group was already done)."""
+    new, old = _share(record), _share(replaced)
     conn.execute(
         "UPDATE jobs SET ok = ok + ?, failed = failed + ?, files = files + ?, bytes = bytes + ?, "
-        "changed = changed + ?, unchanged = unchanged + ?, remaining = remaining - 1 WHERE job_id = ?",
-        (
-            int(ok),
-            int(not ok),
-            record.files,
-            record.bytes,
-            int(record.change == "changed"),
-            int(record.change == "unchanged"),
-            record.job_id,
-        ),
+        "changed = changed + ?, unchanged = unchanged + ?, remaining = remaining - ? WHERE job_id = ?",
+        (*(a - b for a, b in zip(new, old, strict=True)), int(replaced is None), record.job_id),
     )
-    if ok:
+    if record.status == "ok":
         conn.execute(
             "INSERT INTO outputs (key, sha256, validators, job_id, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256, validators = excluded.validators, "
             "job_id = excluded.job_id, updated_at = excluded.updated_at",
             (record.key, record.sha256, _pack_validators(record.validators), record.job_id, record.finished_at),
         )
+
+
+def _share(record: GroupRecord | None) -> tuple[int, ...]:
+    """A verdict's part of the job counters, in ``_COUNTERS`` order (all zeros for no verdict)."""
+    if record is None:
+        return (0,) * len(_COUNTERS)
+    ok = record.status == "ok"
+    return (int(ok), int(not ok), record.files, record.bytes, int(record.change == "changed"),
+            int(record.change == "unchanged"))
 
 
 def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:

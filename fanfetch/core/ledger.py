@@ -1,9 +1,9 @@
 """The job ledger's records: what a job is up to, and each group's final verdict.
 
-An SQS fan-out has no notion of a job; the ledger gives it one. Counting is exactly-once: the
-first final verdict for a group counts, a duplicate delivery's does not, and exactly one
-``record_group`` call sees ``job_finished`` turn true (that caller publishes "job finished").
-Pure data; adapters (DynamoDB for Lambda runs, SQLite for local ones) implement ``Ledger``.
+An SQS fan-out has no notion of a job; the ledger gives it one. Counting is exactly-once: the first final
+verdict for a group counts, a duplicate's does not, except that a later "ok" replaces a "failed" once (an
+upgrade: a redriven or re-run group that now succeeds), and exactly one ``record_group`` call sees
+``job_finished`` turn true (that caller publishes "job finished"). Pure data; adapters implement ``Ledger``.
 """
 
 from __future__ import annotations
@@ -90,11 +90,17 @@ class GroupRecord:
 
 @dataclass(frozen=True)
 class RecordOutcome:
-    """What recording a verdict did: was it counted (first time), did it finish the job."""
+    """What recording a verdict did: was it counted, did it finish the job, did it upgrade a failure.
+
+    ``upgraded`` means an "ok" replaced the group's earlier "failed" (counted, too): the job's counters
+    moved from failed to ok, ``remaining`` did not change, and a job already finished stays finished
+    (its ``finished_at`` kept, ``job_finished`` not reported again) — only its results need rewriting.
+    """
 
     counted: bool
     job_finished: bool
     job: JobRecord | None = None
+    upgraded: bool = False
 
 
 def _iso(epoch_s: float) -> str:

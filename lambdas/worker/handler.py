@@ -32,6 +32,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             log_group_result(logger, verdict.result, job_id=verdict.job_id or "",
                              extra={"dead_lettered": verdict.dead_lettered})
             record_group_metrics(metrics, verdict.result)
+    for problem in outcome.finish_errors:
+        logger.error(problem)
 
     def settle(record: SQSRecord) -> object:
         return outcome.settle(record.message_id)

@@ -53,6 +53,7 @@ class Subject:
     ledger: Any
     # moto copies the whole table per transaction (quadratic), so the DynamoDB run uses fewer groups.
     concurrent_groups: int
+    concurrent_upgrades: int = 50  # groups that 8 threads all upgrade at once
 
 
 @pytest.fixture(params=["memory", "sqlite", "dynamodb"])
@@ -68,7 +69,7 @@ def subject(request, tmp_path, aws_env) -> Iterator[Subject]:
             client = boto3.client("dynamodb", region_name="us-east-1")
             create_ledger_table(client, "fanfetch-ledger")
             yield Subject(DynamoDBLedger(OneRequestAtATime(client), "fanfetch-ledger", clock=FakeClock()),
-                          concurrent_groups=60)
+                          concurrent_groups=60, concurrent_upgrades=15)
 
 
 def _verdict(job: str, i: int, *, finished_at: float = 100.0) -> GroupRecord:
@@ -266,3 +267,94 @@ def test_a_group_with_thousands_of_validators_round_trips(subject: Subject) -> N
     # THEN the validators come back intact
     assert subject.ledger.last_validators("huge.csv") == ("a" * 64, validators)
     assert subject.ledger.list_groups("j")[0].validators == validators
+
+
+def _failed(job: str, i: int, *, error: str = "HTTP 503 after 5 attempts") -> GroupRecord:
+    """Group i dead-lettered: no output, its reason kept."""
+    return GroupRecord(job_id=job, group_id=f"g{i:04d}", status="failed", key=f"out/{i}.csv", attempts=5,
+                       error=error, started_at=99.0, finished_at=100.0)
+
+
+def _rerun_ok(job: str, i: int) -> GroupRecord:
+    """Group i redriven (or re-run) later, succeeding this time: 3 files, a new output and its validators."""
+    return GroupRecord(job_id=job, group_id=f"g{i:04d}", status="ok", key=f"out/{i}.csv", files=3, bytes=5000 + i,
+                       sha256=f"{i:063x}f", attempts=1, started_at=299.0, finished_at=300.0, change="changed",
+                       validators=(Validator(f"http://o/{i}/a", etag=f'"redo{i}"'),))
+
+
+def test_a_later_ok_upgrades_a_failed_group_once_and_moves_the_counts(subject: Subject) -> None:
+    # GIVEN a finished job of 10 groups, g0004 and g0009 failed
+    _open(subject.ledger, "j", 10)
+    for i in range(10):
+        subject.ledger.record_group(_verdict("j", i, finished_at=100.0 + i))
+    before = subject.ledger.get_job("j")
+    # WHEN g0004 is redriven and succeeds
+    outcome = subject.ledger.record_group(_rerun_ok("j", 4))
+    # THEN it counts as an upgrade: failed -1, ok +1, its files/bytes/change added; the job is not finished again
+    assert (outcome.counted, outcome.upgraded, outcome.job_finished) == (True, True, False)
+    expected = dict(_totals(before), ok=before.ok + 1, failed=before.failed - 1, files=before.files + 3,
+                    bytes=before.bytes + 5004, changed=before.changed + 1)
+    job = subject.ledger.get_job("j")
+    assert _totals(job) == expected and outcome.job == job
+    assert job.finished_at == before.finished_at == 109.0 and job.done == 10
+    # AND the group's stored verdict and its output's validators are the new ones
+    assert [g.group_id for g in subject.ledger.list_groups("j", status="failed")] == ["g0009"]
+    assert next(g for g in subject.ledger.list_groups("j") if g.group_id == "g0004") == _rerun_ok("j", 4)
+    assert subject.ledger.last_validators("out/4.csv") == ("0" * 62 + "4f", _rerun_ok("j", 4).validators)
+    # AND a duplicate of the upgrade, or a later failure, changes nothing
+    for late in (_rerun_ok("j", 4), _failed("j", 4)):
+        again = subject.ledger.record_group(late)
+        assert (again.counted, again.upgraded, again.job_finished) == (False, False, False)
+    assert _totals(subject.ledger.get_job("j")) == expected
+
+
+def test_failed_over_failed_is_not_counted_and_keeps_the_first_reason(subject: Subject) -> None:
+    _open(subject.ledger, "j", 2)
+    assert subject.ledger.record_group(_failed("j", 0, error="first")).counted
+    outcome = subject.ledger.record_group(_failed("j", 0, error="second"))
+    assert (outcome.counted, outcome.upgraded) == (False, False)
+    assert subject.ledger.get_job("j").failed == 1
+    assert [g.error for g in subject.ledger.list_groups("j")] == ["first"]
+
+
+def test_an_upgrade_before_the_job_finishes_leaves_the_remaining_groups_to_finish_it(subject: Subject) -> None:
+    # GIVEN a job of 3 groups whose first failed and was then upgraded while the others were still running
+    _open(subject.ledger, "j", 3)
+    subject.ledger.record_group(_failed("j", 0))
+    upgrade = subject.ledger.record_group(_rerun_ok("j", 0))
+    assert upgrade.upgraded and not upgrade.job_finished
+    # WHEN the other two groups are recorded
+    outcomes = [subject.ledger.record_group(_verdict("j", i)) for i in (1, 2)]
+    # THEN the group was not counted as done twice: the last of the others finishes the job, with exact counts
+    assert [o.job_finished for o in outcomes] == [False, True]
+    job = subject.ledger.get_job("j")
+    assert (job.ok, job.failed, job.done, job.files) == (3, 0, 3, 3 + 2 + 2)
+
+
+def test_concurrent_upgrades_of_the_same_groups_count_each_once(subject: Subject) -> None:
+    # GIVEN a finished job whose groups (50; fewer on moto) all failed
+    n = subject.concurrent_upgrades
+    _open(subject.ledger, "redo", n)
+    for i in range(n):
+        subject.ledger.record_group(_failed("redo", i))
+    finished_at = subject.ledger.get_job("redo").finished_at
+    assert finished_at is not None
+    # WHEN 8 workers released together each record the same successful re-run of every group (own order)
+    start = threading.Barrier(8)
+
+    def worker(seed: int) -> list[Any]:
+        records = [_rerun_ok("redo", i) for i in range(n)]
+        random.Random(seed).shuffle(records)
+        start.wait()
+        return [subject.ledger.record_group(record) for record in records]
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for share in pool.map(worker, range(8)) for o in share]
+    # THEN each group was upgraded exactly once, the totals are those of 50 ok groups and the job stays finished
+    assert sum(o.upgraded for o in outcomes) == sum(o.counted for o in outcomes) == n
+    assert not any(o.job_finished for o in outcomes)
+    job = subject.ledger.get_job("redo")
+    assert _totals(job) == {"ok": n, "failed": 0, "files": 3 * n, "bytes": sum(5000 + i for i in range(n)),
+                            "changed": n, "unchanged": 0}
+    assert job.finished_at == finished_at
+    assert subject.ledger.list_groups("redo", status="failed") == []

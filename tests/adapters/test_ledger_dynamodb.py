@@ -132,6 +132,58 @@ def test_a_crash_between_counting_and_finishing_is_healed_by_the_redelivery(ddb:
     assert ledger.record_group(_ok("j", "g")).job_finished is False
 
 
+def _failed(job: str, group: str, *, key: str = "out/a.csv") -> GroupRecord:
+    return GroupRecord(job_id=job, group_id=group, status="failed", key=key, attempts=5, error="HTTP 503",
+                       finished_at=100.0)
+
+
+def test_an_upgrade_replaces_the_group_item_and_the_outputs_validators(ddb: Any) -> None:
+    # GIVEN a finished job whose only group failed
+    ledger = DynamoDBLedger(ddb, TABLE)
+    ledger.open_job("j1", total_groups=1, total_files=1, results_location="", now=1.0)
+    assert ledger.record_group(_failed("j1", "g1")).job_finished
+    # WHEN it is redriven and succeeds
+    outcome = ledger.record_group(_ok("j1", "g1"))
+    # THEN the group item holds the ok verdict, the output item exists, and the job's counters moved
+    items = {(i["pk"]["S"], i["sk"]["S"]): i for i in ddb.scan(TableName=TABLE)["Items"]}
+    assert items[("JOB#j1", "GROUP#g1")]["status"] == {"S": "ok"}
+    assert "error" not in items[("JOB#j1", "GROUP#g1")]
+    assert items[("OUT#out/a.csv", "OUT")]["sha256"] == {"S": "ab" * 32}
+    job = items[("JOB#j1", "JOB")]
+    assert (job["ok"], job["failed"], job["remaining"], job["finished_at"]) == (
+        {"N": "1"}, {"N": "0"}, {"N": "0"}, {"N": "100.0"})
+    assert (outcome.upgraded, outcome.job_finished, outcome.job.ok) == (True, False, 1)
+
+
+def test_a_cancellation_without_the_stored_item_reads_it_before_upgrading(ddb: Any) -> None:
+    # GIVEN a failed group, and DynamoDB cancelling the next verdict without returning the stored item
+    errors: list[BaseException] = []
+    client = _FailingCalls(ddb, "transact_write_items", errors)
+    ledger = DynamoDBLedger(client, TABLE)
+    ledger.open_job("j", total_groups=2, total_files=2, results_location="", now=1.0)
+    ledger.record_group(_failed("j", "g"))
+    errors.append(_cancelled("ConditionalCheckFailed", "None"))
+    # WHEN an ok arrives for it
+    outcome = ledger.record_group(_ok("j", "g"))
+    # THEN the ledger read the stored verdict itself and upgraded it
+    assert (outcome.counted, outcome.upgraded) == (True, True)
+    assert (ledger.get_job("j").ok, ledger.get_job("j").failed) == (1, 0)
+
+
+def test_an_upgrade_after_a_crash_before_finishing_finishes_the_job(ddb: Any) -> None:
+    # GIVEN the last group's failure was counted but the finishing update failed (the worker died)
+    client = _FailingCalls(ddb, "update_item", [EndpointConnectionError(endpoint_url="http://127.0.0.1:1")])
+    ledger = DynamoDBLedger(client, TABLE)
+    ledger.open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
+    with pytest.raises(RetryableLedgerError):
+        ledger.record_group(_failed("j", "g"))
+    # WHEN the group is redriven and succeeds
+    outcome = ledger.record_group(_ok("j", "g"))
+    # THEN that call upgrades it and, as nobody finished the job yet, finishes it (so it gets announced)
+    assert (outcome.counted, outcome.upgraded, outcome.job_finished) == (True, True, True)
+    assert (outcome.job.ok, outcome.job.failed, outcome.job.finished_at) == (1, 0, 123.5)
+
+
 @pytest.mark.parametrize(
     ("code", "expected"),
     [

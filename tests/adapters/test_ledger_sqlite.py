@@ -60,6 +60,29 @@ def test_separate_connections_on_one_file_count_exactly_and_finish_once(tmp_path
     assert (job.ok, job.files, job.bytes) == (150, 150, sum(range(150)))
 
 
+def test_separate_connections_upgrading_the_same_failed_groups_count_each_once(tmp_path: Path) -> None:
+    # GIVEN a finished job of 40 failed groups, and four ledgers on its file (four local processes)
+    path = default_ledger_path(str(tmp_path))
+    ledgers = [SqliteLedger(path) for _ in range(4)]
+    ledgers[0].open_job("j", total_groups=40, total_files=40, results_location="", now=1.0)
+    for i in range(40):
+        ledgers[0].record_group(GroupRecord(job_id="j", group_id=f"g{i}", status="failed", key=f"out/{i}",
+                                            error="HTTP 503", finished_at=5.0))
+    start = threading.Barrier(4)
+
+    def worker(k: int) -> int:
+        start.wait()
+        return sum(ledgers[k].record_group(_ok("j", i)).upgraded for i in random.Random(k).sample(range(40), 40))
+
+    # WHEN each re-runs every group successfully, concurrently
+    with ThreadPoolExecutor(4) as pool:
+        upgrades = sum(pool.map(worker, range(4)))
+    # THEN each group was upgraded once and the job, still finished when it was, counts 40 ok
+    assert upgrades == 40
+    job = ledgers[0].get_job("j")
+    assert (job.ok, job.failed, job.files, job.bytes, job.finished_at) == (40, 0, 40, sum(range(40)), 5.0)
+
+
 def test_a_database_held_by_another_writer_is_a_retryable_error(tmp_path: Path) -> None:
     # GIVEN another connection holding the write lock longer than our busy timeout
     path = default_ledger_path(str(tmp_path))

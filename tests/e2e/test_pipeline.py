@@ -9,7 +9,6 @@ import json
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from fanfetch.core.messages import decode_message
 from fanfetch.demo import expected_station_csv
@@ -19,15 +18,6 @@ from tests.e2e.esm import pump
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def moto_server(monkeypatch, aws_env):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    yield endpoint
-    server.stop()
 
 
 def test_every_group_lands_merged_and_a_permanently_failing_one_ends_in_the_dlq(moto_server, demo_origin,

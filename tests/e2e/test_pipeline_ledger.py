@@ -7,7 +7,6 @@ import json
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
 from tests.conftest import FakeLambdaContext, load_handler
@@ -16,15 +15,6 @@ from tests.e2e.esm import pump
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def moto_server(monkeypatch, aws_env):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    yield endpoint
-    server.stop()
 
 
 def test_duplicate_delivery_counts_once_and_the_job_finishes_exactly_once(moto_server, demo_origin, monkeypatch):

@@ -476,3 +476,20 @@ def test_no_identity_policy_uses_wildcard_actions_or_resources(template: Templat
     for role in template.find_resources("AWS::IAM::Role").values():
         # No AWS managed policies (AWSLambdaBasicExecutionRole writes to every log group).
         assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_per_host_politeness_reaches_the_worker_only_when_configured(synth: Callable[..., Template]) -> None:
+    # GIVEN per-host limits in context
+    template = synth({"perHostConcurrency": 4, "perHostRps": "2.5"})
+    # THEN the worker gets them as environment variables
+    template.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like(
+        {"FANFETCH_PER_HOST_CONCURRENCY": "4", "FANFETCH_PER_HOST_RPS": "2.5"})}})
+    # AND without them no function carries them (no limit by default)
+    for function in synth().find_resources("AWS::Lambda::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "FANFETCH_PER_HOST_RPS" not in variables and "FANFETCH_PER_HOST_CONCURRENCY" not in variables
+
+
+def test_a_bad_politeness_value_is_named(synth: Callable[..., Template]) -> None:
+    with pytest.raises(Exception, match="perHostRps"):
+        synth({"perHostRps": "-1"})

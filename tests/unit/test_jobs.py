@@ -1,4 +1,5 @@
-"""Finishing a job: the results manifest (successes and failures), summary.json, then one "job finished"."""
+"""Finishing a job: the results manifest (successes and failures), summary.json, then one "job finished";
+an upgraded failure rewrites the first two."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch.core.ledger import GroupRecord, JobRecord, Validator
+from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
 from fanfetch.core.models import FileResult, GroupResult, GroupStatus
 from fanfetch.errors import RetryablePublishError
-from fanfetch.jobs import finish_job, record_verdict, results_key_for, verdict_from_result
+from fanfetch.jobs import (
+    finish_job,
+    record_verdict,
+    results_key_for,
+    settle_outcome,
+    verdict_from_result,
+    write_results,
+)
 from tests.fakes import MemoryLedger, MemoryStore, RecordingEvents
 
 _LOCATION = "s3://out/data/_jobs/j1/results.jsonl"
@@ -125,6 +133,60 @@ def test_a_failed_announcement_propagates_and_the_verdict_stays_counted() -> Non
     # THEN the error reaches the caller (the handler reports it) and the group is not counted twice later
     assert ledger.get_job("j1").ok == 1
     assert ledger.record_group(_record("a")).counted is False
+
+
+def test_an_upgrade_of_a_finished_job_rewrites_results_and_summary_without_a_second_event() -> None:
+    # GIVEN a finished, announced job whose group "c" failed
+    ledger = _ledger_with([_record("a"), _record("b")], total=3)
+    store, events = MemoryStore(), RecordingEvents()
+    record_verdict(ledger, _record("c", ok=False), store=store, events=events)
+    assert json.loads(store.objects["_jobs/j1/summary.json"])["failed"] == 1
+    # WHEN "c" is redriven and succeeds
+    outcome = record_verdict(ledger, _record("c"), store=store, events=events)
+    # THEN the manifest and summary now say ok, the finish time is kept, and there was still one event
+    assert outcome.upgraded and not outcome.job_finished
+    assert [line["status"] for line in _lines(store, "_jobs/j1/results.jsonl")] == ["ok", "ok", "ok"]
+    summary = json.loads(store.objects["_jobs/j1/summary.json"])
+    assert (summary["ok"], summary["failed"], summary["files"], summary["status"]) == (3, 0, 9, "finished")
+    assert summary["finished_at"] == "1970-01-01T00:03:30.000Z"  # the failed verdict's time: when it finished
+    assert len(events.finished) == 1
+    # AND a duplicate of the redriven message rewrites nothing
+    puts = dict(store.puts)
+    assert not record_verdict(ledger, _record("c"), store=store, events=events).counted
+    assert store.puts == puts
+
+
+def test_an_upgrade_of_a_running_job_writes_nothing_and_the_finishing_call_sees_it() -> None:
+    # GIVEN a job of 2 groups whose "a" failed and was upgraded before "b" finished
+    ledger = _ledger_with([_record("a", ok=False)], total=2)
+    store, events = MemoryStore(), RecordingEvents()
+    assert record_verdict(ledger, _record("a"), store=store, events=events).upgraded
+    assert store.objects == {} and events.finished == []
+    # WHEN "b" finishes the job
+    record_verdict(ledger, _record("b"), store=store, events=events)
+    # THEN one announcement, and a manifest with both groups ok
+    assert len(events.finished) == 1 and events.finished[0][0].ok == 2
+    assert [line["status"] for line in _lines(store, "_jobs/j1/results.jsonl")] == ["ok", "ok"]
+
+
+def test_an_upgrade_that_also_finishes_the_job_announces_it_once() -> None:
+    # GIVEN an outcome that upgraded a group and finished the job (its earlier finishing step had died)
+    ledger = _ledger_with([_record("a")], total=1)
+    job = ledger.get_job("j1")
+    store, events = MemoryStore(), RecordingEvents()
+    # WHEN it is settled
+    settle_outcome(RecordOutcome(counted=True, job_finished=True, job=job, upgraded=True),
+                   ledger=ledger, store=store, events=events)
+    # THEN the job is finished normally: results written once and one event
+    assert events.finished == [(job, _LOCATION)]
+    assert store.puts[results_key_for("j1")] == 1
+
+
+def test_write_results_returns_where_the_results_are() -> None:
+    ledger = _ledger_with([_record("a")], total=1)
+    store = MemoryStore()
+    assert write_results(ledger.get_job("j1"), ledger=ledger, store=store, results_key="x/results.jsonl") == _LOCATION
+    assert set(store.objects) == {"x/results.jsonl", "x/summary.json"}
 
 
 def test_verdict_from_result_keeps_each_files_validators() -> None:
