@@ -166,13 +166,7 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
     except FanfetchError as exc:
         return _failed_result(group, exc, attempts=0)
     with ExitStack() as stack:
-        # Small files stay in memory; larger ones roll over to disk in spool_dir (bounded memory).
-        parts: list[BinaryIO] = [
-            stack.enter_context(
-                tempfile.SpooledTemporaryFile(max_size=ctx.spool_memory_bytes, dir=ctx.spool_dir)  # noqa: SIM115
-            )
-            for _ in group.sources
-        ]
+        parts = _open_parts(group, ctx, stack)
         try:
             results = _download_all(group, ctx, parts, deadline, validators=validators)
             unchanged = [i for i, r in enumerate(results) if r.not_modified]
@@ -206,6 +200,44 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
         if refresh and result.change is None:
             result = dataclasses.replace(result, change="changed" if stored is not None else "new")
         return result
+
+
+def _stored_as_is(group: Group) -> bool:
+    """Groups whose files are stored byte for byte (no merge): download them into named files, so
+    the store can move them into place instead of copying (a 256 MiB file saves a full copy)."""
+    return group.merge is MergeMode.NONE or (group.merge is MergeMode.CONCAT and len(group.sources) == 1)
+
+
+def _open_parts(group: Group, ctx: GroupContext, stack: ExitStack) -> list[BinaryIO]:
+    """One writable file per source: named files for groups stored as is; otherwise small files stay
+    in memory and larger ones roll over to disk in spool_dir (bounded memory either way)."""
+    if _stored_as_is(group):
+        return [stack.enter_context(_named_part(ctx)) for _ in group.sources]
+    return [
+        stack.enter_context(tempfile.SpooledTemporaryFile(max_size=ctx.spool_memory_bytes, dir=ctx.spool_dir))
+        for _ in group.sources
+    ]
+
+
+@contextmanager
+def _named_part(ctx: GroupContext) -> Iterator[BinaryIO]:
+    handle = tempfile.NamedTemporaryFile(prefix="part-", dir=ctx.spool_dir, delete=False)  # noqa: SIM115
+    try:
+        yield handle  # type: ignore[misc]
+    finally:
+        handle.close()
+        if os.path.exists(handle.name):  # the store may have moved it into place
+            os.unlink(handle.name)
+
+
+def _hash_file(handle: BinaryIO, chunk_bytes: int) -> tuple[str, int]:
+    handle.flush()
+    handle.seek(0)
+    digest, size = hashlib.sha256(), 0
+    while chunk := handle.read(chunk_bytes):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 class _GroupDownloadFailed(Exception):
@@ -302,6 +334,15 @@ def _store_merged(
     overwrite: bool = False,
     unchanged_sha256: str | None = None,
 ) -> GroupResult:
+    if _stored_as_is(group):  # one file, concat: the download is the output
+        (part,) = parts
+        digest, size = _hash_file(part, ctx.chunk_bytes)
+        if unchanged_sha256 is not None and digest == unchanged_sha256:
+            return GroupResult(group_id=group.group_id, status=GroupStatus.OK, key=group.key, files=1, bytes=size,
+                               sha256=digest, attempts=attempts, change="unchanged", file_results=tuple(results))
+        stored = ctx.store.put_file(group.key, part.name, sha256=digest, overwrite=overwrite)  # type: ignore[attr-defined]
+        return GroupResult(group_id=group.group_id, status=GroupStatus.OK, key=group.key, files=1, bytes=stored.size,
+                           sha256=digest, attempts=attempts, file_results=tuple(results))
     with _spool_file(ctx, "merged-") as (merged_path, raw):
         writer = _HashingWriter(raw)
         merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
@@ -325,15 +366,6 @@ def _store_merged(
     )
 
 
-def _copy_hashing(part: BinaryIO, out: BinaryIO, chunk_bytes: int) -> str:
-    digest = hashlib.sha256()
-    part.seek(0)
-    while chunk := part.read(chunk_bytes):
-        digest.update(chunk)
-        out.write(chunk)
-    return digest.hexdigest()
-
-
 def _store_each(
     group: Group,
     ctx: GroupContext,
@@ -348,13 +380,13 @@ def _store_each(
     entries = []
     total = 0
     for name, part, result in zip(names, parts, results, strict=True):
-        with _spool_file(ctx, "file-") as (path, raw):
-            digest = _copy_hashing(part, raw, ctx.chunk_bytes)
-            raw.close()
-            try:
-                size = ctx.store.put_file(f"{prefix}/{name}", path, sha256=digest, overwrite=overwrite).size
-            except OutputExists:
-                size = result.bytes  # stored by an earlier delivery that died before writing the marker
+        digest, _ = _hash_file(part, ctx.chunk_bytes)
+        part.close()
+        try:
+            size = ctx.store.put_file(f"{prefix}/{name}", part.name, sha256=digest,  # type: ignore[attr-defined]
+                                      overwrite=overwrite).size
+        except OutputExists:
+            size = result.bytes  # stored by an earlier delivery that died before writing the marker
         total += size
         entries.append({"name": name, "url": result.url, "bytes": size, "sha256": digest})
     index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()
