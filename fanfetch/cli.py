@@ -27,8 +27,8 @@ from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
 from fanfetch.ops_cli import add_ops_parsers, run_ops_command
 from fanfetch.planner import add_plan_parser, command_plan
-from fanfetch.report_cli import add_report_parser, command_report
 from fanfetch.progress import ProgressView, print_summary
+from fanfetch.report_cli import add_report_parser, command_report
 from fanfetch.settings import parse_allow_hosts
 
 __all__ = ["main", "execute_job"]

@@ -2,7 +2,8 @@
 
 ``GET /climate/bulk?format=csv&stationID=<id>&Year=<year>`` returns one station-year (a header and
 12 monthly rows), after an optional per-request latency; a deterministic few answer 503 once, so
-the demo shows retries. Responses carry an ETag and ``If-None-Match`` gets a 304, like a well-kept origin. The server counts requests, which tests use to prove resume fetches nothing.
+the demo shows retries. Responses carry an ETag and ``If-None-Match`` gets a 304, like a well-kept
+origin. The server counts requests, which tests use to prove resume fetches nothing.
 """
 
 from __future__ import annotations

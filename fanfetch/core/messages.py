@@ -1,10 +1,12 @@
 """The queue message schema (version 1): one JSON message per group.
 
-``{"v": 1, "job": ..., "group": ..., "key": ..., "merge": "csv", "urls": [...], "checks": [...], "refresh": true}``
+``{"v": 1, "job": ..., "group": ..., "key": ..., "merge": "csv", "urls": [...], "checks": [...],
+"refresh": true}``
 ``checks`` is present only when the manifest gave a sha256/md5/size for some URL; it lines up with
 ``urls`` (``null`` where nothing is known). ``refresh`` (optional, default false) asks the worker to
-check an existing output against the origin instead of skipping it (scheduled incremental runs). Decoding validates everything again: a message is
-input from outside the process, and a bad one is poison (``MessageError``), never retried.
+check an existing output against the origin instead of skipping it (scheduled incremental runs).
+Decoding validates everything again: a message is input from outside the process, and a bad one
+is poison (``MessageError``), never retried.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ def check_url(url: str, *, source: str, line: int | None = None, field: str = "u
         raise ManifestError(source, f"malformed URL {url!r}: {exc}", line=line, field=field) from None
     if parts.scheme not in ("http", "https"):
         raise ManifestError(
-            source, f"URL scheme must be http or https, not {parts.scheme or 'missing'!r}: {url}", line=line, field=field
+            source, f"URL scheme must be http or https, not {parts.scheme or 'missing'!r}: {url}", line=line,
+            field=field,
         )
     if not parts.hostname:
         raise ManifestError(source, f"URL has no host: {url}", line=line, field=field)

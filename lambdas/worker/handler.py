@@ -23,7 +23,8 @@ _app: WorkerApp | None = None  # one HTTP pool and one S3 client per warm contai
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _app
     _app = _app or build_worker_app()
-    deadline = _app.ctx.clock.monotonic() + context.get_remaining_time_in_millis() / 1000 - _app.settings.deadline_reserve_s
+    remaining_s = context.get_remaining_time_in_millis() / 1000
+    deadline = _app.ctx.clock.monotonic() + remaining_s - _app.settings.deadline_reserve_s
     outcome = run_batch(event.get("Records", []), _app.ctx, groups_in_flight=_app.settings.groups_in_flight,
                         deadline=deadline, dead_letters=_app.dead_letters,
                         max_receive_count=_app.settings.max_receive_count, book=_app.book)

@@ -59,7 +59,8 @@ def test_two_concurrent_deliveries_store_one_s3_output(tmp_path, aws_env):
         client = boto3.client("s3")
         client.create_bucket(Bucket="out")
         puts = []
-        client.meta.events.register("after-call.s3.PutObject", lambda **kw: puts.append(kw["http_response"].status_code))
+        client.meta.events.register("after-call.s3.PutObject",
+                                    lambda **kw: puts.append(kw["http_response"].status_code))
         results = _race(S3Store(client, "out"), tmp_path)
         assert all(r.ok for r in results)
         assert sorted(r.skipped for r in results) == [False, True]

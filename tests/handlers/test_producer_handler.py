@@ -48,7 +48,8 @@ def test_inline_groups_become_one_message_each(producer):
 def test_a_job_spec_in_s3_expands_with_its_table_beside_it(producer):
     # GIVEN a spec and its stations table uploaded under jobs/
     module, s3, sqs, url = producer
-    s3.put_object(Bucket="inbox", Key="jobs/stations.csv", Body=b"station_id,first_year,last_year\n1,2000,2002\n2,2010,2010\n")
+    s3.put_object(Bucket="inbox", Key="jobs/stations.csv",
+                  Body=b"station_id,first_year,last_year\n1,2000,2002\n2,2010,2010\n")
     s3.put_object(Bucket="inbox", Key="jobs/job.toml", Body=(
         b'[job]\nurl = "https://data.example/bulk?stationID={station_id}&Year={year}"\n'
         b'group = "{station_id}"\nkey = "stations/{station_id}.csv"\nmerge = "csv"\n'

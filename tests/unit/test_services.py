@@ -41,7 +41,8 @@ def test_a_group_is_merged_in_manifest_order_and_stored_once(pool):
     # THEN one object holds the header once and every row in order, and the result describes it
     assert store.objects["stations/s1.csv"] == b"d,t\n1990,1\n1991,2\n1992,3\n"
     assert store.puts == {"stations/s1.csv": 1}
-    assert result.status is GroupStatus.OK and result.files == 3 and result.bytes == len(store.objects["stations/s1.csv"])
+    assert result.status is GroupStatus.OK and result.files == 3
+    assert result.bytes == len(store.objects["stations/s1.csv"])
     assert result.sha256 == store.sha["stations/s1.csv"] and result.attempts == 3
 
 

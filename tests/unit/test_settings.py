@@ -28,8 +28,11 @@ def test_every_variable_is_read():
 
 def test_all_problems_are_named_in_one_error():
     with pytest.raises(InputError) as caught:
-        Settings.from_env({"FANFETCH_CONCURRENCY": "many", "FANFETCH_PER_HOST_RPS": "0", "FANFETCH_MAX_RECEIVE_COUNT": "-2"},
-                          require=("BUCKET_NAME",))
+        Settings.from_env(
+            {"FANFETCH_CONCURRENCY": "many", "FANFETCH_PER_HOST_RPS": "0", "FANFETCH_MAX_RECEIVE_COUNT": "-2"},
+            require=("BUCKET_NAME",),
+        )
     message = str(caught.value)
-    for name in ("BUCKET_NAME is not set", "FANFETCH_CONCURRENCY", "FANFETCH_PER_HOST_RPS", "FANFETCH_MAX_RECEIVE_COUNT"):
+    names = ("BUCKET_NAME is not set", "FANFETCH_CONCURRENCY", "FANFETCH_PER_HOST_RPS", "FANFETCH_MAX_RECEIVE_COUNT")
+    for name in names:
         assert name in message
