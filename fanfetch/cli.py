@@ -22,6 +22,7 @@ from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_job
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
+from fanfetch.cli_args import merge_mode, positive_float, positive_int
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
@@ -36,25 +37,8 @@ __all__ = ["main", "execute_job"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _merge_mode(text: str) -> MergeMode:
-    try:
-        return MergeMode.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=_positive_int, default=32,
+    parser.add_argument("--concurrency", type=positive_int, default=32,
                         help="downloads in flight at once (default 32)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
                         help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
@@ -64,20 +48,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_politeness_options(parser)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return value
-
-
 def _add_politeness_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--per-host-concurrency", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--per-host-concurrency", type=positive_int, default=None, metavar="N",
                         help="at most N requests in flight to any one host (default: no cap)")
-    parser.add_argument("--per-host-rps", type=_positive_float, default=None, metavar="R",
+    parser.add_argument("--per-host-rps", type=positive_float, default=None, metavar="R",
                         help="at most R requests per second to any one host, slowing down further on 429/503 "
                              "(default: no limit)")
 
@@ -91,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job on this machine (no AWS account needed)")
     run.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path or s3://bucket/key")
     run.add_argument("--out", required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
-    run.add_argument("--merge", type=_merge_mode, default=MergeMode.CONCAT,
+    run.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
                      help="merge mode for groups that do not name one: csv, concat (default), none")
     run.add_argument("--refresh", action="store_true",
                      help="re-check groups already stored against the origin; rewrite only those that changed")
@@ -100,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a sample job against a built-in origin on 127.0.0.1")
     demo.add_argument("--out", default="fanfetch-demo-output", metavar="DIR",
                       help="where the merged station files go (default ./fanfetch-demo-output)")
-    demo.add_argument("--stations", type=_positive_int, default=200, help="number of stations (default 200)")
+    demo.add_argument("--stations", type=positive_int, default=200, help="number of stations (default 200)")
     demo.add_argument("--latency-ms", type=int, default=50, help="origin latency per request (default 50)")
-    demo.add_argument("--concurrency", type=_positive_int, default=32, help="downloads in flight (default 32)")
+    demo.add_argument("--concurrency", type=positive_int, default=32, help="downloads in flight (default 32)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     _add_politeness_options(demo)
     add_plan_parser(commands)

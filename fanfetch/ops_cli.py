@@ -28,8 +28,10 @@ from rich.table import Table
 
 from fanfetch.adapters.manifests import load_job
 from fanfetch.adapters.s3 import S3Store
+from fanfetch.cli_args import merge_mode, positive_int, seconds
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.models import MergeMode
+from fanfetch.core.units import format_bytes
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.long_worker import PollSettings, WorkerOptions, serve
 from fanfetch.ops import (
@@ -42,7 +44,6 @@ from fanfetch.ops import (
     watch_progress,
 )
 from fanfetch.ports import Ledger
-from fanfetch.progress import format_bytes
 from fanfetch.settings import parse_allow_hosts
 from fanfetch.stack_outputs import StackOutputs, resolve_stack
 
@@ -95,38 +96,11 @@ class OpsDeps:
 # --- parsers -----------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
-
-
 def _wait_time(text: str) -> int:
-    value = int(_seconds(text))
+    value = int(seconds(text))
     if value > 20:
         raise argparse.ArgumentTypeError("SQS long polling waits at most 20 s")
     return value
-
-
-def _merge_mode(text: str) -> MergeMode:
-    try:
-        return MergeMode.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common(parser: argparse.ArgumentParser, *, stack: bool = True) -> None:
@@ -141,14 +115,14 @@ def add_ops_parsers(subparsers: Any) -> None:
     """Add ``submit``, ``status``, ``failures``, ``redrive`` and ``worker`` to ``fanfetch``'s subcommands."""
     submit = subparsers.add_parser("submit", help="upload a manifest to a deployed stack and start the job")
     submit.add_argument("manifest", help="JSON Lines, CSV or TOML job spec (a path, or s3://bucket/key)")
-    submit.add_argument("--merge", type=_merge_mode, default=MergeMode.CONCAT,
+    submit.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
                         help="merge mode for groups that do not name one: csv, concat (default), none")
     _common(submit)
 
     status = subparsers.add_parser("status", help="a job's progress, from the stack's ledger")
     status.add_argument("job", help="the job id (printed by submit)")
     status.add_argument("--watch", action="store_true", help="a live progress bar until the job finishes")
-    status.add_argument("--interval-s", type=_seconds, default=2.0, help="--watch refresh interval (default 2)")
+    status.add_argument("--interval-s", type=seconds, default=2.0, help="--watch refresh interval (default 2)")
     _common(status)
 
     failures = subparsers.add_parser("failures", help="a job's failed groups and why they failed")
@@ -163,13 +137,13 @@ def add_ops_parsers(subparsers: Any) -> None:
     where = worker.add_mutually_exclusive_group(required=True)
     where.add_argument("--bucket", help="store outputs in this S3 bucket (as the stack's worker does)")
     where.add_argument("--out", metavar="DEST", help="store outputs in s3://bucket/prefix or a local folder")
-    worker.add_argument("--concurrency", type=_positive_int, default=16, help="downloads in flight (default 16)")
-    worker.add_argument("--groups-in-flight", type=_positive_int, default=10,
+    worker.add_argument("--concurrency", type=positive_int, default=16, help="downloads in flight (default 16)")
+    worker.add_argument("--groups-in-flight", type=positive_int, default=10,
                         help="groups of a batch processed at once (default 10)")
     worker.add_argument("--dlq-url", help="dead-letter queue for failures that cannot succeed (with reason)")
-    worker.add_argument("--max-receive-count", type=_positive_int, default=5,
+    worker.add_argument("--max-receive-count", type=positive_int, default=5,
                         help="the queue's redrive maxReceiveCount (default 5)")
-    worker.add_argument("--per-host-concurrency", type=_positive_int, default=None, metavar="N",
+    worker.add_argument("--per-host-concurrency", type=positive_int, default=None, metavar="N",
                         help="at most N requests in flight to any one host (default: no cap)")
     worker.add_argument("--per-host-rps", type=float, default=None, metavar="R",
                         help="at most R requests per second to any one host, slower on 429/503 (default: no limit)")
@@ -179,11 +153,11 @@ def add_ops_parsers(subparsers: Any) -> None:
     worker.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
                         help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
     worker.add_argument("--wait-time-s", type=_wait_time, default=20, help="long-poll wait, 0-20 (default 20)")
-    worker.add_argument("--visibility-timeout-s", type=_positive_int, default=None,
+    worker.add_argument("--visibility-timeout-s", type=positive_int, default=None,
                         help="visibility kept by the heartbeat (default: the queue's)")
-    worker.add_argument("--max-messages", type=_positive_int, default=None,
+    worker.add_argument("--max-messages", type=positive_int, default=None,
                         help="exit after receiving this many messages")
-    worker.add_argument("--idle-exit-s", type=_seconds, default=None,
+    worker.add_argument("--idle-exit-s", type=seconds, default=None,
                         help="exit after this many seconds without a message")
     _common(worker, stack=False)
 

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fanfetch.cli_args import positive_float, positive_int
 from fanfetch.core.costmodel import PRICES, RAMP_PER_MINUTE, RAMP_START, Plan, PlanInput, estimate
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import Job, MergeMode, Source
@@ -23,26 +24,6 @@ from fanfetch.errors import FetchError, InputError
 __all__ = ["add_plan_parser", "command_plan", "measure_per_file_s"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
-
-
 def add_plan_parser(subparsers: Any) -> None:
     """Register ``plan`` on the ``fanfetch`` command's subparsers."""
     plan = subparsers.add_parser("plan", help="estimate Lambda invocations, cost and wall time of a job")
@@ -50,44 +31,44 @@ def add_plan_parser(subparsers: Any) -> None:
     timing = plan.add_mutually_exclusive_group(required=True)
     timing.add_argument(
         "--per-file-s",
-        type=_positive_float,
+        type=positive_float,
         metavar="S",
         help="seconds one download takes (latency included)",
     )
     timing.add_argument(
         "--sample",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="measure the per-file time by downloading the manifest's first N URLs, one at a time",
     )
     plan.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=50,
         help="maximum concurrent worker invocations (event source MaximumConcurrency; default 50)",
     )
     plan.add_argument(
-        "--lambda-memory-mb", type=_positive_int, default=1024, help="worker memory (default 1024)"
+        "--lambda-memory-mb", type=positive_int, default=1024, help="worker memory (default 1024)"
     )
     plan.add_argument(
-        "--batch-size", type=_positive_int, default=10, help="groups per invocation (default 10)"
+        "--batch-size", type=positive_int, default=10, help="groups per invocation (default 10)"
     )
     plan.add_argument(
         "--files-in-flight",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         help="downloads at once inside one invocation (FANFETCH_CONCURRENCY; default 16)",
     )
     plan.add_argument(
         "--per-host-concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="requests in flight per host per worker (FANFETCH_PER_HOST_CONCURRENCY; default: no cap)",
     )
     plan.add_argument(
         "--per-host-rps",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="R",
         help="requests per second per host per worker (FANFETCH_PER_HOST_RPS; default: no limit)",

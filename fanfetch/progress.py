@@ -8,17 +8,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fanfetch.core.models import GroupResult
+from fanfetch.core.units import format_bytes
 from fanfetch.local_run import RunProgress, RunSummary
 
 __all__ = ["ProgressView", "format_bytes", "print_summary"]
-
-
-def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
 
 
 class ProgressView:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fanfetch.core.ledger import GroupRecord, JobRecord
+from fanfetch.core.units import format_bytes
 
 __all__ = ["Bucket", "Throughput", "bucket_throughput", "nice_bucket_s", "render_report"]
 
@@ -111,14 +112,6 @@ def bucket_throughput(
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if count < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
 
 
 def _format_duration(seconds: float) -> str:
@@ -225,7 +218,7 @@ def _render_chart(throughput: Throughput) -> str:
         height = b.files / bar_max * plot_h
         x = _LEFT + i * slot + gap / 2
         label = (f"{_format_elapsed(b.start_s)}–{_format_elapsed(b.start_s + throughput.bucket_s)}: "
-                 f"{b.files:,} files, {_format_bytes(b.bytes)}, {b.ok:,} groups stored"
+                 f"{b.files:,} files, {format_bytes(b.bytes)}, {b.ok:,} groups stored"
                  + (f", {b.failed:,} failed" if b.failed else ""))
         parts.append(f'<rect class="bar" x="{x:.2f}" y="{bottom - height:.2f}" width="{max(slot - gap, 0.5):.2f}" '
                      f'height="{height:.2f}" data-files="{b.files}"><title>{_e(label)}</title></rect>')
@@ -358,11 +351,11 @@ def _render_summary(job: JobRecord, groups: Sequence[GroupRecord]) -> str:
         _card("Failed", f"{job.failed:,}", "see the table below" if job.failed else "",
               tone="bad" if job.failed else ""),
         _card("Files", f"{job.files:,}", f"of {job.total_files:,} in the manifest" if job.total_files else ""),
-        _card("Bytes", _format_bytes(job.bytes), f"{job.bytes:,} B"),
+        _card("Bytes", format_bytes(job.bytes), f"{job.bytes:,} B"),
         _card("Duration", _format_duration(elapsed) if elapsed else "—",
               "so far" if elapsed and not job.finished else ""),
         _card("Throughput", _format_rate(job.files, elapsed, "files"),
-              f"{_format_bytes(job.bytes / elapsed)}/s" if elapsed > 0 else ""),
+              f"{format_bytes(job.bytes / elapsed)}/s" if elapsed > 0 else ""),
         _card("Retries", f"{retries:,}", f"{requests:,} requests in all"),
     ]
     if job.changed or job.unchanged:

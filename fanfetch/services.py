@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 from fanfetch.core.ledger import Validator
@@ -334,36 +335,23 @@ def _store_merged(
     overwrite: bool = False,
     unchanged_sha256: str | None = None,
 ) -> GroupResult:
-    if _stored_as_is(group):  # one file, concat: the download is the output
-        (part,) = parts
-        digest, size = _hash_file(part, ctx.chunk_bytes)
+    with ExitStack() as stack:
+        if _stored_as_is(group):  # one file, concat: the download itself is the output
+            (part,) = parts
+            digest, size = _hash_file(part, ctx.chunk_bytes)
+            path = part.name  # type: ignore[attr-defined]
+        else:
+            path, raw = stack.enter_context(_spool_file(ctx, "merged-"))
+            writer = _HashingWriter(raw)
+            merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
+            raw.close()
+            digest, size = writer.sha256.hexdigest(), writer.bytes
+        stored = partial(GroupResult, group_id=group.group_id, status=GroupStatus.OK, key=group.key,
+                         files=len(results), sha256=digest, attempts=attempts, file_results=tuple(results))
         if unchanged_sha256 is not None and digest == unchanged_sha256:
-            return GroupResult(group_id=group.group_id, status=GroupStatus.OK, key=group.key, files=1, bytes=size,
-                               sha256=digest, attempts=attempts, change="unchanged", file_results=tuple(results))
-        stored = ctx.store.put_file(group.key, part.name, sha256=digest, overwrite=overwrite)  # type: ignore[attr-defined]
-        return GroupResult(group_id=group.group_id, status=GroupStatus.OK, key=group.key, files=1, bytes=stored.size,
-                           sha256=digest, attempts=attempts, file_results=tuple(results))
-    with _spool_file(ctx, "merged-") as (merged_path, raw):
-        writer = _HashingWriter(raw)
-        merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
-        raw.close()
-        digest = writer.sha256.hexdigest()
-        if unchanged_sha256 is not None and digest == unchanged_sha256:
-            # The origin gave no (or new) validators but the same bytes: leave the output alone.
-            return GroupResult(group_id=group.group_id, status=GroupStatus.OK, key=group.key, files=len(results),
-                               bytes=writer.bytes, sha256=digest, attempts=attempts, change="unchanged",
-                               file_results=tuple(results))
-        stored = ctx.store.put_file(group.key, merged_path, sha256=digest, overwrite=overwrite)
-    return GroupResult(
-        group_id=group.group_id,
-        status=GroupStatus.OK,
-        key=group.key,
-        files=len(results),
-        bytes=stored.size,
-        sha256=digest,
-        attempts=attempts,
-        file_results=tuple(results),
-    )
+            # A refresh found the same bytes (no validators, or new ones): leave the output alone.
+            return stored(bytes=size, change="unchanged")
+        return stored(bytes=ctx.store.put_file(group.key, path, sha256=digest, overwrite=overwrite).size)
 
 
 def _store_each(
