@@ -27,8 +27,9 @@ node_modules/.installed: package.json package-lock.json
 demo: $(VENV)/.runtime
 	$(VENV)/bin/fanfetch demo
 
-## test: set up (venv, dev packages, CDK CLI), run the whole suite, then a real `cdk synth`
+## test: set up (venv, dev packages, CDK CLI), lint, run the whole suite, then a real `cdk synth`
 test: $(VENV)/.dev node_modules/.installed
+	$(VENV)/bin/ruff check fanfetch lambdas stacks tests bench app.py
 	$(PY) -m pytest -n 2 -q
 	$(MAKE) --no-print-directory synth
 
