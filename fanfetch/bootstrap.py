@@ -11,21 +11,22 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fanfetch.adapters.clock import SystemClock
-from fanfetch.adapters.events import EventBridgeEvents
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.http import HttpFetcher, HttpSettings
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.local_store import LocalStore
-from fanfetch.adapters.s3 import S3Store, parse_s3_uri
-from fanfetch.adapters.sqs import SqsQueue
 from fanfetch.core.ledger import Validator
 from fanfetch.ports import ObjectStore
 from fanfetch.services import GroupContext
 from fanfetch.settings import Settings
 from fanfetch.worker import JobBook
+
+if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
+    # local folder never pays boto3's import time
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.adapters.sqs import SqsQueue
 
 __all__ = ["aws_client", "build_fetcher", "build_store", "build_group_context", "WorkerApp", "build_worker_app",
            "build_queue", "build_ledger"]
@@ -59,6 +60,8 @@ def build_fetcher(
 def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
     """A local folder, or ``s3://bucket/prefix`` (real AWS or any S3-compatible endpoint)."""
     if dest.startswith("s3://"):
+        from fanfetch.adapters.s3 import S3Store, parse_s3_uri
+
         bucket, prefix = parse_s3_uri(dest)
         return S3Store(aws_client("s3", endpoint_url=endpoint_url), bucket, prefix)
     return LocalStore(dest)
@@ -83,6 +86,8 @@ def build_group_context(
 
 
 def build_queue(settings: Settings, *, endpoint_url: str | None = None) -> SqsQueue:
+    from fanfetch.adapters.sqs import SqsQueue
+
     return SqsQueue(aws_client("sqs", endpoint_url=endpoint_url), settings.queue_url,
                     calls_in_flight=settings.send_calls_in_flight)
 
@@ -98,6 +103,10 @@ class WorkerApp:
 
 
 def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
+    from fanfetch.adapters.events import EventBridgeEvents
+    from fanfetch.adapters.s3 import S3Store
+    from fanfetch.adapters.sqs import SqsQueue
+
     settings = Settings.from_env(env if env is not None else dict(os.environ), require=("BUCKET_NAME",))
     fetcher = build_fetcher(concurrency=settings.concurrency, allow_hosts=settings.allow_hosts,
                             max_file_bytes=settings.max_file_bytes, per_host_concurrency=settings.per_host_concurrency,
@@ -116,4 +125,6 @@ def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
 
 def build_ledger(settings: Settings) -> DynamoDBLedger | None:
     """The DynamoDB job ledger named by ``LEDGER_TABLE``, or None when bookkeeping is off."""
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+
     return DynamoDBLedger(aws_client("dynamodb"), settings.ledger_table) if settings.ledger_table else None

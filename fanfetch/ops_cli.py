@@ -13,27 +13,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from fanfetch.adapters.manifests import load_job
-from fanfetch.adapters.s3 import S3Store
 from fanfetch.cli_args import merge_mode, positive_int, seconds
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.models import MergeMode
 from fanfetch.core.units import format_bytes
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.long_worker import PollSettings, WorkerOptions, serve
 from fanfetch.ops import (
     InvocationFailed,
     Invoker,
@@ -45,13 +36,14 @@ from fanfetch.ops import (
 )
 from fanfetch.ports import Ledger
 from fanfetch.settings import parse_allow_hosts
-from fanfetch.stack_outputs import StackOutputs, resolve_stack
+
+if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start
+    from fanfetch.stack_outputs import StackOutputs
 
 __all__ = ["OPS_COMMANDS", "OpsDeps", "add_ops_parsers", "run_ops_command"]
 
 OPS_COMMANDS = ("submit", "status", "failures", "redrive", "worker")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_AWS_SETUP_ERRORS = (NoRegionError, NoCredentialsError, PartialCredentialsError, ProfileNotFound)
 
 
 def _aws_client(service: str, endpoint_url: str | None, *, max_attempts: int | None = None) -> Any:
@@ -170,6 +162,15 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
     command = getattr(args, "command", None)
     if command not in OPS_COMMANDS:
         return None
+    from botocore.exceptions import (
+        BotoCoreError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    aws_setup_errors = (NoRegionError, NoCredentialsError, PartialCredentialsError, ProfileNotFound)
     deps = deps or OpsDeps()
     errors = Console(stderr=True, soft_wrap=True)
     try:
@@ -184,7 +185,7 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
     except FanfetchError as exc:
         errors.print(f"fanfetch: {exc}", highlight=False, markup=False)
         return EXIT_FAILED
-    except _AWS_SETUP_ERRORS as exc:  # no region, no credentials: the user's environment, like a bad flag
+    except aws_setup_errors as exc:  # no region, no credentials: the user's environment, like a bad flag
         errors.print(f"fanfetch: error: AWS configuration: {exc}", highlight=False, markup=False)
         return EXIT_USAGE
     except BotoCoreError as exc:  # an endpoint we could not reach, and such: adapters translate the rest
@@ -193,7 +194,15 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
 
 
 def _stack(args: argparse.Namespace, deps: OpsDeps) -> StackOutputs:
+    from fanfetch.stack_outputs import resolve_stack
+
     return resolve_stack(args.stack, cfn_client=deps.aws("cloudformation", args.endpoint_url))
+
+
+def _s3_store(client: Any, bucket: str) -> Any:
+    from fanfetch.adapters.s3 import S3Store
+
+    return S3Store(client, bucket)
 
 
 def _print_json(console: Console, value: object) -> None:
@@ -206,7 +215,7 @@ def _submit(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     stack = _stack(args, deps)
     s3 = deps.aws("s3", args.endpoint_url)
     result = submit_manifest(job, args.manifest, merge=args.merge, bucket=stack.bucket,
-                             producer_function=stack.producer_function, store=S3Store(s3, stack.bucket),
+                             producer_function=stack.producer_function, store=_s3_store(s3, stack.bucket),
                              invoker=deps.invoker(args.endpoint_url))
     if args.json:
         _print_json(console, dict(result.producer_response))
@@ -303,6 +312,8 @@ def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 
 def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    from fanfetch.long_worker import PollSettings, WorkerOptions, serve
+
     poll = PollSettings(wait_time_s=args.wait_time_s, groups_in_flight=args.groups_in_flight,
                         max_receive_count=args.max_receive_count, visibility_timeout_s=args.visibility_timeout_s,
                         max_messages=args.max_messages, idle_exit_s=args.idle_exit_s)

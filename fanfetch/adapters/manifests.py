@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fanfetch.adapters.local_files import load_manifest
-from fanfetch.adapters.s3 import parse_s3_uri, read_s3_bytes
 from fanfetch.core.manifest import parse_manifest
 from fanfetch.core.models import Job, MergeMode
 
@@ -23,6 +22,7 @@ def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[],
         return load_manifest(location, default_merge=default_merge)
     if s3_client is None:
         raise ValueError("an s3:// manifest needs an s3_client factory")
+    from fanfetch.adapters.s3 import parse_s3_uri, read_s3_bytes  # boto3 only when a manifest is in S3
     client = s3_client()
     bucket, key = parse_s3_uri(location)
     folder = posixpath.dirname(key)
