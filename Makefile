@@ -47,7 +47,7 @@ synth: $(VENV)/.dev node_modules/.installed
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
-## bench: set up (venv; nginx + echo module + aria2 via apt when missing) and run every benchmark (~9 min)
+## bench: set up (venv; nginx + echo module + aria2 via apt when missing) and run every benchmark (~5 min)
 bench: $(VENV)/.dev
 	bench/run.sh
 
