@@ -24,7 +24,7 @@ class ProducerParams:
     groups: int = 100_000
     urls_per_group: int = 23  # the motivating job averages 23.3 station-years per station
     latency_ms: float = 20.0
-    calls_in_flight: tuple[int, ...] = (8, 16)  # 16 is FANFETCH_SEND_CALLS_IN_FLIGHT's default
+    calls_in_flight: tuple[int, ...] = (8, 16)  # 16 is FANFETCH_SEND_CALLS_IN_FLIGHT's default; 8 for comparison
     baseline_sample: int = 200  # sequential SendMessage calls timed, then extrapolated
 
     @classmethod
@@ -100,6 +100,7 @@ def run_producer(params: ProducerParams, *, workdir: str, prefer_origin: str = "
     from fanfetch.adapters.sqs import SqsQueue
     from fanfetch.core.messages import encode_job
     from fanfetch.services import enqueue_job
+    from fanfetch.settings import Settings
 
     job = _job(params)
     bodies = encode_job(job.job_id, job.groups)
@@ -128,7 +129,7 @@ def run_producer(params: ProducerParams, *, workdir: str, prefer_origin: str = "
             wall = time.monotonic() - started
             after = stub.stats()
             calls = after["calls"]["SendMessageBatch"] - before["calls"]["SendMessageBatch"]  # type: ignore[index]
-            received = int(after["messages"]) - int(before["messages"])  # type: ignore[arg-type]
+            received = int(after["messages"]) - int(before["messages"])  # type: ignore[call-overload]
             if result.messages != params.groups or received != params.groups:
                 raise ScenarioFailed(
                     f"sent {result.messages}, stub received {received}, expected {params.groups}"
@@ -137,10 +138,12 @@ def run_producer(params: ProducerParams, *, workdir: str, prefer_origin: str = "
     finally:
         stub.stop()
     latency_s = params.latency_ms / 1000
+    default = Settings().send_calls_in_flight  # FANFETCH_SEND_CALLS_IN_FLIGHT's default: what a user gets
     for in_flight, calls, wall in runs:
         ours = params.groups / wall
         table.add(
-            f"fanfetch enqueue_job (SendMessageBatch, {in_flight} in flight)",
+            f"fanfetch enqueue_job (SendMessageBatch, {in_flight} in flight"
+            + (", the default)" if in_flight == default else ")"),
             calls,
             wall,
             ours,
@@ -152,12 +155,14 @@ def run_producer(params: ProducerParams, *, workdir: str, prefer_origin: str = "
                 calls <= params.groups // 10 + 1,
             )
         )
-        table.targets.append(
-            (
-                f"{in_flight} in flight: ≥ 100× the baseline's messages/s ({ours / baseline:.0f}×)",
-                ours >= 100 * baseline,
+        # The speed target is the default's; other settings are shown for comparison only.
+        if in_flight == default or default not in params.calls_in_flight:
+            table.targets.append(
+                (
+                    f"{in_flight} in flight: ≥ 100× the baseline's messages/s ({ours / baseline:.0f}×)",
+                    ours >= 100 * baseline,
+                )
             )
-        )
     table.add(
         "baseline: SendMessage, sequential (sampled)", params.groups, params.groups / baseline, baseline, "1×"
     )

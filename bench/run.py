@@ -1,6 +1,6 @@
 """Runs the benchmark scenarios and prints each as a side-by-side table (markdown), with the machine.
 
-``python -m bench.run`` runs everything (about 10 minutes on 2 cores); ``--only small,large`` picks
+``python -m bench.run`` runs everything (about 5 minutes on 2 cores); ``--only small,large`` picks
 scenarios; ``--smoke`` runs tiny versions in seconds (what CI runs); ``--out FILE`` also writes the tables.
 """
 

@@ -30,12 +30,21 @@ class Fetcher(Protocol):
     may run past it. On a retry ``dest`` is rewound and truncated, so it always ends holding
     exactly one complete body. With a ``validator`` (the URL's ETag / Last-Modified from an
     earlier run) the request is conditional: if the origin answers 304 the result has
-    ``not_modified=True`` and ``bytes=0`` and nothing is written to ``dest``.
+    ``not_modified=True`` and ``bytes=0`` and nothing is written to ``dest``. With ``digest`` the
+    result's ``sha256`` is the sha256 of exactly the bytes left in ``dest`` (those of the final,
+    successful attempt), computed while downloading; None after a 304, or from a fetcher that
+    cannot compute it (callers then hash ``dest`` themselves).
     Raises ``fanfetch.errors.FetchError`` subclasses only.
     """
 
     def fetch(
-        self, source: Source, dest: BinaryIO, *, deadline: float | None = None, validator: Validator | None = None
+        self,
+        source: Source,
+        dest: BinaryIO,
+        *,
+        deadline: float | None = None,
+        validator: Validator | None = None,
+        digest: bool = False,
     ) -> FileResult: ...
 
 

@@ -241,6 +241,14 @@ def _hash_file(handle: BinaryIO, chunk_bytes: int) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _digest_of(part: BinaryIO, result: FileResult, chunk_bytes: int) -> tuple[str, int]:
+    """(sha256, size) of a downloaded file: the fetcher's, hashed on the way, when it gave one."""
+    if result.sha256 is None:
+        return _hash_file(part, chunk_bytes)
+    part.flush()  # the store reads it by name
+    return result.sha256, result.bytes
+
+
 class _GroupDownloadFailed(Exception):
     def __init__(self, error: BaseException, attempts: int):
         super().__init__(str(error))
@@ -259,6 +267,9 @@ def _download_all(
 ) -> list[FileResult]:
     """Fetch the group's files (or the ``only`` indices) into ``parts``; fail fast on the first error."""
     cancelled = False
+    # Files stored as they are: the fetcher hashes them while they arrive (no second read here);
+    # merged groups hash the merged output as it is written instead.
+    digest = _stored_as_is(group)
 
     def fetch_one(index: int) -> FileResult:
         if cancelled:
@@ -266,10 +277,13 @@ def _download_all(
         source = group.sources[index]
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {source.url}")
+        options: dict[str, object] = {"deadline": deadline}
         validator = validators.get(source.url)
-        if validator is None:
-            return ctx.fetcher.fetch(source, parts[index], deadline=deadline)
-        return ctx.fetcher.fetch(source, parts[index], deadline=deadline, validator=validator)  # type: ignore[call-arg]
+        if validator is not None:
+            options["validator"] = validator
+        if digest:  # only then: a fetcher without either option still serves the other groups
+            options["digest"] = True
+        return ctx.fetcher.fetch(source, parts[index], **options)  # type: ignore[arg-type]
 
     indices = list(range(len(group.sources))) if only is None else only
     futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in indices]
@@ -337,8 +351,8 @@ def _store_merged(
 ) -> GroupResult:
     with ExitStack() as stack:
         if _stored_as_is(group):  # one file, concat: the download itself is the output
-            (part,) = parts
-            digest, size = _hash_file(part, ctx.chunk_bytes)
+            (part,), (result,) = parts, results
+            digest, size = _digest_of(part, result, ctx.chunk_bytes)
             path = part.name  # type: ignore[attr-defined]
         else:
             path, raw = stack.enter_context(_spool_file(ctx, "merged-"))
@@ -368,7 +382,7 @@ def _store_each(
     entries = []
     total = 0
     for name, part, result in zip(names, parts, results, strict=True):
-        digest, _ = _hash_file(part, ctx.chunk_bytes)
+        digest, _ = _digest_of(part, result, ctx.chunk_bytes)
         part.close()
         try:
             size = ctx.store.put_file(f"{prefix}/{name}", part.name, sha256=digest,  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ class FakeClock:
 class FakeFetcher:
     """Serves bodies from a dict; a value that is an exception (or a list of them, then a body) is raised.
 
-    ``calls`` counts fetches per URL.
+    ``calls`` counts fetches per URL; ``digests`` counts fetches asked for a sha256 (``digest=True``).
     """
 
     def __init__(self, bodies: dict[str, object], *, etags: dict[str, str] | None = None):
@@ -42,14 +42,19 @@ class FakeFetcher:
         self.conditional: dict[str, int] = {}  # conditional requests per URL
         self.bytes_sent = 0
         self.etags = dict(etags or {})  # the origin's current ETag per URL (None: sends no validators)
+        self.digests: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def fetch(self, source, dest, *, deadline=None, validator=None):
+    def fetch(self, source, dest, *, deadline=None, validator=None, digest=False):
+        import hashlib
+
         from fanfetch.core.models import FileResult
 
         etag = self.etags.get(source.url)
         with self._lock:
             self.calls[source.url] = self.calls.get(source.url, 0) + 1
+            if digest:
+                self.digests[source.url] = self.digests.get(source.url, 0) + 1
             if validator is not None:
                 self.conditional[source.url] = self.conditional.get(source.url, 0) + 1
                 if etag is not None and validator.etag == etag:
@@ -61,7 +66,8 @@ class FakeFetcher:
         dest.write(step)
         with self._lock:
             self.bytes_sent += len(step)
-        return FileResult(url=source.url, bytes=len(step), attempts=1, etag=etag)
+        sha256 = hashlib.sha256(step).hexdigest() if digest else None
+        return FileResult(url=source.url, bytes=len(step), attempts=1, etag=etag, sha256=sha256)
 
 
 class MemoryStore:

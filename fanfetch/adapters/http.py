@@ -264,6 +264,7 @@ class _Body:
     etag: str | None
     last_modified: str | None
     not_modified: bool = False
+    sha256: str | None = None  # of the bytes stored, when hashed on the way
 
 
 class HttpFetcher:
@@ -335,6 +336,7 @@ class HttpFetcher:
         *,
         deadline: float | None = None,
         validator: Validator | None = None,
+        digest: bool = False,
     ) -> FileResult:
         """Download ``source`` into ``dest`` (rewound and truncated before an attempt writes).
 
@@ -346,6 +348,10 @@ class HttpFetcher:
         connections; ``attempts`` then counts every request, parts included. Raises FetchError
         subclasses only, each carrying the source URL, the last HTTP status and the attempts made;
         an ``OSError`` from writing ``dest`` (a full disk) is not the network's and propagates as is.
+
+        With ``digest`` the result's ``sha256`` is that of the bytes left in ``dest`` (the final
+        attempt's), computed while they arrive: a stream as it is written, ranged parts by a thread
+        that follows the contiguous prefix. The manifest's sha256/md5 are checked on the same pass.
         """
         settings, clock, url = self._settings, self._clock, source.url
         end = clock.monotonic() + settings.file_deadline_s
@@ -367,7 +373,7 @@ class HttpFetcher:
                 dest.seek(0)
                 dest.truncate()
             try:
-                body = self._attempt(source, dest, end, validator, ranged, extra_requests)
+                body = self._attempt(source, dest, end, validator, ranged, extra_requests, digest)
             except _DeadlinePassed:
                 raise RetryableFetchError(url, "deadline exceeded", attempts=attempts) from None
             except HostWaitTooLong as exc:
@@ -399,6 +405,7 @@ class HttpFetcher:
                 etag=body.etag,
                 last_modified=body.last_modified,
                 not_modified=body.not_modified,
+                sha256=body.sha256 if digest else None,
             )
 
     def _back_off(self, error: RetryableFetchError, attempts: int, end: float) -> None:
@@ -433,13 +440,14 @@ class HttpFetcher:
         validator: Validator | None,
         ranged: bool,
         extra_requests: list[int],
+        digest: bool,
     ) -> _Body:
         """One attempt under a watchdog alarm: follow redirects, then stream the body into ``dest``."""
         alarm = self._watchdog.arm(end - self._clock.monotonic())
         self._local.alarm = alarm
         opened: list[requests.Response] = []
         try:
-            result = self._follow_redirects(source, dest, end, opened, validator, ranged, extra_requests)
+            result = self._follow_redirects(source, dest, end, opened, validator, ranged, extra_requests, digest)
         except _SinkFailed as exc:
             alarm.disarm()
             raise exc.error from None
@@ -469,6 +477,7 @@ class HttpFetcher:
         validator: Validator | None,
         ranged: bool,
         extra_requests: list[int],
+        digest: bool,
     ) -> _Body:
         hop = source.url
         seen = {hop}
@@ -486,8 +495,8 @@ class HttpFetcher:
                         not_modified=True,
                     )
                 if ranged and self._rangeable(response):
-                    return self._receive_ranged(source, response, hop, dest, end, extra_requests)
-                return self._receive(source, response, dest)
+                    return self._receive_ranged(source, response, hop, dest, end, extra_requests, digest)
+                return self._receive(source, response, dest, digest)
             hop = _follow(source.url, hop, location, response.status_code)
             if hop in seen:
                 raise PermanentFetchError(source.url, f"redirect loop at {hop}", status=response.status_code)
@@ -539,7 +548,7 @@ class HttpFetcher:
             if release is not None:
                 release()
 
-    def _receive(self, source: Source, response: requests.Response, dest: BinaryIO) -> _Body:
+    def _receive(self, source: Source, response: requests.Response, dest: BinaryIO, digest: bool) -> _Body:
         url, status, limit = source.url, response.status_code, self._settings.max_file_bytes
         if status == 206 or not 200 <= status < 300:
             raise _status_error(url, response)
@@ -548,7 +557,7 @@ class HttpFetcher:
             raise PermanentFetchError(
                 url, f"too large: Content-Length {declared} > max_file_bytes {limit}", status=status
             )
-        hashers = _hashers(source)
+        hashers = _hashers(source, digest)
         try:
             dest.seek(0)
             dest.truncate()
@@ -572,8 +581,11 @@ class HttpFetcher:
             raise RetryableFetchError(
                 url, f"body shorter than Content-Length ({received} of {declared} bytes)", status=status
             )
-        _check_integrity(source, received, hashers, status)
-        return _Body(received, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+        digests = {name: hasher.hexdigest() for name, hasher in hashers.items()}
+        _check_integrity(source, received, digests, status)
+        return _Body(
+            received, response.headers.get("ETag"), response.headers.get("Last-Modified"), sha256=digests.get("sha256")
+        )
 
     # --- ranged downloads (issue 4 point 3) -----------------------------------------------------
 
@@ -597,22 +609,24 @@ class HttpFetcher:
         dest: BinaryIO,
         end: float,
         extra_requests: list[int],
+        digest: bool,
     ) -> _Body:
-        """Part 0 from the open probe response, the other parts over ranged requests in parallel."""
+        """Part 0 from the open probe response, the other parts over ranged requests in parallel,
+        hashed (when asked or checked) by a thread following the contiguous prefix as it grows."""
         settings, url = self._settings, source.url
         total = _content_length(probe)
         assert total is not None  # checked by _rangeable
-        hashers = _hashers(source)
+        names = _hash_names(source, digest)
         if source.size is not None and source.size != total:
             raise RetryableFetchError(
                 url, f"size mismatch: expected {source.size} bytes, got Content-Length {total}", status=200
             )
         try:
-            sink = OffsetSink.open(dest, size=total, need_read=bool(hashers))
+            sink = OffsetSink.open(dest, size=total, need_read=bool(names))
         except OSError as exc:
             raise _SinkFailed(exc) from exc
         if sink is None:  # dest takes no writes at offsets: one stream it is
-            return self._receive(source, probe, dest)
+            return self._receive(source, probe, dest, digest)
         etag, last_modified = probe.headers.get("ETag"), probe.headers.get("Last-Modified")
         connections = settings.connections_per_file
         parts = plan_parts(total, part_bytes=settings.part_bytes, connections=connections)
@@ -625,32 +639,34 @@ class HttpFetcher:
                 self._local.alarm.watch(None)
                 self._dispose(probe, True)
 
+        follower = sink.follow(parts, names, chunk_bytes=settings.chunk_bytes) if names else None
         requests_made = [0]
         try:
-            download_parts(
-                parts,
-                sink=sink,
-                connections=connections,
-                executor=self._part_pool(),
-                first=first,
-                fetch_part=lambda part: self._fetch_part(url, hop, part, sink, end, (etag, last_modified, total)),
-                back_off=lambda error, attempt: self._back_off(error, attempt, end),
-                max_attempts=settings.max_attempts,
-                requests_made=requests_made,
-            )
-        except RetryableFetchError as exc:
-            raise _PartFailed(exc) from None
+            try:
+                download_parts(
+                    parts,
+                    sink=sink,
+                    connections=connections,
+                    executor=self._part_pool(),
+                    first=first,
+                    fetch_part=lambda part: self._fetch_part(url, hop, part, sink, end, (etag, last_modified, total)),
+                    back_off=lambda error, attempt: self._back_off(error, attempt, end),
+                    max_attempts=settings.max_attempts,
+                    requests_made=requests_made,
+                )
+            except RetryableFetchError as exc:
+                raise _PartFailed(exc) from None
+            finally:
+                extra_requests[0] += requests_made[0]
+            try:
+                digests = follower.result() if follower is not None else {}  # only the tail is left to hash
+                sink.finish(total)
+            except OSError as exc:
+                raise _SinkFailed(exc) from exc
         finally:
-            extra_requests[0] += requests_made[0]
-        try:
-            sink.finish(total)
-            for chunk in sink.read_back(total, settings.chunk_bytes) if hashers else ():
-                for hasher in hashers.values():
-                    hasher.update(chunk)
-        except OSError as exc:
-            raise _SinkFailed(exc) from exc
-        _check_integrity(source, total, hashers, 206)
-        return _Body(total, etag, last_modified)
+            sink.close()  # the hasher thread never outlives this attempt
+        _check_integrity(source, total, digests, 206)
+        return _Body(total, etag, last_modified, sha256=digests.get("sha256"))
 
     def _fetch_part(
         self, url: str, hop: str, part: Part, sink: OffsetSink, end: float, expected: tuple[str | None, str | None, int]
@@ -850,26 +866,34 @@ def _retry_after(response: requests.Response) -> float | None:
     return parse_retry_after(header, now_epoch=time.time()) if header else None
 
 
-def _hashers(source: Source) -> dict[str, Any]:
+def _hash_names(source: Source, digest: bool) -> tuple[str, ...]:
+    """The hashes one pass over the body computes: the manifest's checks, plus sha256 when asked."""
+    return tuple(
+        name
+        for name, wanted in (("sha256", digest or source.sha256 is not None), ("md5", source.md5 is not None))
+        if wanted
+    )
+
+
+def _hashers(source: Source, digest: bool) -> dict[str, Any]:
     return {
         name: hashlib.new(name, usedforsecurity=False)  # integrity checks, not security (FIPS hosts)
-        for name, expected in (("sha256", source.sha256), ("md5", source.md5))
-        if expected is not None
+        for name in _hash_names(source, digest)
     }
 
 
-def _check_integrity(source: Source, received: int, hashers: dict[str, Any], status: int) -> None:
+def _check_integrity(source: Source, received: int, digests: dict[str, str], status: int) -> None:
     url = source.url
     if source.size is not None and received != source.size:
         raise RetryableFetchError(
             url, f"size mismatch: expected {source.size} bytes, got {received}", status=status
         )
-    for name, hasher in hashers.items():
+    for name, actual in digests.items():
         expected = getattr(source, name)
-        if hasher.hexdigest() != str(expected).lower():
+        if expected is not None and actual != str(expected).lower():
             raise RetryableFetchError(
                 url,
-                f"checksum mismatch: {name} expected {expected}, got {hasher.hexdigest()}",
+                f"checksum mismatch: {name} expected {expected}, got {actual}",
                 status=status,
             )
 

@@ -1,21 +1,23 @@
 """One large file over several ranged connections (issue 4 point 3): parts fetched in parallel
-and written at their offsets into ``dest``, a failed part retried alone, everything stopped at the
-first failure that is not the part's own. The HTTP specifics (requests, checks) stay in http.py.
+and written at their offsets into ``dest`` (hashed as the contiguous prefix grows), a failed part
+retried alone, everything stopped at the first failure not the part's own. HTTP stays in http.py.
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
+import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from fanfetch.core.ranges import Part
 from fanfetch.errors import RetryableFetchError
 
-__all__ = ["OffsetSink", "PartsCancelled", "download_parts"]
+__all__ = ["OffsetSink", "PartsCancelled", "PrefixDigest", "download_parts"]
 
 
 class PartsCancelled(Exception):
@@ -23,7 +25,7 @@ class PartsCancelled(Exception):
 
 
 class OffsetSink:
-    """Writes at offsets into ``dest`` from several threads, and reads the result back for checksums.
+    """Writes at offsets into ``dest`` from several threads, and reads written ranges back for checksums.
 
     A real file is written with ``os.pwrite`` on its descriptor (no shared file position, no
     lock); anything else seekable (``io.BytesIO``) through one lock around seek + write.
@@ -33,8 +35,10 @@ class OffsetSink:
         self._dest = dest
         self._fd = fd
         self._reopen = reopen  # a file opened "wb" cannot be read: open it again by name
+        self._reader: BinaryIO | None = None
         self._readable = readable
         self._lock = threading.Lock()
+        self._digest: PrefixDigest | None = None
         self.cancelled = threading.Event()
 
     @classmethod
@@ -58,48 +62,173 @@ class OffsetSink:
             _preallocate(fd, size)
         return cls(dest, fd, reopen, readable)
 
+    def follow(self, parts: tuple[Part, ...], names: Iterable[str], *, chunk_bytes: int) -> PrefixDigest:
+        """Start hashing (``names``: hashlib algorithms) what is written, as the prefix grows."""
+        self._digest = PrefixDigest(self, parts, names, chunk_bytes=chunk_bytes)
+        return self._digest
+
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         """Write ``data`` at ``offset``; raise PartsCancelled once the download is being stopped."""
         if self.cancelled.is_set():
             raise PartsCancelled()
+        digest = self._digest
+        if digest is not None:
+            digest.writing(offset)
         if self._fd is not None:
             view = memoryview(data)
+            at = offset
             while view:
-                written = os.pwrite(self._fd, view, offset)
-                view, offset = view[written:], offset + written
-            return
-        with self._lock:
-            self._dest.seek(offset)
-            self._dest.write(data)
+                written = os.pwrite(self._fd, view, at)
+                view, at = view[written:], at + written
+        else:
+            with self._lock:
+                self._dest.seek(offset)
+                self._dest.write(data)
+        if digest is not None:
+            digest.wrote(offset, len(data))
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes already written at ``offset`` (from the page cache, for a file)."""
+        if self._fd is not None and (self._readable or self._reopen is not None):
+            if not self._readable and self._reader is None:
+                assert self._reopen is not None
+                self._reader = self._reopen()
+            fd = self._fd if self._readable else self._reader.fileno()  # type: ignore[union-attr]
+            chunks = []
+            while size and (chunk := os.pread(fd, size, offset)):
+                chunks.append(chunk)
+                offset, size = offset + len(chunk), size - len(chunk)
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        if self._readable:
+            with self._lock:
+                self._dest.seek(offset)
+                return self._dest.read(size)
+        raise RuntimeError("this sink cannot be read back")
 
     def finish(self, size: int) -> None:
         """Leave ``dest`` positioned after the last byte, as a plain streamed write would."""
         self._dest.seek(size)
 
-    def read_back(self, size: int, chunk_bytes: int) -> Iterator[bytes]:
-        """The ``size`` bytes written, in order (for whole-file checksums after assembly)."""
-        if self._fd is not None and self._readable:
-            offset = 0
-            while offset < size and (chunk := os.pread(self._fd, min(chunk_bytes, size - offset), offset)):
-                offset += len(chunk)
-                yield chunk
-        elif self._reopen is not None:
-            with self._reopen() as handle:
-                while chunk := handle.read(chunk_bytes):
-                    yield chunk
-        elif self._readable:
-            offset = 0
-            while offset < size:
-                with self._lock:
-                    self._dest.seek(offset)
-                    chunk = self._dest.read(min(chunk_bytes, size - offset))
-                if not chunk:
-                    break
-                offset += len(chunk)
-                yield chunk
-            self._dest.seek(size)
-        else:
-            raise RuntimeError("this sink cannot be read back")
+    def close(self) -> None:
+        """Stop the hasher (if any) and close the reading handle; ``dest`` itself stays open."""
+        if self._digest is not None:
+            self._digest.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+class PrefixDigest:
+    """Hashes a file written at offsets by several threads, on a thread of its own that follows the
+    contiguous written prefix (each part is written front to back), so when the last byte lands only
+    what was not yet contiguous remains to hash. A part written again from its start (a retried
+    part) rolls the hashes back to that part's start: the digest is of the bytes the file ends with.
+    """
+
+    def __init__(self, sink: OffsetSink, parts: tuple[Part, ...], names: Iterable[str], *, chunk_bytes: int):
+        self._sink = sink
+        self._starts = [part.start for part in parts]
+        self._lengths = [part.length for part in parts]
+        self._size = parts[-1].stop if parts else 0
+        self._chunk_bytes = chunk_bytes
+        self._written = [0] * len(parts)  # bytes of each part written by its current attempt
+        self._frontier = 0  # index of the first part not fully written
+        self._hashed = 0  # bytes fed to the hashes
+        self._reading_to = 0  # the hasher thread may be reading bytes up to here
+        self._rollback: int | None = None  # a part start to go back to
+        hashes = {name: hashlib.new(name, usedforsecurity=False) for name in names}  # integrity, not security
+        self._checkpoints: dict[int, dict[str, Any]] = {0: hashes}  # hash states at part starts
+        self._cond = threading.Condition()
+        self._closed = False
+        self._result: dict[str, str] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fanfetch-digest", daemon=True)
+        self._thread.start()
+
+    def writing(self, offset: int) -> None:
+        """A write is about to land at ``offset``; at a part's start again, that part restarts."""
+        with self._cond:
+            index = bisect.bisect_right(self._starts, offset) - 1
+            if offset != self._starts[index] or self._written[index] == 0:
+                return
+            self._written[index] = 0
+            self._frontier = min(self._frontier, index)
+            if self._reading_to > offset:  # bytes the hasher may have seen are being replaced
+                self._rollback = offset if self._rollback is None else min(self._rollback, offset)
+
+    def wrote(self, offset: int, size: int) -> None:
+        """``size`` bytes were written at ``offset`` (the continuation of their part)."""
+        with self._cond:
+            index = bisect.bisect_right(self._starts, offset) - 1
+            self._written[index] = offset + size - self._starts[index]
+            frontier = self._frontier
+            while frontier < len(self._lengths) and self._written[frontier] >= self._lengths[frontier]:
+                frontier += 1
+            self._frontier = frontier
+            if index <= frontier:
+                self._cond.notify_all()
+
+    def result(self) -> dict[str, str]:
+        """The hex digests of the whole file, once every byte is written (waits for the tail)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._result is not None or self._error is not None or self._closed)
+            if self._error is not None:
+                raise self._error
+            if self._result is None:
+                raise RuntimeError("the digest was closed before it was complete")
+            return self._result
+
+    def close(self) -> None:
+        """Stop the hasher thread and wait for it: it never outlives the download."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _available(self) -> int:
+        if self._frontier >= len(self._starts):
+            return self._size
+        return self._starts[self._frontier] + self._written[self._frontier]
+
+    def _run(self) -> None:
+        hashes = {name: h.copy() for name, h in self._checkpoints[0].items()}
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        if self._closed:
+                            return
+                        if self._rollback is not None:
+                            self._hashed = self._reading_to = self._rollback
+                            hashes = {n: h.copy() for n, h in self._checkpoints[self._rollback].items()}
+                            self._checkpoints = {at: c for at, c in self._checkpoints.items() if at <= self._hashed}
+                            self._rollback = None
+                        if self._hashed >= self._size:
+                            self._result = {name: h.hexdigest() for name, h in hashes.items()}
+                            self._cond.notify_all()
+                            return
+                        if self._available() > self._hashed:
+                            break
+                        self._cond.wait()
+                    start = self._hashed
+                    index = bisect.bisect_right(self._starts, start) - 1
+                    stop = min(self._available(), start + self._chunk_bytes, self._starts[index] + self._lengths[index])
+                    self._reading_to = stop
+                data = self._sink.read_at(start, stop - start)
+                if len(data) != stop - start:
+                    raise OSError(errno.EIO, f"read {len(data)} of {stop - start} bytes written at {start}")
+                for h in hashes.values():
+                    h.update(data)
+                with self._cond:
+                    if self._rollback is None:  # else the bytes just read may be stale: go back first
+                        self._hashed = stop
+                        if stop < self._size and stop == self._starts[index] + self._lengths[index]:
+                            self._checkpoints[stop] = {n: h.copy() for n, h in hashes.items()}
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the result
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
 
 
 def _fileno(dest: BinaryIO) -> int | None:
@@ -140,7 +269,7 @@ def _reopener(dest: BinaryIO, fd: int) -> Callable[[], BinaryIO] | None:
             return None
     except OSError:
         return None
-    return lambda: open(name, "rb")  # noqa: SIM115 - closed by read_back
+    return lambda: open(name, "rb")  # noqa: SIM115 - closed by OffsetSink.close
 
 
 def download_parts(

@@ -75,6 +75,7 @@ class FileResult:
     etag: str | None = None
     last_modified: str | None = None
     not_modified: bool = False  # a conditional request answered 304: ``dest`` was not written
+    sha256: str | None = None  # of the bytes left in ``dest``, when the fetch was asked for a digest
 
 
 class GroupStatus(str, Enum):

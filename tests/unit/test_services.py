@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch import services
 from fanfetch.core.messages import decode_message
 from fanfetch.core.models import Group, GroupStatus, Job, MergeMode, Source
 from fanfetch.engine import NOT_STARTED, run_groups
@@ -116,3 +119,87 @@ def test_enqueue_sends_one_decodable_message_per_group():
     outcome = enqueue_job(job, queue)
     assert outcome.to_dict() == {"job_id": "j1", "groups": 2, "messages": 2}
     assert [decode_message(b).group for b in queue.bodies] == list(job.groups)
+
+
+# --- files stored as they are: the fetcher's sha256, no second read -----------------------------
+
+
+class _CheckingStore(MemoryStore):
+    """A MemoryStore that records, per key, whether the sha256 it was given is that of the file's bytes."""
+
+    def __init__(self):
+        super().__init__()
+        self.sha_right: dict[str, bool] = {}
+
+    def put_file(self, key, path, *, sha256, overwrite=False):
+        with open(path, "rb") as handle:
+            self.sha_right[key] = hashlib.sha256(handle.read()).hexdigest() == sha256
+        return super().put_file(key, path, sha256=sha256, overwrite=overwrite)
+
+
+class _NoDigestFetcher(FakeFetcher):
+    """A fetcher that takes ``digest=True`` but cannot compute it (returns sha256=None)."""
+
+    def fetch(self, source, dest, *, deadline=None, validator=None, digest=False):
+        return dataclasses.replace(super().fetch(source, dest, deadline=deadline, validator=validator), sha256=None)
+
+
+@pytest.fixture
+def hash_file_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = services._hash_file
+
+    def spy(handle, chunk_bytes):
+        calls.append(1)
+        return real(handle, chunk_bytes)
+
+    monkeypatch.setattr(services, "_hash_file", spy)
+    return calls
+
+
+def test_a_one_file_concat_group_stores_the_fetchers_sha256_without_reading_the_file_again(pool, hash_file_calls):
+    # GIVEN a one-file concat group (stored byte for byte) and a fetcher that hashes while downloading
+    body = b"station,t\n" + bytes(range(256)) * 40
+    fetcher, store = FakeFetcher({f"{H}/big.bin": body}), _CheckingStore()
+    group = _group("g", ["big.bin"], merge=MergeMode.CONCAT, key="files/big.bin")
+    # WHEN the group is processed
+    result = process_group(group, _ctx(fetcher, store, pool))
+    # THEN the fetcher was asked for a digest, and the stored object carries the sha256 of its bytes
+    assert fetcher.digests == {f"{H}/big.bin": 1}
+    assert store.objects["files/big.bin"] == body and store.sha_right == {"files/big.bin": True}
+    assert result.ok and result.sha256 == hashlib.sha256(body).hexdigest() and result.bytes == len(body)
+    # AND the service did not hash the file itself
+    assert hash_file_calls == []
+
+
+def test_merge_none_stores_each_file_with_the_fetchers_sha256(pool, hash_file_calls):
+    # GIVEN a group stored file by file
+    bodies = {f"{H}/a.csv": b"a\n1\n", f"{H}/b.csv": b"b\n2\n"}
+    fetcher, store = FakeFetcher(bodies), _CheckingStore()
+    group = _group("s", ["a.csv", "b.csv"], merge=MergeMode.NONE, key="raw/s")
+    # WHEN processed
+    result = process_group(group, _ctx(fetcher, store, pool))
+    # THEN each file and the marker's index carry the sha256 of the stored bytes, none hashed by the service
+    assert result.ok and fetcher.digests == {url: 1 for url in bodies}
+    assert store.sha_right == {"raw/s/a.csv": True, "raw/s/b.csv": True}
+    index = json.loads(store.objects[done_marker_key(group)])
+    assert [f["sha256"] for f in index["files"]] == [hashlib.sha256(b).hexdigest() for b in bodies.values()]
+    assert hash_file_calls == []
+
+
+def test_merged_groups_do_not_ask_the_fetcher_for_a_digest(pool):
+    # GIVEN a CSV group (its merged output is hashed as it is written)
+    fetcher = FakeFetcher({f"{H}/1": b"h\n1\n", f"{H}/2": b"h\n2\n"})
+    # WHEN processed / THEN no file was hashed by the fetcher
+    assert process_group(_group("s", ["1", "2"]), _ctx(fetcher, MemoryStore(), pool)).ok
+    assert fetcher.digests == {}
+
+
+def test_a_fetcher_without_a_digest_falls_back_to_hashing_the_file(pool, hash_file_calls):
+    # GIVEN a fetcher that returns no sha256 even when asked
+    body = b"x" * 5000
+    fetcher, store = _NoDigestFetcher({f"{H}/f.bin": body}), _CheckingStore()
+    group = _group("g", ["f.bin"], merge=MergeMode.CONCAT, key="files/f.bin")
+    # WHEN processed / THEN the service hashed the file itself, and stored the right sha256
+    result = process_group(group, _ctx(fetcher, store, pool))
+    assert result.ok and store.sha_right == {"files/f.bin": True} and hash_file_calls == [1]
