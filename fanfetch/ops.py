@@ -17,7 +17,7 @@ from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.core.manifest import detect_format
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import FanfetchError, InputError, ManifestError
-from fanfetch.ports import Ledger, ObjectStore
+from fanfetch.ports import JobEvents, Ledger, ObjectStore
 
 __all__ = [
     "Invoker", "InvocationFailed", "SubmitResult", "submit_manifest", "manifest_prefix",
@@ -204,6 +204,31 @@ def list_failures(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[GroupRec
         raise UnknownJob(job_id)
     failed = ledger.list_groups(job_id, status="failed")
     return job, sorted(failed, key=lambda g: g.group_id)
+
+
+def announce_job(
+    ledger: Ledger,
+    job_id: str,
+    *,
+    store_for: Callable[[str], tuple[ObjectStore, str]],
+    events: JobEvents,
+) -> JobRecord:
+    """Write a finished job's results manifest and summary again, and publish "Job Finished" again.
+
+    For the rare job whose announcement failed after its last verdict was counted (the ledger lets
+    exactly one verdict finish a job, so no redelivery retries it). ``store_for(results_location)``
+    gives the store and key to write to. Raises UnknownJob, or InputError when the job is not finished.
+    """
+    from fanfetch.jobs import finish_job
+
+    job = ledger.get_job(job_id)
+    if job is None:
+        raise UnknownJob(job_id)
+    if not job.finished:
+        raise InputError(f"job {job_id!r} is not finished: {job.done:,} of {job.total_groups:,} groups have a verdict")
+    store, key = store_for(job.results_location)
+    finish_job(job, ledger=ledger, store=store, events=events, results_key=key)
+    return job
 
 
 def watch_progress(

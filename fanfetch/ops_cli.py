@@ -29,6 +29,7 @@ from fanfetch.ops import (
     InvocationFailed,
     Invoker,
     JobProgress,
+    announce_job,
     list_failures,
     read_progress,
     submit_manifest,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not 
 
 __all__ = ["OPS_COMMANDS", "OpsDeps", "add_ops_parsers", "run_ops_command"]
 
-OPS_COMMANDS = ("submit", "status", "failures", "redrive", "worker")
+OPS_COMMANDS = ("submit", "status", "failures", "finish", "redrive", "worker")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -104,7 +105,7 @@ def _common(parser: argparse.ArgumentParser, *, stack: bool = True) -> None:
 
 
 def add_ops_parsers(subparsers: Any) -> None:
-    """Add ``submit``, ``status``, ``failures``, ``redrive`` and ``worker`` to ``fanfetch``'s subcommands."""
+    """Add ``submit``, ``status``, ``failures``, ``finish``, ``redrive`` and ``worker`` to ``fanfetch``."""
     submit = subparsers.add_parser("submit", help="upload a manifest to a deployed stack and start the job")
     submit.add_argument("manifest", help="JSON Lines, CSV or TOML job spec (a path, or s3://bucket/key)")
     submit.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
@@ -120,6 +121,11 @@ def add_ops_parsers(subparsers: Any) -> None:
     failures = subparsers.add_parser("failures", help="a job's failed groups and why they failed")
     failures.add_argument("job", help="the job id")
     _common(failures)
+
+    finish = subparsers.add_parser(
+        "finish", help="write a finished job's results again and re-publish \"Job Finished\" (if it was lost)")
+    finish.add_argument("job", help="the job id")
+    _common(finish)
 
     redrive = subparsers.add_parser("redrive", help="move the stack's dead letters back to its work queue")
     _common(redrive)
@@ -291,6 +297,29 @@ def _failures(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
+    from fanfetch.adapters.events import EventBridgeEvents
+    from fanfetch.adapters.s3 import S3Store, parse_s3_uri
+
+    stack = _stack(args, deps)
+    s3 = deps.aws("s3", args.endpoint_url)
+
+    def store_for(location: str) -> tuple[Any, str]:
+        if location.startswith("s3://"):
+            bucket, key = parse_s3_uri(location)
+            return S3Store(s3, bucket), key
+        return S3Store(s3, stack.bucket), f"_jobs/{args.job}/results.jsonl"
+
+    job = announce_job(deps.ledger(stack, args.endpoint_url), args.job, store_for=store_for,
+                       events=EventBridgeEvents(deps.aws("events", args.endpoint_url)))
+    if args.json:
+        _print_json(console, job.to_summary(results_location=job.results_location))
+    else:
+        console.print(f"job {job.job_id}: results written to {job.results_location or stack.bucket} and "
+                      f"\"Job Finished\" published again ({job.ok:,} ok, {job.failed:,} failed)", highlight=False)
+    return EXIT_OK
+
+
 def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     from fanfetch.adapters.sqs_redrive import SqsRedrive
 
@@ -335,5 +364,6 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console, OpsDeps], int]] = {
-    "submit": _submit, "status": _status, "failures": _failures, "redrive": _redrive, "worker": _worker,
+    "submit": _submit, "status": _status, "failures": _failures, "finish": _finish, "redrive": _redrive,
+    "worker": _worker,
 }

@@ -223,3 +223,34 @@ def test_a_missing_aws_region_is_a_configuration_error_not_a_traceback(monkeypat
     # WHEN an ops command needs AWS / THEN it says so with exit 2
     code, _ = _run(["redrive", "--stack", "ff"])
     assert code == 2 and "AWS configuration" in capsys.readouterr().err
+
+
+def test_finish_rewrites_the_results_and_republishes_a_lost_announcement(stack):
+    # GIVEN a finished job whose "Job Finished" never went out (EventBridge failed after the last verdict)
+    ledger = DynamoDBLedger(boto3.client("dynamodb"), "ff-ledger")
+    location = "s3://ff-bucket/out/_jobs/j9/results.jsonl"
+    ledger.open_job("j9", total_groups=2, total_files=2, results_location=location, now=1.0)
+    for gid, status in (("a", "ok"), ("b", "failed")):
+        ledger.record_group(GroupRecord(job_id="j9", group_id=gid, status=status, key=f"{gid}.csv", files=1,
+                                        error="HTTP 404" if status == "failed" else None))
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    caught = sqs.create_queue(QueueName="caught")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=caught, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="finished", EventPattern=json.dumps({"source": ["fanfetch"]}))
+    events.put_targets(Rule="finished", Targets=[{"Id": "q", "Arn": arn}])
+    # WHEN the operator runs `fanfetch finish`
+    code, out = _run(["finish", "j9", "--stack", "ff"])
+    # THEN the results manifest is where the job says, and one event went out with the job's counts
+    assert code == 0 and "published again" in out
+    lines = boto3.client("s3").get_object(Bucket="ff-bucket", Key="out/_jobs/j9/results.jsonl")["Body"].read()
+    assert sorted(json.loads(line)["group"] for line in lines.splitlines()) == ["a", "b"]
+    (message,) = sqs.receive_message(QueueUrl=caught, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    detail = json.loads(message["Body"])["detail"]
+    assert (detail["job_id"], detail["ok"], detail["failed"]) == ("j9", 1, 1)
+
+
+def test_finish_refuses_a_job_still_running(stack, capsys):
+    ledger = DynamoDBLedger(boto3.client("dynamodb"), "ff-ledger")
+    ledger.open_job("j10", total_groups=3, total_files=3, results_location="", now=1.0)
+    code, _ = _run(["finish", "j10", "--stack", "ff"])
+    assert code == 2 and "not finished" in capsys.readouterr().err
