@@ -13,9 +13,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.backoff import Backoff
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.core.ledger import JobRecord
-from fanfetch.core.retry import backoff_delay
 from fanfetch.errors import PermanentPublishError, PublishError, RetryablePublishError
 from fanfetch.ports import Clock
 
@@ -68,16 +68,10 @@ class EventBridgeEvents:
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
     ):
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self._client = client
         self.bus_name = bus_name
         self.source = source
-        self._max_attempts = max_attempts
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
-        self._clock = clock or SystemClock()
-        self._rand = rand
+        self._backoff = Backoff(max_attempts, backoff_base_s, backoff_max_s, clock or SystemClock(), rand)
 
     def job_finished(self, job: JobRecord, *, results_location: str) -> None:
         entry = {
@@ -87,7 +81,7 @@ class EventBridgeEvents:
             "EventBusName": self.bus_name,
         }
         what = f"publish {JOB_FINISHED!r} for job {job.job_id!r} on bus {self.bus_name!r}"
-        for attempt in range(1, self._max_attempts + 1):
+        for attempt in self._backoff.attempts():
             try:
                 response = self._client.put_events(Entries=[entry])
             except (ClientError, BotoCoreError) as exc:
@@ -99,11 +93,9 @@ class EventBridgeEvents:
             reason = f"{what}: entry rejected ({code}: {failed.get('ErrorMessage', '')})"
             if code in _PERMANENT_ENTRY_CODES:
                 raise PermanentPublishError(reason)
-            if attempt == self._max_attempts:
+            if self._backoff.is_last(attempt):
                 raise RetryablePublishError(f"{reason} after {attempt} attempts")
-            self._clock.sleep(
-                backoff_delay(attempt, base_s=self._backoff_base_s, max_s=self._backoff_max_s, rand=self._rand)
-            )
+            self._backoff.pause(attempt)
 
 
 def _classify(exc: BaseException, what: str) -> PublishError:

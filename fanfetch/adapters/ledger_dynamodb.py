@@ -16,9 +16,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.backoff import Backoff
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
-from fanfetch.core.retry import backoff_delay
 from fanfetch.errors import JobNotOpen, LedgerError, PermanentLedgerError, RetryableLedgerError
 from fanfetch.ports import Clock
 
@@ -109,15 +109,9 @@ class DynamoDBLedger:
         rand: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
     ):
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self._client = client
         self.table_name = table_name
-        self._max_attempts = max_attempts
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
-        self._clock = clock or SystemClock()
-        self._rand = rand
+        self._backoff = Backoff(max_attempts, backoff_base_s, backoff_max_s, clock or SystemClock(), rand)
         self._wall = wall
 
     # --- Ledger ------------------------------------------------------------------------------------
@@ -211,7 +205,7 @@ class DynamoDBLedger:
     def _transact(self, items: list[dict[str, Any]], what: str) -> tuple[bool, dict[str, Any] | None]:
         """Run a verdict transaction, retrying conflicts; ``(False, old item or None)`` when the group
         item's condition failed (the first item is always the group's)."""
-        for attempt in range(1, self._max_attempts + 1):
+        for attempt in self._backoff.attempts():
             try:
                 self._client.transact_write_items(TransactItems=items)
                 return True, None
@@ -227,15 +221,13 @@ class DynamoDBLedger:
                     raise JobNotOpen(f"{what}: the ledger has no such job") from exc
                 if not any(r in _RETRYABLE_REASONS for r in reasons):
                     raise PermanentLedgerError(f"{what}: transaction cancelled ({', '.join(reasons)})") from exc
-                if attempt == self._max_attempts:
+                if self._backoff.is_last(attempt):
                     raise RetryableLedgerError(
                         f"{what}: transaction cancelled {attempt} times ({', '.join(reasons)})"
                     ) from exc
             except BotoCoreError as exc:
                 raise classify_ledger_error(exc, what) from exc
-            self._clock.sleep(
-                backoff_delay(attempt, base_s=self._backoff_base_s, max_s=self._backoff_max_s, rand=self._rand)
-            )
+            self._backoff.pause(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _try_finish(self, record: GroupRecord) -> tuple[bool, JobRecord | None]:
@@ -246,7 +238,7 @@ class DynamoDBLedger:
         """
         what = f"finish job {record.job_id!r}"
         now = record.finished_at or self._wall()
-        for attempt in range(1, self._max_attempts + 1):
+        for attempt in self._backoff.attempts():
             try:
                 response = self._client.update_item(
                     TableName=self.table_name,
@@ -265,13 +257,11 @@ class DynamoDBLedger:
                     current = exc.response.get("Item") or self._get_job_item(record.job_id)
                     return False, None if current is None else _job_from_item(current)
                 # Another worker's verdict transaction holds the job item (botocore does not retry this).
-                if code != "TransactionConflictException" or attempt == self._max_attempts:
+                if code != "TransactionConflictException" or self._backoff.is_last(attempt):
                     raise classify_ledger_error(exc, what) from exc
             except BotoCoreError as exc:
                 raise classify_ledger_error(exc, what) from exc
-            self._clock.sleep(
-                backoff_delay(attempt, base_s=self._backoff_base_s, max_s=self._backoff_max_s, rand=self._rand)
-            )
+            self._backoff.pause(attempt)
         return True, _job_from_item(response["Attributes"])
 
     def _verdict_transaction(self, record: GroupRecord, *, replaced: GroupRecord | None = None) -> list[dict[str, Any]]:

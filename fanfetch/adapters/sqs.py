@@ -10,9 +10,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.backoff import Backoff
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.core.planning import pack_batches
-from fanfetch.core.retry import backoff_delay
 from fanfetch.errors import EnqueueError
 from fanfetch.ports import Clock
 
@@ -45,11 +45,7 @@ class SqsQueue:
         self._client = client
         self.queue_url = queue_url
         self._calls_in_flight = calls_in_flight
-        self._max_attempts = max_attempts
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
-        self._clock = clock or SystemClock()
-        self._rand = rand
+        self._backoff = Backoff(max_attempts, backoff_base_s, backoff_max_s, clock or SystemClock(), rand)
 
     def send_messages(self, bodies: Sequence[str]) -> int:
         batches = pack_batches(bodies)
@@ -77,15 +73,15 @@ class SqsQueue:
         pending = {str(i): body for i, body in enumerate(bodies)}
         sent = 0
         given_up: list[str] = []
-        for attempt in range(1, self._max_attempts + 1):
+        for attempt in self._backoff.attempts():
             entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in pending.items()]
             try:
                 response = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
                 reason = _describe(exc)
-                if reason in _PERMANENT_CODES or attempt == self._max_attempts:
+                if reason in _PERMANENT_CODES or self._backoff.is_last(attempt):
                     return sent, given_up + [reason] * len(pending)
-                self._clock.sleep(self._delay(attempt))
+                self._backoff.pause(attempt)
                 continue
             sent += len(response.get("Successful", []))
             retry: dict[str, str] = {}
@@ -98,12 +94,9 @@ class SqsQueue:
             pending = retry
             if not pending:
                 return sent, given_up
-            if attempt < self._max_attempts:
-                self._clock.sleep(self._delay(attempt))
+            if not self._backoff.is_last(attempt):
+                self._backoff.pause(attempt)
         return sent, given_up + ["still failing after retries"] * len(pending)
-
-    def _delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, base_s=self._backoff_base_s, max_s=self._backoff_max_s, rand=self._rand)
 
 
 def _describe(exc: BaseException) -> str:
