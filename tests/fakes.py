@@ -153,7 +153,7 @@ class MemoryLedger:
             def share(r):
                 if r is None:
                     return (0,) * 6
-                return (r.status == "ok", r.status != "ok", r.files, r.bytes, r.change == "changed",
+                return (r.status == "ok", r.status != "ok", r.files, r.bytes, r.change in ("changed", "new"),
                         r.change == "unchanged")
 
             names = ("ok", "failed", "files", "bytes", "changed", "unchanged")

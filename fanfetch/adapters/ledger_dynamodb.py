@@ -401,7 +401,7 @@ def _share(record: GroupRecord | None) -> dict[str, int]:
         "failed": int(not ok),
         "files": record.files,
         "bytes": record.bytes,
-        "changed": int(record.change == "changed"),
+        "changed": int(record.change in ("changed", "new")),  # written by a refresh run
         "unchanged": int(record.change == "unchanged"),
     }
 

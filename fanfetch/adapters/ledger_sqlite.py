@@ -277,7 +277,7 @@ def _share(record: GroupRecord | None) -> tuple[int, ...]:
     if record is None:
         return (0,) * len(_COUNTERS)
     ok = record.status == "ok"
-    return (int(ok), int(not ok), record.files, record.bytes, int(record.change == "changed"),
+    return (int(ok), int(not ok), record.files, record.bytes, int(record.change in ("changed", "new")),
             int(record.change == "unchanged"))
 
 

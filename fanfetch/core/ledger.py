@@ -34,7 +34,7 @@ class JobRecord:
     failed: int = 0
     files: int = 0
     bytes: int = 0
-    changed: int = 0  # incremental runs: groups rewritten because the origin changed
+    changed: int = 0  # refresh runs: groups written because the origin changed (or stored for the first time)
     unchanged: int = 0  # incremental runs: groups found unchanged (nothing rewritten)
     started_at: float = 0.0  # epoch seconds
     finished_at: float | None = None  # set once, by the call that finished the job
