@@ -9,6 +9,8 @@ import boto3
 import pytest
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.demo import expected_station_csv
+from fanfetch.demo_origin import station_year_csv
 from tests.conftest import FakeLambdaContext, load_handler
 from tests.e2e.esm import pump
 
@@ -62,3 +64,44 @@ def test_duplicate_delivery_counts_once_and_the_job_finishes_exactly_once(moto_s
     assert sorted(line["group"] for line in lines) == sorted(g["group"] for g in groups)
     (failed,) = [line for line in lines if line["status"] == "failed"]
     assert failed["group"] == "ghost" and "404" in failed["error"]
+
+
+def test_a_scheduled_refresh_rewrites_only_the_changed_station_and_counts_it(moto_server, demo_origin, monkeypatch):
+    # GIVEN a deployed-like setup and a first run of every station
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    s3.create_bucket(Bucket="fanfetch-out")
+    queue = sqs.create_queue(QueueName="work", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+    create_ledger_table(boto3.client("dynamodb"), "ledger")
+    for name, value in {"QUEUE_URL": queue, "BUCKET_NAME": "fanfetch-out", "LEDGER_TABLE": "ledger",
+                        "FANFETCH_ALLOW_HOSTS": demo_origin.host_port}.items():
+        monkeypatch.setenv(name, value)
+    template = demo_origin.url_template
+    event = {"merge": "csv", "groups": [
+        {"group": str(s.station_id), "key": f"stations/{s.station_id}.csv",
+         "urls": [template.format(station_id=s.station_id, year=y) for y in range(s.first_year, s.last_year + 1)]}
+        for s in demo_origin.stations]}
+    producer, worker = load_handler("producer"), load_handler("worker")
+    producer.handler(event, FakeLambdaContext())
+    pump(sqs, queue, worker.handler, FakeLambdaContext)
+    first_bytes = demo_origin.bytes_sent
+    etags = {s.station_id: s3.head_object(Bucket="fanfetch-out", Key=f"stations/{s.station_id}.csv")["ETag"]
+             for s in demo_origin.stations}
+    # WHEN the origin revises one station-year and the schedule's refresh event runs the job again
+    changed = demo_origin.stations[2]
+    demo_origin.revise(changed.station_id, changed.first_year)
+    second = producer.handler(dict(event, refresh=True), FakeLambdaContext())
+    pump(sqs, queue, worker.handler, FakeLambdaContext)
+    # THEN only that station's object was replaced, with the revised data
+    for station in demo_origin.stations:
+        etag = s3.head_object(Bucket="fanfetch-out", Key=f"stations/{station.station_id}.csv")["ETag"]
+        assert (etag != etags[station.station_id]) == (station is changed)
+    body = s3.get_object(Bucket="fanfetch-out", Key=f"stations/{changed.station_id}.csv")["Body"].read()
+    assert body == expected_station_csv(changed, demo_origin.versions)
+    # AND the other stations cost only 304s: the bytes moved are the changed station's years, once each
+    years = range(changed.first_year, changed.last_year + 1)
+    assert demo_origin.bytes_sent - first_bytes == sum(
+        len(station_year_csv(changed.station_id, y, demo_origin.versions.get((changed.station_id, y), 0)))
+        for y in years)
+    # AND the ledger reports 1 changed, the rest unchanged
+    job = DynamoDBLedger(boto3.client("dynamodb"), "ledger").get_job(second["job_id"])
+    assert (job.ok, job.failed, job.changed, job.unchanged, job.finished) == (5, 0, 1, 4, True)
