@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
     run.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
                      help="merge mode for groups that do not name one: csv, concat (default), none")
+    run.add_argument("--ledger", metavar="PATH", default=None,
+                     help="SQLite job ledger (report timeline, refresh validators); default DEST/_jobs/ledger.sqlite "
+                          "for a local DEST, none for s3:// unless given")
     run.add_argument("--refresh", action="store_true",
                      help="re-check groups already stored against the origin; rewrite only those that changed")
     _add_run_options(run)
@@ -104,12 +107,17 @@ class _StopFlag:
 
 def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[str], endpoint_url: str | None,
                 console: Console, quiet: bool = False, refresh: bool = False,
-                per_host_concurrency: int | None = None, per_host_rps: float | None = None) -> RunSummary:
+                per_host_concurrency: int | None = None, per_host_rps: float | None = None,
+                ledger_path: str | None = None) -> RunSummary:
     """Compose the real adapters for a local run and run ``job`` into ``dest``."""
     store = build_store(dest, endpoint_url=endpoint_url)
     spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
     # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
-    ledger = SqliteLedger(default_ledger_path(dest)) if isinstance(store, LocalStore) else None
+    if ledger_path is None and isinstance(store, LocalStore):
+        ledger_path = default_ledger_path(dest)
+    if ledger_path is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(ledger_path)), exist_ok=True)
+    ledger = SqliteLedger(ledger_path) if ledger_path is not None else None
     fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts),
                             per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir,
@@ -143,7 +151,8 @@ def _command_run(args: argparse.Namespace, console: Console) -> int:
     allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
     summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,
                           endpoint_url=args.endpoint_url, console=console, quiet=args.quiet, refresh=args.refresh,
-                          per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
+                          per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps,
+                          ledger_path=args.ledger)
     return summary.exit_code
 
 

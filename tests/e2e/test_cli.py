@@ -126,3 +126,19 @@ def test_demo_runs_the_sample_job_and_checks_its_outputs(tmp_path, capsys):
     assert code == 0
     assert "all 6 merged station files are byte-exact" in out
     assert len(list((tmp_path / "demo" / "stations").iterdir())) == 6
+
+
+@pytest.mark.slow
+def test_a_run_into_s3_can_keep_a_local_ledger_for_refresh_validators(tmp_path, demo_origin, moto_server):
+    # GIVEN an S3 destination and --ledger on this machine
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="dest")
+    ledger = tmp_path / "state" / "ledger.sqlite"
+    argv = ["run", _manifest(tmp_path, demo_origin), "--out", "s3://dest/r", "--merge", "csv", "--allow-host",
+            demo_origin.host_port, "--ledger", str(ledger), "--quiet"]
+    assert main(argv) == 0
+    before = demo_origin.bytes_sent
+    # WHEN the job is refreshed with nothing changed at the origin
+    assert main([*argv, "--refresh"]) == 0
+    # THEN the remembered validators made every request conditional: no body was sent again
+    assert ledger.exists() and demo_origin.bytes_sent == before
