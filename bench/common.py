@@ -160,3 +160,9 @@ def _scratch() -> str:
 def fanfetch_cmd(*args: str) -> list[str]:
     """``fanfetch`` as a fresh process (the whole process is what a user waits for)."""
     return [sys.executable, "-m", "fanfetch.cli", *args]
+
+
+def run_fanfetch(manifest: str, out: str, *, concurrency: int, allow_host: str) -> ChildRun:
+    """``fanfetch run MANIFEST --out OUT`` against the bench origin, as every scenario runs it; fails loudly."""
+    return run_child(fanfetch_cmd("run", manifest, "--out", out, "--concurrency", str(concurrency),
+                                  "--allow-host", allow_host, "--quiet")).check()

@@ -8,7 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from bench.common import ScenarioFailed, Table, fanfetch_cmd, run_child
+from bench.common import ScenarioFailed, Table, run_fanfetch
 from bench.data import DataSet, group_sizes, verify_outputs, write_dataset, write_manifest
 from bench.origin import start_origin
 
@@ -49,19 +49,7 @@ def run_full_scale(params: FullScaleParams, *, workdir: str, prefer_origin: str 
         write_manifest(manifest, dataset, origin.base_url)
         out = os.path.join(workdir, "out-full")
         shutil.rmtree(out, ignore_errors=True)
-        run = run_child(
-            fanfetch_cmd(
-                "run",
-                manifest,
-                "--out",
-                out,
-                "--concurrency",
-                str(params.concurrency),
-                "--allow-host",
-                origin.host_port,
-                "--quiet",
-            )
-        ).check()
+        run = run_fanfetch(manifest, out, concurrency=params.concurrency, allow_host=origin.host_port)
     checked = verify_outputs(root, out, dataset)
     results = _results(out)
     ok = sum(1 for r in results if r["status"] == "ok")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import requests
 
-from bench.common import ScenarioFailed, Table, fanfetch_cmd, run_child
+from bench.common import ScenarioFailed, Table, run_fanfetch
 from bench.origin import start_origin
 from bench.small_files import run_aria2c
 
@@ -140,11 +140,7 @@ def _one_case(
         handle.write(json.dumps({"group": "big", "urls": [url], "key": "big.bin", "merge": "concat"}) + "\n")
     out = os.path.join(workdir, f"out-large-{n}")
     shutil.rmtree(out, ignore_errors=True)
-    run = run_child(
-        fanfetch_cmd(
-            "run", manifest, "--out", out, "--concurrency", str(n), "--allow-host", host_port, "--quiet"
-        )
-    ).check()
+    run = run_fanfetch(manifest, out, concurrency=n, allow_host=host_port)
     if _sha256(os.path.join(out, "big.bin")) != expected:
         raise ScenarioFailed("fanfetch: wrong bytes")
     shutil.rmtree(out, ignore_errors=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import requests
 
-from bench.common import ScenarioFailed, Table, fanfetch_cmd, run_child
+from bench.common import ScenarioFailed, Table, run_fanfetch
 from bench.data import DataSet, group_sizes, sample_urls, verify_outputs, write_dataset, write_manifest
 from bench.origin import Origin, start_origin
 
@@ -125,19 +125,7 @@ def _one_concurrency(
     limit = concurrency / params.latency_s
     out = os.path.join(workdir, f"out-small-{concurrency}")
     shutil.rmtree(out, ignore_errors=True)
-    run = run_child(
-        fanfetch_cmd(
-            "run",
-            manifest,
-            "--out",
-            out,
-            "--concurrency",
-            str(concurrency),
-            "--allow-host",
-            origin.host_port,
-            "--quiet",
-        )
-    ).check()
+    run = run_fanfetch(manifest, out, concurrency=concurrency, allow_host=origin.host_port)
     verify_outputs(root, out, dataset)
     ours = files / run.wall_s
     aria_wall = None

@@ -13,6 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import AWS_PERMANENT_CODES
 from fanfetch.adapters.backoff import Backoff
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.core.ledger import JobRecord
@@ -25,16 +26,7 @@ EVENT_SOURCE = "fanfetch"
 JOB_FINISHED = "Job Finished"
 DEFAULT_BUS = "default"
 
-_PERMANENT_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "ResourceNotFoundException",
-        "ValidationException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "MissingAuthenticationTokenException",
-    }
-)
+_PERMANENT_CODES = AWS_PERMANENT_CODES
 # Per-entry error codes that will not clear on a retry (the rest — throttling, internal — may).
 # (documented in PutEventsResultEntry: InternalFailure and ThrottlingException are the retryable ones).
 _PERMANENT_ENTRY_CODES = frozenset(

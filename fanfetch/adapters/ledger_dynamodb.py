@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import AWS_PERMANENT_CODES
 from fanfetch.adapters.backoff import Backoff
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
@@ -42,19 +43,11 @@ _OUT_SK = "OUT"
 _MAX_ERROR_CHARS = 2000  # the error text is for humans; an item must stay far below 400 KB
 _COMPRESS_VALIDATORS_OVER_BYTES = 32 * 1024  # big groups: zlib keeps the validators well inside 400 KB
 
-_PERMANENT_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "ResourceNotFoundException",
-        "ValidationException",
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "MissingAuthenticationTokenException",
-        "ItemCollectionSizeLimitExceededException",
-        "SerializationException",
-        "IdempotentParameterMismatchException",
-    }
-)
+_PERMANENT_CODES = AWS_PERMANENT_CODES | {
+    "ItemCollectionSizeLimitExceededException",
+    "SerializationException",
+    "IdempotentParameterMismatchException",
+}
 # Per-item reasons in a TransactionCanceledException that another attempt may clear.
 _RETRYABLE_REASONS = frozenset(
     {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}

@@ -43,9 +43,10 @@ def test_a_lost_output_fails_the_scenario(tmp_path, monkeypatch):
     import bench.full_scale as full_scale
     from bench.common import ChildRun
 
-    monkeypatch.setattr(
-        full_scale, "run_child", lambda argv, **kw: ChildRun(tuple(argv), 0, 0.1, 1.0, "", "")
-    )
+    def run_that_stores_nothing(manifest, out, **kw):
+        return ChildRun(("fanfetch", "run", manifest), 0, 0.1, 1.0, "", "")
+
+    monkeypatch.setattr(full_scale, "run_fanfetch", run_that_stores_nothing)
     # WHEN the full-scale scenario checks its outputs
     # THEN it fails instead of reporting a number
     with pytest.raises(ScenarioFailed, match="output missing"):
