@@ -154,10 +154,11 @@ class _Cut:
     after_bytes: int
     send_length: bool
     rst: bool
+    headers: tuple[tuple[str, str], ...] = ()
 
     def serve(self, ex: _Exchange) -> None:
         length = len(self.body) if self.send_length else None
-        if ex.send(_head(200, length=length) + self.body[: self.after_bytes]):
+        if ex.send(_head(200, self.headers, length=length) + self.body[: self.after_bytes]):
             if self.rst:
                 ex.reset()
 
@@ -276,9 +277,12 @@ def short_body(body: bytes = b"0123456789" * 100, after_bytes: int = 100) -> Beh
     return _Cut(body, after_bytes, send_length=True, rst=False)
 
 
-def close_delimited_cut(body: bytes = b"0123456789" * 100, after_bytes: int = 100) -> Behaviour:
-    """No Content-Length (body ends at close) and the connection closes early: looks complete."""
-    return _Cut(body, after_bytes, send_length=False, rst=False)
+def close_delimited_cut(
+    body: bytes = b"0123456789" * 100, after_bytes: int = 100, headers: Mapping[str, str] | None = None
+) -> Behaviour:
+    """No Content-Length (body ends at close) and the connection closes early: looks complete.
+    ``after_bytes=len(body)`` serves a whole close-delimited body."""
+    return _Cut(body, after_bytes, send_length=False, rst=False, headers=_pairs(headers))
 
 
 def stall_after_headers(declared: int = 1000) -> Behaviour:

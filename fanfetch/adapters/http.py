@@ -32,6 +32,14 @@ from fanfetch.adapters.clock import SystemClock
 from fanfetch.adapters.guard import AddressGuard, PinnedAdapter
 from fanfetch.adapters.politeness import HostGate, HostWaitTooLong
 from fanfetch.adapters.ranged import OffsetSink, PartsCancelled, download_parts
+from fanfetch.core.encoding import (
+    ACCEPT_ENCODING,
+    CorruptEncoding,
+    StreamDecoder,
+    TruncatedEncoding,
+    UnsupportedEncoding,
+    plan_body,
+)
 from fanfetch.core.ledger import Validator
 from fanfetch.core.models import FileResult, Source
 from fanfetch.core.ranges import Part, parse_content_range, plan_parts
@@ -265,6 +273,7 @@ class _Body:
     last_modified: str | None
     not_modified: bool = False
     sha256: str | None = None  # of the bytes stored, when hashed on the way
+    content_type: str | None = None  # the response's Content-Type (csv merge refuses text/html)
 
 
 class HttpFetcher:
@@ -307,7 +316,7 @@ class HttpFetcher:
         # Requests go straight to the adapter, not through a requests.Session: no cookies are
         # kept between downloads, no proxies or ~/.netrc are read (a proxy would bypass the guard).
         self._adapter = adapter
-        self._headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"}
+        self._headers = {"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
 
     def __enter__(self) -> HttpFetcher:
         return self
@@ -406,6 +415,7 @@ class HttpFetcher:
                 last_modified=body.last_modified,
                 not_modified=body.not_modified,
                 sha256=body.sha256 if digest else None,
+                content_type=body.content_type,
             )
 
     def _back_off(self, error: RetryableFetchError, attempts: int, end: float) -> None:
@@ -557,35 +567,55 @@ class HttpFetcher:
             raise PermanentFetchError(
                 url, f"too large: Content-Length {declared} > max_file_bytes {limit}", status=status
             )
+        try:
+            plan = plan_body(url, response.headers.get("Content-Encoding"), response.headers.get("Content-Type"))
+        except UnsupportedEncoding as exc:
+            raise PermanentFetchError(url, str(exc), status=status) from None
         hashers = _hashers(source, digest)
         try:
             dest.seek(0)
             dest.truncate()
         except OSError as exc:
             raise _SinkFailed(exc) from exc
-        received = 0
-        for chunk in _chunks(response, self._settings.chunk_bytes):
-            received += len(chunk)
-            if received > limit:  # decoded bytes: a small gzip body can expand without bound
-                raise PermanentFetchError(
-                    url, f"too large: body exceeds max_file_bytes {limit}", status=status
-                )
-            try:
-                dest.write(chunk)
-            except OSError as exc:
-                raise _SinkFailed(exc) from exc
-            for hasher in hashers.values():
-                hasher.update(chunk)
-        encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
-        if declared is not None and not encoded and received != declared:
+        decoder = StreamDecoder(plan, max_out=self._settings.chunk_bytes)
+        received = wire = 0
+        try:
+            for raw in _raw_chunks(response, self._settings.chunk_bytes):
+                wire += len(raw)
+                for chunk in decoder.feed(raw):
+                    received = self._store_chunk(url, status, chunk, received, dest, hashers)
+            for chunk in decoder.finish():
+                received = self._store_chunk(url, status, chunk, received, dest, hashers)
+        except TruncatedEncoding as exc:
+            raise RetryableFetchError(url, str(exc), status=status) from None
+        except CorruptEncoding as exc:
+            raise PermanentFetchError(url, f"could not decode the body ({exc})", status=status) from None
+        if declared is not None and wire != declared:
             raise RetryableFetchError(
-                url, f"body shorter than Content-Length ({received} of {declared} bytes)", status=status
+                url, f"body shorter than Content-Length ({wire} of {declared} bytes)", status=status
             )
         digests = {name: hasher.hexdigest() for name, hasher in hashers.items()}
         _check_integrity(source, received, digests, status)
         return _Body(
-            received, response.headers.get("ETag"), response.headers.get("Last-Modified"), sha256=digests.get("sha256")
+            received, response.headers.get("ETag"), response.headers.get("Last-Modified"), sha256=digests.get("sha256"),
+            content_type=response.headers.get("Content-Type"),
         )
+
+    def _store_chunk(
+        self, url: str, status: int, chunk: bytes, received: int, dest: BinaryIO, hashers: dict[str, Any]
+    ) -> int:
+        """Write one decoded chunk; return the decoded total so far (limit checked on decoded bytes)."""
+        limit = self._settings.max_file_bytes
+        received += len(chunk)
+        if received > limit:  # decoded bytes: a small gzip body can expand without bound
+            raise PermanentFetchError(url, f"too large: body exceeds max_file_bytes {limit}", status=status)
+        try:
+            dest.write(chunk)
+        except OSError as exc:
+            raise _SinkFailed(exc) from exc
+        for hasher in hashers.values():
+            hasher.update(chunk)
+        return received
 
     # --- ranged downloads (issue 4 point 3) -----------------------------------------------------
 
@@ -666,7 +696,8 @@ class HttpFetcher:
         finally:
             sink.close()  # the hasher thread never outlives this attempt
         _check_integrity(source, total, digests, 206)
-        return _Body(total, etag, last_modified, sha256=digests.get("sha256"))
+        return _Body(total, etag, last_modified, sha256=digests.get("sha256"),
+                     content_type=probe.headers.get("Content-Type"))
 
     def _fetch_part(
         self, url: str, hop: str, part: Part, sink: OffsetSink, end: float, expected: tuple[str | None, str | None, int]
@@ -738,8 +769,9 @@ class HttpFetcher:
             alarm.watch(conn)
 
 
-def _chunks(response: requests.Response, size: int) -> Iterator[bytes]:
-    for chunk in response.iter_content(chunk_size=size):
+def _raw_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body as sent (transfer coding removed, content coding kept): fanfetch.core.encoding decodes."""
+    for chunk in response.raw.stream(size, decode_content=False):
         if chunk:
             yield chunk
 

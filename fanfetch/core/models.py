@@ -76,6 +76,7 @@ class FileResult:
     last_modified: str | None = None
     not_modified: bool = False  # a conditional request answered 304: ``dest`` was not written
     sha256: str | None = None  # of the bytes left in ``dest``, when the fetch was asked for a digest
+    content_type: str | None = None  # the origin's Content-Type for the stored body (None: not sent / 304)
 
 
 class GroupStatus(str, Enum):
