@@ -59,8 +59,12 @@ class BatchOutcome:
     verdicts: Mapping[str, Verdict]
     finish_errors: tuple[str, ...] = ()  # a finished job whose results/announcement could not be written
 
-    def settle(self, message_id: str) -> GroupResult | None:
-        """Return when the record may be deleted; raise when it must come back."""
+    def settle(self, message_id: str | None) -> GroupResult | None:
+        """Return when the record may be deleted; raise when it must come back. A record without a
+        message id cannot be named in a batch response: it was dead-lettered as poison (or, without a
+        DLQ, is left to SQS's redrive policy) and is settled as done here."""
+        if message_id is None or message_id not in self.verdicts:
+            return None
         verdict = self.verdicts[message_id]
         if not verdict.acknowledge:
             raise verdict.error or FanfetchError("unknown failure")
@@ -80,6 +84,28 @@ def _receive_count(record: Mapping[str, object]) -> int:
         return 1
 
 
+def _message_id(record: object, index: int) -> str:
+    """The record's messageId, or a stand-in (never a real SQS id) for a record that has none."""
+    message_id = record.get("messageId") if isinstance(record, Mapping) else None
+    if isinstance(message_id, str) and message_id:
+        return message_id
+    return f"no-message-id-{index}"
+
+
+def _body_of(record: object) -> str:
+    body = record.get("body", "") if isinstance(record, Mapping) else ""
+    return body if isinstance(body, str) else str(body)
+
+
+def _sendable(text: str) -> str:
+    """``text`` as SQS and S3 accept it: unpaired surrogates (which cannot be UTF-8) escaped."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def run_batch(
     records: Sequence[Mapping[str, object]],
     ctx: GroupContext,
@@ -97,10 +123,14 @@ def run_batch(
     """
     decoded: dict[str, JobMessage] = {}
     verdicts: dict[str, Verdict] = {}
-    bodies = {str(r["messageId"]): str(r.get("body", "")) for r in records}
-    for record in records:
-        message_id = str(record["messageId"])
+    ids = [_message_id(r, i) for i, r in enumerate(records)]
+    stand_ins = {m for m, r in zip(ids, records, strict=True) if _message_id(r, -1) != m}
+    by_id = dict(zip(ids, records, strict=True))
+    bodies = {m: _body_of(r) for m, r in by_id.items()}
+    for message_id in by_id:
         try:
+            if message_id in stand_ins:
+                raise MessageError("SQS record has no messageId")
             decoded[message_id] = decode_message(bodies[message_id])
         except MessageError as exc:
             record_doc = {"message_id": message_id, "error": str(exc), "error_type": type(exc).__name__}
@@ -114,7 +144,7 @@ def run_batch(
             verdicts[message_id] = Verdict(acknowledge=True, result=result)
             continue
         error = GroupFailed(result.group_id, result.error or "unknown error", retryable=result.retryable)
-        deliveries = _receive_count(next(r for r in records if str(r["messageId"]) == message_id))
+        deliveries = _receive_count(by_id[message_id])
         if result.retryable and deliveries < max_receive_count:
             verdicts[message_id] = Verdict(acknowledge=False, result=result, error=error)
             continue
@@ -164,8 +194,8 @@ def _dead_letter_or_retry(
         return Verdict(acknowledge=False, result=result, error=error)
     try:
         store.put_bytes(record_key, json.dumps(record_doc, indent=1).encode(), content_type="application/json")
-        dead_letters.dead_letter(body, {
-            "fanfetch-error": str(error)[:1000],
+        dead_letters.dead_letter(_sendable(body), {
+            "fanfetch-error": _sendable(str(error)[:1000]),
             "fanfetch-error-type": str(record_doc.get("error_type", type(error).__name__)),
             "fanfetch-failure-record": record_key,
         })

@@ -6,7 +6,8 @@
 ``urls`` (``null`` where nothing is known). ``refresh`` (optional, default false) asks the worker to
 check an existing output against the origin instead of skipping it (scheduled incremental runs).
 Decoding validates everything again: a message is input from outside the process, and a bad one
-is poison (``MessageError``), never retried.
+is poison (``MessageError``), never retried: bytes that are not UTF-8, unpaired surrogates, and
+``checks`` that are not exactly ``sha256``/``md5`` hex digests and an integer ``size`` included.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from fanfetch.core.manifest_groups import Where, read_group_id, read_hex, read_key, read_size, read_url
+from fanfetch.core.manifest_text import excerpt
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.core.validate import check_key, check_url
 from fanfetch.errors import InputError, ManifestError, MessageError
 
 __all__ = [
@@ -52,7 +54,7 @@ class JobMessage:
 
 
 def _check_record(source: Source) -> dict[str, object] | None:
-    record = {k: v for k, v in (("sha256", source.sha256), ("md5", source.md5), ("size", source.size)) if v}
+    record = {k: v for k, v in (("sha256", source.sha256), ("md5", source.md5), ("size", source.size)) if v is not None}
     return record or None
 
 
@@ -97,52 +99,91 @@ def _require(body: dict[str, object], name: str, kind: type) -> object:
     return value
 
 
-def decode_message(text: str) -> JobMessage:
+def _text(text: str | bytes | bytearray) -> str:
+    """The body as text that survives UTF-8 (S3 keys, SQS, logs); bytes must be UTF-8."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MessageError(f"message is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(text, str):
+        raise MessageError(f"message body is not text but {type(text).__name__}")
+    _encodable(text, "body")
+    return text
+
+
+def _encodable(value: str, field: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MessageError(f"message field {field!r} contains an unpaired surrogate") from None
+
+
+def decode_message(text: str | bytes) -> JobMessage:
     """Parse and validate a message body; raises MessageError (poison) on anything off."""
     try:
-        body = json.loads(text)
+        body = json.loads(_text(text))
     except (json.JSONDecodeError, TypeError) as exc:
         raise MessageError(f"message is not JSON: {exc}") from None
+    except RecursionError:
+        raise MessageError("message is not JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise MessageError("message is not a JSON object")
     version = body.get("v")
     if version != SCHEMA_VERSION:
-        raise MessageError(f"unknown message schema version {version!r} (this worker reads v{SCHEMA_VERSION})")
+        raise MessageError(f"unknown message schema version {excerpt(version)} (this worker reads v{SCHEMA_VERSION})")
     job_id = str(_require(body, "job", str))
-    group_id = str(_require(body, "group", str))
-    key = str(_require(body, "key", str))
+    _encodable(job_id, "job")
+    where = Where("message")
+    try:
+        group_id = read_group_id(_require(body, "group", str), where, "group")
+    except ManifestError as exc:
+        raise MessageError(f"{exc.field or 'group'}: {exc.problem}") from None
     urls = _require(body, "urls", list)
     assert isinstance(urls, list)
     if not urls or not all(isinstance(u, str) for u in urls):
-        raise MessageError("message field 'urls' must be a non-empty list of strings")
+        raise MessageError(f"group {group_id!r}: message field 'urls' must be a non-empty list of strings")
     try:
         merge = MergeMode.parse(str(_require(body, "merge", str)))
     except ValueError as exc:
         raise MessageError(str(exc)) from None
-    checks = body.get("checks") or [None] * len(urls)
+    checks = body.get("checks")
+    if checks is None:
+        checks = [None] * len(urls)
     if not isinstance(checks, list) or len(checks) != len(urls):
-        raise MessageError("message field 'checks' must line up with 'urls'")
+        raise MessageError(f"group {group_id!r}: message field 'checks' must be a list lining up with 'urls'")
     try:
-        check_key(key, source="message", field="key")
-        sources = tuple(_decode_source(url, check) for url, check in zip(urls, checks, strict=True))
+        key = read_key(_require(body, "key", str), where, "key")
+        sources = tuple(
+            _decode_source(url, check, Where("message", index)) for index, (url, check) in
+            enumerate(zip(urls, checks, strict=True))
+        )
     except ManifestError as exc:
-        raise MessageError(f"group {group_id!r}: {exc.field or 'field'}: {exc.problem}") from None
+        at = "" if exc.line is None else f"[{exc.line}]"
+        raise MessageError(f"group {group_id!r}: {exc.field or 'field'}{at}: {exc.problem}") from None
     refresh = body.get("refresh", False)
     if not isinstance(refresh, bool):
         raise MessageError("message field 'refresh' must be true or false")
     return JobMessage(job_id, Group(group_id=group_id, sources=sources, key=key, merge=merge), refresh=refresh)
 
 
-def _decode_source(url: str, check: object) -> Source:
-    check_url(url, source="message", field="urls")
+_CHECK_FIELDS = ("sha256", "md5", "size")
+
+
+def _decode_source(url: str, check: object, where: Where) -> Source:
+    """One URL and its integrity facts, each checked as strictly as in a manifest (never dropped)."""
+    url = read_url(url, where, "urls")
     if check is None:
         return Source(url=url)
     if not isinstance(check, dict):
-        raise MessageError("message field 'checks' entries must be objects or null")
-    size = check.get("size")
+        raise where.error("entries must be objects or null", "checks")
+    unknown = sorted(set(check) - set(_CHECK_FIELDS))
+    if unknown:
+        raise where.error(f"unknown field {excerpt(unknown[0])} (expected {', '.join(_CHECK_FIELDS)})", "checks")
+    sha256, md5, size = (check.get(name) for name in _CHECK_FIELDS)
     return Source(
         url=url,
-        sha256=check.get("sha256"),
-        md5=check.get("md5"),
-        size=int(size) if isinstance(size, int) else None,
+        sha256=None if sha256 is None else read_hex(sha256, where, "checks.sha256", "sha256"),
+        md5=None if md5 is None else read_hex(md5, where, "checks.md5", "md5"),
+        size=None if size is None else read_size(size, where, "checks.size"),
     )

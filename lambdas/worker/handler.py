@@ -37,6 +37,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error(problem)
 
     def settle(record: SQSRecord) -> object:
-        return outcome.settle(record.message_id)
+        return outcome.settle(record.get("messageId"))  # a record without one was dead-lettered as poison
 
     return process_partial_response(event=event, record_handler=settle, processor=processor, context=context)

@@ -62,3 +62,55 @@ def test_poison_messages_raise_message_error_naming_the_problem(body, reason):
     with pytest.raises(MessageError) as caught:
         decode_message(body)
     assert reason in str(caught.value)
+
+
+_GOOD = {"v": 1, "job": "j", "group": "g", "key": "k.csv", "merge": "csv", "urls": ["https://a.example/b"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"checks": [{"sha256": "not-hex"}]}, "sha256 must be 64 hex digits"),
+        ({"checks": [{"md5": "ab"}]}, "md5 must be 32 hex digits"),
+        ({"checks": [{"size": "999"}]}, "size must be a non-negative integer"),
+        ({"checks": [{"size": -1}]}, "size must be a non-negative integer"),
+        ({"checks": [{"size": True}]}, "size must be a non-negative integer"),
+        ({"checks": [{"sha1": "ab"}]}, "unknown field 'sha1'"),
+        ({"checks": ["abc"]}, "entries must be objects or null"),
+        ({"checks": {"size": 1}}, "must be a list lining up"),
+        ({"checks": [None, None]}, "must be a list lining up"),
+    ],
+)
+def test_malformed_checks_are_poison_naming_the_field(change, reason):
+    # GIVEN a message whose integrity facts are malformed (they were retried to exhaustion or dropped before)
+    body = json.dumps(_GOOD | change)
+    # WHEN decoded / THEN it is poison, the reason names the field and the URL's position
+    with pytest.raises(MessageError) as caught:
+        decode_message(body)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize("field", ["job", "group", "key"])
+def test_a_lone_surrogate_in_an_id_or_key_is_poison(field):
+    # GIVEN a JSON escape that decodes to an unpaired surrogate (it can never be UTF-8, an S3 key or a path)
+    body = json.dumps(_GOOD).replace(f'"{field}": "{_GOOD[field]}"', f'"{field}": "x\\ud800y"')
+    assert "\\ud800" in body
+    # WHEN decoded / THEN poison, naming the problem
+    with pytest.raises(MessageError) as caught:
+        decode_message(body)
+    assert "surrogate" in str(caught.value)
+
+
+def test_a_lone_surrogate_in_a_url_and_undecodable_bytes_are_poison():
+    with pytest.raises(MessageError, match="surrogate"):
+        decode_message(json.dumps(_GOOD | {"urls": ["https://a.example/\ud800"]}, ensure_ascii=True))
+    with pytest.raises(MessageError, match="not UTF-8"):
+        decode_message(json.dumps(_GOOD).encode() + b"\xff\xfe")
+    with pytest.raises(MessageError, match="surrogate"):
+        decode_message('{"v": 1, "job": "\ud800"}')  # a str that is not UTF-8-encodable at all
+
+
+def test_well_formed_checks_still_round_trip_including_a_size_of_zero():
+    group = _group(sources=(Source("https://h.example/a", size=0), Source("https://h.example/b", md5="AB" * 16)))
+    message = decode_message(encode_message("job1", group))
+    assert message.group.sources[0].size == 0 and message.group.sources[1].md5 == "ab" * 16
