@@ -56,7 +56,8 @@ def table(front: DynamoDBConflictServer) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     front.client().create_table(
         TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         BillingMode="PAY_PER_REQUEST",
     )
@@ -94,7 +95,8 @@ def _count(client: Any, table: str, pk: str) -> int | None:
 def test_a_transaction_touching_an_item_another_transaction_holds_is_cancelled_with_aws_reasons(front, gate, table):
     client = front.client()
     # GIVEN a transaction on items a and b, inside its hold
-    holder, outcome = _in_thread(lambda: client.transact_write_items(TransactItems=[_add(table, "a"), _add(table, "b")]))
+    both = [_add(table, "a"), _add(table, "b")]
+    holder, outcome = _in_thread(lambda: client.transact_write_items(TransactItems=both))
     gate.wait_until_held()
     # WHEN another transaction touches c and b
     with pytest.raises(ClientError) as caught:
@@ -175,7 +177,8 @@ def test_transactions_on_different_items_do_not_conflict_and_condition_failures_
     with pytest.raises(ClientError) as caught:
         client.transact_write_items(TransactItems=[
             _add(table, "c"),
-            {"ConditionCheck": {"TableName": table, "Key": _key("a"), "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"ConditionCheck": {"TableName": table, "Key": _key("a"),
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
         ])
     # THEN no conflict is reported; moto's own cancellation reason comes through
     assert [r["Code"] for r in caught.value.response["CancellationReasons"]] == ["None", "ConditionalCheckFailed"]
