@@ -296,7 +296,8 @@ def _download_all(
             future.cancel()
         wait(futures)
         attempts = sum(_attempts_of(f) for f in futures)
-        raise _GroupDownloadFailed(first_error, attempts)
+        # judged again once the running files ended: a 404 finishing after a 503 still makes the group permanent
+        raise _GroupDownloadFailed(_first_error(futures) or first_error, attempts)
     return [f.result() for f in futures]
 
 

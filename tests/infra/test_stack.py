@@ -467,12 +467,27 @@ def test_worker_may_read_write_consume_and_dead_letter_but_not_enqueue_or_delete
     }
 
 
+def _as_list(value: object) -> list[object]:
+    """A policy element (``Action``, ``Resource``) as a list: IAM takes a string or a list of them."""
+    return value if isinstance(value, list) else [value]
+
+
+def _wildcard_resources(statement: dict) -> list[object]:
+    """The statement's resources that are the bare wildcard, whether given as ``"*"`` or inside a list."""
+    return [r for r in _as_list(statement.get("Resource", [])) if r == "*"]
+
+
+def test_the_wildcard_check_sees_a_star_in_a_list_too() -> None:
+    for resource in ("*", ["*"], ["arn:aws:s3:::b", "*"]):
+        assert _wildcard_resources({"Resource": resource}) == ["*"], resource
+    assert _wildcard_resources({"Resource": ["arn:aws:s3:::b/*", {"Fn::GetAtt": ["Q", "Arn"]}]}) == []
+
+
 def test_no_identity_policy_uses_wildcard_actions_or_resources(template: Template) -> None:
     for policy in template.find_resources("AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert not [a for a in actions if "*" in a], statement
-            assert statement["Resource"] != "*", statement
+            assert not [a for a in _as_list(statement["Action"]) if "*" in a], statement
+            assert not _wildcard_resources(statement), statement
     for role in template.find_resources("AWS::IAM::Role").values():
         # No AWS managed policies (AWSLambdaBasicExecutionRole writes to every log group).
         assert "ManagedPolicyArns" not in role["Properties"]

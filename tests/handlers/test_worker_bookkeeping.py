@@ -1,0 +1,66 @@
+"""The worker's bookkeeping invariant: a record is acknowledged only once its verdict is in the ledger.
+A ledger outage in the middle of a batch must send exactly the uncounted records back."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from fanfetch.bootstrap import WorkerApp
+from fanfetch.core.messages import encode_message
+from fanfetch.core.models import Group, MergeMode, Source
+from fanfetch.errors import RetryableLedgerError
+from fanfetch.services import GroupContext
+from fanfetch.settings import Settings
+from fanfetch.worker import JobBook
+from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryStore, RecordingEvents
+
+JOB = "job-outage"
+
+
+class LedgerWithOutage(MemoryLedger):
+    """A MemoryLedger that refuses the verdicts of ``down_for`` groups (DynamoDB unavailable for those calls)."""
+
+    def __init__(self, down_for: set[str]):
+        super().__init__()
+        self.down_for = down_for
+
+    def record_group(self, record):
+        if record.group_id in self.down_for:
+            raise RetryableLedgerError(f"record {record.group_id}: ServiceUnavailable")
+        return super().record_group(record)
+
+
+@pytest.fixture
+def files():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        yield pool
+
+
+def _message(i: int) -> str:
+    group = Group(group_id=f"g{i}", sources=(Source(f"https://o.example/{i}"),), key=f"k/{i}.bin",
+                  merge=MergeMode.CONCAT)
+    return encode_message(JOB, group)
+
+
+def test_a_verdict_the_ledger_rejected_comes_back_and_the_counted_ones_are_acknowledged(files):
+    # GIVEN a job of three groups, all downloadable, and a ledger that is down for g1's verdict only
+    module = load_handler("worker")
+    ledger = LedgerWithOutage(down_for={"g1"})
+    ledger.open_job(JOB, total_groups=3, total_files=3, results_location="s3://b/_jobs/x/results.jsonl", now=0.0)
+    store = MemoryStore()
+    ctx = GroupContext(fetcher=FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(3)}),
+                       store=store, files=files, clock=FakeClock())
+    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
+                            book=JobBook(ledger=ledger, events=RecordingEvents(), store=store))
+    event = sqs_event([_message(i) for i in range(3)])
+    # WHEN the batch is handled
+    response = module.handler(event, FakeLambdaContext())
+    # THEN the output was stored, but the uncounted record comes back (to be counted on redelivery)
+    assert store.objects["k/1.bin"] == b"data1"
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    # AND the ledger holds exactly the two verdicts it accepted; the job is not finished
+    assert sorted(g.group_id for g in ledger.list_groups(JOB)) == ["g0", "g2"]
+    assert ledger.get_job(JOB).finished_at is None
