@@ -20,7 +20,7 @@ from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.ledger import Validator
 from fanfetch.ports import ObjectStore
 from fanfetch.services import GroupContext
-from fanfetch.settings import Settings
+from fanfetch.settings import Settings, aws_region
 from fanfetch.worker import JobBook
 
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
@@ -38,7 +38,7 @@ def aws_client(service: str, *, endpoint_url: str | None = None) -> Any:
     from botocore.config import Config
 
     config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=64)
-    return boto3.client(service, endpoint_url=endpoint_url or None, config=config)
+    return boto3.client(service, endpoint_url=endpoint_url or None, config=config, region_name=aws_region(os.environ))
 
 
 def build_fetcher(

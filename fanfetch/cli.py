@@ -22,7 +22,17 @@ from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_job
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
-from fanfetch.cli_args import merge_mode, positive_float, positive_int
+from fanfetch.cli_args import (
+    OneLineParser,
+    allow_host,
+    concurrency,
+    destination,
+    endpoint_url,
+    latency_ms,
+    merge_mode,
+    positive_float,
+    positive_int,
+)
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
@@ -30,7 +40,7 @@ from fanfetch.ops_cli import add_ops_parsers, run_ops_command
 from fanfetch.planner import add_plan_parser, command_plan
 from fanfetch.progress import ProgressView, print_summary
 from fanfetch.report_cli import add_report_parser, command_report
-from fanfetch.settings import parse_allow_hosts
+from fanfetch.settings import allow_hosts_from_env
 
 __all__ = ["main", "execute_job"]
 
@@ -38,11 +48,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=positive_int, default=32,
+    parser.add_argument("--concurrency", type=concurrency, default=32,
                         help="downloads in flight at once (default 32)")
-    parser.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+    parser.add_argument("--allow-host", type=allow_host, action="append", default=[], metavar="HOST[:PORT]",
                         help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+    parser.add_argument("--endpoint-url", type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
                         help="S3-compatible endpoint for s3:// destinations and manifests")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     _add_politeness_options(parser)
@@ -57,14 +67,14 @@ def _add_politeness_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fanfetch", description="Fan out many HTTP downloads, merge them per "
+    parser = OneLineParser(prog="fanfetch", description="Fan out many HTTP downloads, merge them per "
                                      "group, store them in a folder or S3; plan and operate the AWS deployment.")
     parser.add_argument("--version", action="version", version=f"fanfetch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a job on this machine (no AWS account needed)")
     run.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path or s3://bucket/key")
-    run.add_argument("--out", required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
+    run.add_argument("--out", type=destination, required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
     run.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
                      help="merge mode for groups that do not name one: csv, concat (default), none")
     run.add_argument("--ledger", metavar="PATH", default=None,
@@ -78,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="fanfetch-demo-output", metavar="DIR",
                       help="where the merged station files go (default ./fanfetch-demo-output)")
     demo.add_argument("--stations", type=positive_int, default=200, help="number of stations (default 200)")
-    demo.add_argument("--latency-ms", type=int, default=50, help="origin latency per request (default 50)")
-    demo.add_argument("--concurrency", type=positive_int, default=32, help="downloads in flight (default 32)")
+    demo.add_argument("--latency-ms", type=latency_ms, default=50, help="origin latency per request (default 50)")
+    demo.add_argument("--concurrency", type=concurrency, default=32, help="downloads in flight (default 32)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     _add_politeness_options(demo)
     add_plan_parser(commands)
@@ -147,8 +157,8 @@ def _command_run(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.manifest, default_merge=args.merge,
                    s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
     console.print(f"job {job.job_id}: {len(job.groups):,} groups, {job.file_count:,} files → {args.out}",
-                  highlight=False)
-    allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
+                  highlight=False, markup=False)
+    allow = list(args.allow_host) + list(allow_hosts_from_env(os.environ))
     summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,
                           endpoint_url=args.endpoint_url, console=console, quiet=args.quiet, refresh=args.refresh,
                           per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps,
@@ -180,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _command_run(args, console)
         return _command_demo(args, console)
-    except InputError as exc:
-        errors.print(f"fanfetch: error: {exc}", highlight=False, markup=False, soft_wrap=True)
+    except InputError as exc:  # one line per problem (a manifest may list up to 20)
+        for line in str(exc).splitlines() or [""]:
+            errors.print(f"fanfetch: error: {line}", highlight=False, markup=False, soft_wrap=True)
         return EXIT_USAGE
     except FanfetchError as exc:  # an operation failed (AWS, ledger, store): say what, no traceback
         errors.print(f"fanfetch: {exc}", highlight=False, markup=False, soft_wrap=True)
@@ -189,6 +200,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("fanfetch: aborted", highlight=False)
         return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback (unless asked)
+        if os.environ.get("FANFETCH_DEBUG"):
+            raise
+        if _is_aws_setup_error(exc):  # no region, no credentials, no such profile: the environment, like a flag
+            errors.print(f"fanfetch: error: AWS configuration: {exc}", highlight=False, markup=False)
+            return EXIT_USAGE
+        errors.print(f"fanfetch: {type(exc).__name__}: {exc} (FANFETCH_DEBUG=1 shows the traceback)",
+                     highlight=False, markup=False, soft_wrap=True)
+        return EXIT_FAILED
+
+
+_AWS_SETUP_ERRORS = frozenset({"NoRegionError", "NoCredentialsError", "PartialCredentialsError", "ProfileNotFound",
+                               "InvalidRegionError", "InvalidConfigError"})
+
+
+def _is_aws_setup_error(exc: BaseException) -> bool:
+    """botocore's configuration errors, by name: the CLI must start without importing botocore."""
+    return type(exc).__module__.startswith("botocore") and type(exc).__name__ in _AWS_SETUP_ERRORS
 
 
 if __name__ == "__main__":

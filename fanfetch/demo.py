@@ -66,9 +66,9 @@ def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, con
         job = load_job(spec_path, default_merge=MergeMode.CSV)
         console.print(
             f"demo: sample origin at http://{origin.host_port} ({latency_s * 1000:.0f} ms per request, "
-            f"1 URL in 40 answers 503 once); job spec {spec_path}", highlight=False)
+            f"1 URL in 40 answers 503 once); job spec {spec_path}", highlight=False, markup=False)
         console.print(f"job {job.job_id}: {len(job.groups):,} stations, {job.file_count:,} yearly CSVs → {out}",
-                      highlight=False)
+                      highlight=False, markup=False)
         summary = execute_job(job, dest=out, concurrency=concurrency, allow_hosts=[origin.host_port],
                               endpoint_url=None, console=console, quiet=quiet,
                               per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
@@ -77,13 +77,13 @@ def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, con
              if not _matches(os.path.join(out, "stations", f"{s.station_id}.csv"), expected_station_csv(s))]
     fetched = sum(1 for r in summary.results if r.ok and not r.skipped)
     console.print(f"origin served {requests:,} requests ({requests - summary.files:,} of them retries); "
-                  f"{fetched} stations fetched, {summary.skipped} already stored", highlight=False)
+                  f"{fetched} stations fetched, {summary.skipped} already stored", highlight=False, markup=False)
     if wrong:
         console.print(f"[red]{len(wrong)} merged files differ from what the origin serves: {wrong[:5]}[/]")
         return 1
     console.print(f"checked: all {len(table)} merged station files are byte-exact. "
                   f"Look at {os.path.join(out, 'stations')}/ and {os.path.join(out, summary.results_key)}",
-                  highlight=False)
+                  highlight=False, markup=False)
     return summary.exit_code
 
 

@@ -7,6 +7,7 @@ boundary, so services and handlers never see a foreign exception::
     FanfetchError
     ├── InputError                 bad manifest / spec / flag: exit 2, nothing enqueued   (permanent)
     │   └── ManifestError          names source, line and field
+    │       └── ManifestProblems   the first 20 problems of one manifest, one line each
     ├── MessageError               a queue message we cannot act on (poison)              (permanent)
     ├── FetchError                 one URL could not be downloaded; carries url, attempts, status
     │   ├── RetryableFetchError    connection refused/reset, timeouts, 429, 5xx, short body
@@ -40,6 +41,7 @@ __all__ = [
     "Permanent",
     "InputError",
     "ManifestError",
+    "ManifestProblems",
     "MessageError",
     "FetchError",
     "RetryableFetchError",
@@ -91,6 +93,21 @@ class ManifestError(InputError):
         where = source if line is None else f"{source}:{line}"
         what = problem if field is None else f"{field}: {problem}"
         super().__init__(f"{where}: {what}")
+
+
+class ManifestProblems(ManifestError):
+    """Several problems found in one pass over a manifest; ``str()`` has one ``file:line: field: problem``
+    line each (``truncated``: the pass stopped at the limit, more may follow)."""
+
+    def __init__(self, problems: list[ManifestError], *, truncated: bool):
+        first = problems[0]
+        super().__init__(first.source, first.problem, line=first.line, field=first.field)
+        self.problems = tuple(problems)
+        self.truncated = truncated
+        lines = [str(p) for p in problems]
+        if truncated:
+            lines.append(f"{first.source}: stopped after the first {len(problems)} problems; fix these and run again")
+        self.args = ("\n".join(lines),)
 
 
 class MessageError(FanfetchError, Permanent):

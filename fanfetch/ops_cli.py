@@ -20,7 +20,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from fanfetch.adapters.manifests import load_job
-from fanfetch.cli_args import merge_mode, positive_int, seconds
+from fanfetch.cli_args import (
+    allow_host,
+    concurrency,
+    destination,
+    endpoint_url,
+    merge_mode,
+    positive_float,
+    positive_int,
+    seconds,
+)
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.models import MergeMode
 from fanfetch.core.units import format_bytes
@@ -36,7 +45,7 @@ from fanfetch.ops import (
     watch_progress,
 )
 from fanfetch.ports import Ledger
-from fanfetch.settings import parse_allow_hosts
+from fanfetch.settings import allow_hosts_from_env, aws_region
 
 if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start
     from fanfetch.stack_outputs import StackOutputs
@@ -56,7 +65,7 @@ def _aws_client(service: str, endpoint_url: str | None, *, max_attempts: int | N
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
-    return boto3.client(service, endpoint_url=endpoint_url or None, config=config)
+    return boto3.client(service, endpoint_url=endpoint_url or None, config=config, region_name=aws_region(os.environ))
 
 
 def _lambda_invoker(endpoint_url: str | None) -> Invoker:
@@ -100,7 +109,7 @@ def _common(parser: argparse.ArgumentParser, *, stack: bool = True) -> None:
     if stack:
         parser.add_argument("--stack", required=True, metavar="NAME", help="the deployed stack's name")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+    parser.add_argument("--endpoint-url", type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
                         help="AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
 
 
@@ -134,8 +143,9 @@ def add_ops_parsers(subparsers: Any) -> None:
     worker.add_argument("--queue-url", required=True, help="the work queue")
     where = worker.add_mutually_exclusive_group(required=True)
     where.add_argument("--bucket", help="store outputs in this S3 bucket (as the stack's worker does)")
-    where.add_argument("--out", metavar="DEST", help="store outputs in s3://bucket/prefix or a local folder")
-    worker.add_argument("--concurrency", type=positive_int, default=16, help="downloads in flight (default 16)")
+    where.add_argument("--out", type=destination, metavar="DEST",
+                       help="store outputs in s3://bucket/prefix or a local folder")
+    worker.add_argument("--concurrency", type=concurrency, default=16, help="downloads in flight (default 16)")
     worker.add_argument("--groups-in-flight", type=positive_int, default=10,
                         help="groups of a batch processed at once (default 10)")
     worker.add_argument("--dlq-url", help="dead-letter queue for failures that cannot succeed (with reason)")
@@ -143,12 +153,12 @@ def add_ops_parsers(subparsers: Any) -> None:
                         help="the queue's redrive maxReceiveCount (default 5)")
     worker.add_argument("--per-host-concurrency", type=positive_int, default=None, metavar="N",
                         help="at most N requests in flight to any one host (default: no cap)")
-    worker.add_argument("--per-host-rps", type=float, default=None, metavar="R",
+    worker.add_argument("--per-host-rps", type=positive_float, default=None, metavar="R",
                         help="at most R requests per second to any one host, slower on 429/503 (default: no limit)")
     worker.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE") or None,
                         help="count verdicts in this DynamoDB job ledger (the stack's LedgerTableName), so "
                              "`fanfetch status` sees them and the job finishes; default $LEDGER_TABLE")
-    worker.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+    worker.add_argument("--allow-host", type=allow_host, action="append", default=[], metavar="HOST[:PORT]",
                         help="allow downloads from this otherwise refused (private/loopback) host; repeatable")
     worker.add_argument("--wait-time-s", type=_wait_time, default=20, help="long-poll wait, 0-20 (default 20)")
     worker.add_argument("--visibility-timeout-s", type=positive_int, default=None,
@@ -187,15 +197,19 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
         return EXIT_USAGE if exc.is_input_error else EXIT_FAILED
     except InputError as exc:
         errors.print(f"fanfetch: error: {exc}", highlight=False, markup=False)
+
         return EXIT_USAGE
     except FanfetchError as exc:
         errors.print(f"fanfetch: {exc}", highlight=False, markup=False)
+
         return EXIT_FAILED
     except aws_setup_errors as exc:  # no region, no credentials: the user's environment, like a bad flag
         errors.print(f"fanfetch: error: AWS configuration: {exc}", highlight=False, markup=False)
+
         return EXIT_USAGE
     except BotoCoreError as exc:  # an endpoint we could not reach, and such: adapters translate the rest
         errors.print(f"fanfetch: {type(exc).__name__}: {exc}", highlight=False, markup=False)
+
         return EXIT_FAILED
 
 
@@ -212,7 +226,7 @@ def _s3_store(client: Any, bucket: str) -> Any:
 
 
 def _print_json(console: Console, value: object) -> None:
-    console.out(json.dumps(value), highlight=False)  # one line, no markup or wrapping: for scripts
+    console.out(json.dumps(value), highlight=False, markup=False)  # one line, no markup or wrapping: for scripts
 
 
 def _submit(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
@@ -227,8 +241,10 @@ def _submit(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
         _print_json(console, dict(result.producer_response))
     else:
         console.print(f"job {result.job_id}: {result.groups:,} groups, {result.messages:,} messages enqueued "
-                      f"(manifest {result.manifest_uri})", highlight=False)
-        console.print(f"follow it: fanfetch status {result.job_id} --stack {stack.name} --watch", highlight=False)
+                      f"(manifest {result.manifest_uri})", highlight=False, markup=False)
+
+        console.print(f"follow it: fanfetch status {result.job_id} --stack {stack.name} --watch",
+            highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -254,7 +270,8 @@ def _status(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     if args.json:
         _print_json(console, progress.to_dict())
     else:
-        console.print(_describe(progress), highlight=False)
+        console.print(_describe(progress), highlight=False, markup=False)
+
     return _status_exit(progress)
 
 
@@ -286,7 +303,8 @@ def _failures(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     if args.json:
         _print_json(console, {"job_id": job.job_id, "failed": [_failure_row(g) for g in failed]})
     elif not failed:
-        console.print(f"job {job.job_id}: no failed groups ({job.ok:,} ok of {job.total_groups:,})", highlight=False)
+        console.print(f"job {job.job_id}: no failed groups ({job.ok:,} ok of {job.total_groups:,})",
+            highlight=False, markup=False)
     else:
         table = Table(title=f"job {job.job_id}: {len(failed):,} failed groups", title_justify="left")
         for column in ("group", "key", "attempts", "error"):
@@ -316,7 +334,8 @@ def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
         _print_json(console, job.to_summary(results_location=job.results_location))
     else:
         console.print(f"job {job.job_id}: results written to {job.results_location or stack.bucket} and "
-                      f"\"Job Finished\" published again ({job.ok:,} ok, {job.failed:,} failed)", highlight=False)
+                      f"\"Job Finished\" published again ({job.ok:,} ok, {job.failed:,} failed)",
+                          highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -331,12 +350,14 @@ def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
         _print_json(console, report.to_dict())
     elif report.method == "move-task":
         console.print(f"SQS is moving about {report.moved:,} messages back to the work queue (task "
-                      f"{report.task_handle})", highlight=False)
+                      f"{report.task_handle})", highlight=False, markup=False)
+
     else:
         console.print(f"moved {report.moved:,} messages back to the work queue"
                       + (f"; {report.failed:,} could not be sent and stay in the DLQ" if report.failed else "")
                       + (f"; {report.not_deleted:,} sent but not deleted (now in both queues)"
-                         if report.not_deleted else ""), highlight=False)
+                         if report.not_deleted else ""), highlight=False, markup=False)
+
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
@@ -346,7 +367,7 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     poll = PollSettings(wait_time_s=args.wait_time_s, groups_in_flight=args.groups_in_flight,
                         max_receive_count=args.max_receive_count, visibility_timeout_s=args.visibility_timeout_s,
                         max_messages=args.max_messages, idle_exit_s=args.idle_exit_s)
-    allow = tuple(args.allow_host) + parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", ""))
+    allow = tuple(args.allow_host) + allow_hosts_from_env(os.environ)
     options = WorkerOptions(queue_url=args.queue_url, dest=args.out or f"s3://{args.bucket}",
                             concurrency=args.concurrency, dlq_url=args.dlq_url, allow_hosts=allow,
                             endpoint_url=args.endpoint_url, poll=poll, ledger_table=args.ledger_table,
@@ -359,7 +380,8 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     else:
         console.print(f"worker stopped ({summary.reason}): {summary.received:,} messages in {summary.batches:,} "
                       f"batches, {summary.deleted:,} done, {summary.returned:,} returned for retry, "
-                      f"{summary.dead_lettered:,} dead-lettered", highlight=False)
+                      f"{summary.dead_lettered:,} dead-lettered", highlight=False, markup=False)
+
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fanfetch.cli_args import positive_float, positive_int
+from fanfetch.cli_args import allow_host, endpoint_url, positive_float, positive_int
 from fanfetch.core.costmodel import PRICES, RAMP_PER_MINUTE, RAMP_START, Plan, PlanInput, estimate
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import Job, MergeMode, Source
@@ -75,6 +75,7 @@ def add_plan_parser(subparsers: Any) -> None:
     )
     plan.add_argument(
         "--allow-host",
+        type=allow_host,
         action="append",
         default=[],
         metavar="HOST[:PORT]",
@@ -82,7 +83,7 @@ def add_plan_parser(subparsers: Any) -> None:
     )
     plan.add_argument(
         "--endpoint-url",
-        default=os.environ.get("AWS_ENDPOINT_URL"),
+        type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
         help="S3-compatible endpoint for an s3:// manifest",
     )
     plan.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
@@ -110,7 +111,7 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
     """
     from fanfetch.adapters.manifests import load_job
     from fanfetch.bootstrap import aws_client
-    from fanfetch.settings import parse_allow_hosts
+    from fanfetch.settings import allow_hosts_from_env
 
     job = load_job(
         args.manifest,
@@ -121,7 +122,7 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
     measured = ""
     if per_file_s is None:
         sample = [s for g in job.groups for s in g.sources][: args.sample]
-        allow = list(args.allow_host) + list(parse_allow_hosts(os.environ.get("FANFETCH_ALLOW_HOSTS", "")))
+        allow = list(args.allow_host) + list(allow_hosts_from_env(os.environ))
         try:
             per_file_s = measure_per_file_s(sample, allow_hosts=allow)
         except FetchError as exc:

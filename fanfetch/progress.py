@@ -68,12 +68,17 @@ def print_summary(summary: RunSummary, *, dest: str, console: Console, show_fail
     )
     if any(r.change for r in summary.results):
         console.print(f"refresh: {summary.changed} changed or new, {summary.unchanged} unchanged, "
-                      f"{summary.failed} failed", highlight=False)
-    console.print(f"outputs: {dest}   results: {dest.rstrip('/')}/{summary.results_key}", highlight=False)
+                      f"{summary.failed} failed", highlight=False, markup=False)
+
+    console.print(f"outputs: {dest}   results: {dest.rstrip('/')}/{summary.results_key}", highlight=False, markup=False)
+
     failures = [r for r in summary.results if not r.ok]
     for result in failures[:show_failures]:
         console.print(f"  failed {result.group_id}: {result.error}", highlight=False, markup=False)
+
     if len(failures) > show_failures:
-        console.print(f"  … and {len(failures) - show_failures} more (see the results manifest)", highlight=False)
+        console.print(f"  … and {len(failures) - show_failures} more (see the results manifest)",
+            highlight=False, markup=False)
     if summary.results_error:
-        console.print(f"[red]{summary.results_error}[/]")
+        console.print(summary.results_error, style="red", highlight=False, markup=False)
+

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
+from fanfetch.cli_args import endpoint_url
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.errors import InputError, LedgerError
 from fanfetch.ports import Ledger
@@ -39,7 +40,7 @@ def add_report_parser(subparsers: Any) -> None:
     report.add_argument("--html", metavar="FILE",
                         help=f"where to write the page (default DEST/_jobs/JOB/{REPORT_NAME}, "
                              f"or ./fanfetch-report-JOB.html with --stack)")
-    report.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+    report.add_argument("--endpoint-url", type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
                         help="with --stack: AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
 
 

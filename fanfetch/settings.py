@@ -6,17 +6,79 @@ fails at its first invocation with a message that says what to fix.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fanfetch.errors import InputError
 
-__all__ = ["Settings", "parse_allow_hosts"]
+__all__ = ["Settings", "parse_allow_hosts", "allow_hosts_from_env", "aws_region", "check_allow_host"]
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_\-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_\-]{1,63}(?<!-))*\.?\Z")
 
 
 def parse_allow_hosts(value: str) -> tuple[str, ...]:
     """``"a.example:8080, 127.0.0.1:9000"`` → ``("a.example:8080", "127.0.0.1:9000")``."""
     return tuple(h.strip() for h in value.split(",") if h.strip())
+
+
+def check_allow_host(entry: str) -> str:
+    """``host``, ``host:port`` or ``[v6]:port`` with a real host and a port 1-65535; ValueError naming
+    what is wrong. Shared by ``--allow-host`` and ``FANFETCH_ALLOW_HOSTS``."""
+    text = entry.strip()
+    port: str | None = None
+    if text.startswith("["):
+        host, close, rest = text[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise ValueError(f"{entry!r} is not host, host:port or [v6 address]:port")
+        port = rest[1:] if rest else None
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"{entry!r}: {host!r} is not an IPv6 address") from None
+    elif text.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(text.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a host: write an IPv6 address as [addr] or [addr]:port") from None
+        host = text
+    else:
+        host, _, port = text.partition(":") if ":" in text else (text, "", None)
+        if not host or not _HOSTNAME.match(host):
+            raise ValueError(f"{entry!r} does not start with a host name or IPv4 address")
+    if port is not None and (not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"{entry!r} has port {port!r}: a port is 1-65535")
+    return text
+
+
+def _allow_host_problems(entries: tuple[str, ...], name: str) -> list[str]:
+    problems = []
+    for entry in entries:
+        try:
+            check_allow_host(entry)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
+
+
+def allow_hosts_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``FANFETCH_ALLOW_HOSTS`` parsed and checked; InputError naming every bad entry."""
+    entries = parse_allow_hosts(env.get("FANFETCH_ALLOW_HOSTS", ""))
+    problems = _allow_host_problems(entries, "FANFETCH_ALLOW_HOSTS")
+    if problems:
+        raise InputError("bad configuration: " + "; ".join(problems))
+    return entries
+
+
+def aws_region(env: Mapping[str, str]) -> str | None:
+    """The region as the AWS CLI v2 and the other AWS SDKs take it: ``AWS_REGION`` first, then
+    ``AWS_DEFAULT_REGION``; None leaves it to botocore (profile, instance metadata)."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return None
 
 
 def _optional(value: float, kind: type) -> float | None:
@@ -89,6 +151,7 @@ class Settings:
             per_host_concurrency=_optional(number("FANFETCH_PER_HOST_CONCURRENCY", 0, int, 1), int),
             per_host_rps=_optional(number("FANFETCH_PER_HOST_RPS", 0.0, float, 0.001), float),
         )
+        problems += _allow_host_problems(settings.allow_hosts, "FANFETCH_ALLOW_HOSTS")
         if problems:
             raise InputError("bad configuration: " + "; ".join(problems))
         return settings

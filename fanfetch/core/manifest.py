@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from fanfetch.core.manifest_csv import read_csv
-from fanfetch.core.manifest_groups import assemble_job, derive_job_id
+from fanfetch.core.manifest_groups import Problems, assemble_job, derive_job_id
 from fanfetch.core.manifest_jsonl import read_jsonl, read_records
 from fanfetch.core.manifest_text import decode_lines
 from fanfetch.core.models import Job, MergeMode
@@ -73,15 +73,16 @@ def parse_manifest(
         fmt = detect_format(data, source=source)
     if fmt == "spec":
         return load_spec(data, source=source, read_related=read_related, default_merge=default_merge)
+    problems = Problems()  # up to MAX_PROBLEMS reported at once
     if fmt == "jsonl":
-        drafts = read_jsonl(decode_lines(data, source=source), source=source)
+        drafts = read_jsonl(decode_lines(data, source=source), source=source, problems=problems)
     elif fmt == "csv":
-        drafts = read_csv(decode_lines(data, source=source), source=source)
+        drafts = read_csv(decode_lines(data, source=source), source=source, problems=problems)
     else:
         raise ManifestError(
             source, f"unknown manifest format {fmt!r} (expected one of: {', '.join(FORMATS)})"
         )
-    return assemble_job(drafts, source=source, default_merge=default_merge)
+    return assemble_job(drafts, source=source, default_merge=default_merge, problems=problems)
 
 
 def parse_groups(
@@ -92,4 +93,6 @@ def parse_groups(
 ) -> Job:
     """Validate inline groups (``{"groups": [...]}`` in an event) by the JSON Lines rules; the
     "line" in errors is the record's 1-based position."""
-    return assemble_job(read_records(records, source=source), source=source, default_merge=default_merge)
+    problems = Problems()
+    drafts = read_records(records, source=source, problems=problems)
+    return assemble_job(drafts, source=source, default_merge=default_merge, problems=problems)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 from fanfetch.core.manifest_groups import (
     Draft,
+    Problems,
     Where,
+    note,
     read_group_id,
     read_hex,
     read_key,
@@ -90,8 +92,9 @@ def _read_header(cells: list[str], line: int, *, source: str) -> dict[str, int]:
     return {name: index for index, name in enumerate(names)}
 
 
-def read_csv(lines: Sequence[str], *, source: str) -> list[Draft]:
-    """One draft per distinct group id, in order of first appearance."""
+def read_csv(lines: Sequence[str], *, source: str, problems: Problems | None = None) -> list[Draft]:
+    """One draft per distinct group id, in order of first appearance; with ``problems`` a bad row is
+    noted and skipped (a bad header or bad quoting still stops the reading)."""
     rows = read_csv_rows(lines, source=source)
     first = next(rows, None)
     if first is None:
@@ -99,32 +102,46 @@ def read_csv(lines: Sequence[str], *, source: str) -> list[Draft]:
     header_line, header = first
     columns = _read_header(header, header_line, source=source)
     pending: dict[str, _Pending] = {}
+    incomplete: set[str] = set()
     for line, cells in rows:
-        where = Where(source, line)
-        if len(cells) != len(columns):
-            raise where.error(f"expected {len(columns)} fields ({','.join(columns)}), got {len(cells)}")
-        group_id = read_group_id(cells[columns["group"]], where)
-        group = pending.get(group_id)
-        if group is None:
-            group = pending[group_id] = _Pending(where)
-        group.sources.append(_read_source(cells, columns, where))
-        key_cell = cells[columns["key"]] if "key" in columns else ""
-        if key_cell:
-            key = read_key(key_cell, where)
-            if group.key is None:
-                group.key, group.key_line = key, line
-            elif key != group.key:
-                raise where.error(
-                    f"{excerpt(key)} differs from {excerpt(group.key)} given for group {excerpt(group_id)} "
-                    f"on line {group.key_line}; a group has one output key",
-                    "key",
-                )
+        try:
+            _read_row(cells, columns, Where(source, line), pending)
+        except ManifestError as exc:
+            note(problems, exc)
+            if len(cells) == len(columns):
+                incomplete.add(cells[columns["group"]])
+    for group_id in incomplete:  # a group missing a bad row is left out; the cross-group checks see the rest
+        pending.pop(group_id, None)
+    if not pending and problems:
+        problems.raise_if_any()
     if not pending:
         raise ManifestError(source, "no groups: the CSV has a header but no rows", line=header_line)
     return [
         Draft(group_id=group_id, sources=tuple(g.sources), key=g.key, merge=None, where=g.where)
         for group_id, g in pending.items()
     ]
+
+
+def _read_row(cells: list[str], columns: dict[str, int], where: Where, pending: dict[str, _Pending]) -> None:
+    if len(cells) != len(columns):
+        raise where.error(f"expected {len(columns)} fields ({','.join(columns)}), got {len(cells)}")
+    group_id = read_group_id(cells[columns["group"]], where)
+    source = _read_source(cells, columns, where)
+    key_cell = cells[columns["key"]] if "key" in columns else ""
+    key = read_key(key_cell, where) if key_cell else None
+    group = pending.get(group_id)
+    if group is None:
+        group = pending[group_id] = _Pending(where)
+    if key is not None:
+        if group.key is None:
+            group.key, group.key_line = key, where.line
+        elif key != group.key:
+            raise where.error(
+                f"{excerpt(key)} differs from {excerpt(group.key)} given for group {excerpt(group_id)} "
+                f"on line {group.key_line}; a group has one output key",
+                "key",
+            )
+    group.sources.append(source)
 
 
 def _read_source(cells: list[str], columns: dict[str, int], where: Where) -> Source:

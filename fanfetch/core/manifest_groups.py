@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 from fanfetch.core.manifest_text import excerpt
 from fanfetch.core.models import Group, Job, MergeMode, Source
 from fanfetch.core.validate import MAX_KEY_BYTES, check_group_id, check_key, check_url
-from fanfetch.errors import ManifestError
+from fanfetch.errors import ManifestError, ManifestProblems
 
 __all__ = [
     "MAX_URL_CHARS",
+    "MAX_PROBLEMS",
     "Draft",
+    "Problems",
     "Where",
     "assemble_job",
     "derive_job_id",
@@ -41,6 +43,42 @@ _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,7}\Z")
 _HEX_DIGITS = {"sha256": 64, "md5": 32}
 _JOB_ID_VERSION = b"fanfetch-job-v1\n"
 _MERGE_MODES = {mode.value: mode for mode in MergeMode}
+MAX_PROBLEMS = 20  # a manifest's problems reported at once: enough to see a pattern, short enough to read
+
+
+class Problems:
+    """Collects a manifest's problems so one pass reports up to ``MAX_PROBLEMS`` of them at once.
+
+    Without a collector (``None``) readers raise at the first problem, as before."""
+
+    def __init__(self, limit: int = MAX_PROBLEMS):
+        self._limit = limit
+        self._found: list[ManifestError] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._found)
+
+    def add(self, error: ManifestError) -> None:
+        self._found.append(error)
+        if len(self._found) >= self._limit:
+            raise self.error(truncated=True)
+
+    def error(self, *, truncated: bool = False) -> ManifestError:
+        ordered = sorted(self._found, key=lambda e: e.line if e.line is not None else 0)
+        if len(ordered) == 1 and not truncated:
+            return ordered[0]
+        return ManifestProblems(ordered, truncated=truncated)
+
+    def raise_if_any(self) -> None:
+        if self._found:
+            raise self.error()
+
+
+def note(problems: Problems | None, error: ManifestError) -> None:
+    """Raise ``error`` at once without a collector; else collect it (raising at the limit)."""
+    if problems is None:
+        raise error
+    problems.add(error)
 
 
 class Where(NamedTuple):
@@ -214,34 +252,51 @@ def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:
                 )
 
 
-def assemble_job(drafts: Sequence[Draft], *, source: str, default_merge: MergeMode) -> Job:
-    """The validated Job: defaults filled in, group ids and output keys unique, a deterministic id."""
+def assemble_job(
+    drafts: Sequence[Draft], *, source: str, default_merge: MergeMode, problems: Problems | None = None
+) -> Job:
+    """The validated Job: defaults filled in, group ids and output keys unique, a deterministic id.
+
+    With ``problems`` (which may already hold the readers' problems) every problem is collected and
+    raised together at the end, up to ``MAX_PROBLEMS``."""
     if not drafts:
+        if problems:
+            problems.raise_if_any()
         raise ManifestError(source, "no groups (the input is empty or has only blank and comment lines)")
     seen_ids: dict[str, Draft] = {}
     seen_keys: dict[str, tuple[Draft, Group]] = {}
     groups: list[Group] = []
+    kept: list[Draft] = []
     for draft in drafts:
         first = seen_ids.get(draft.group_id)
         if first is not None:
-            raise draft.where.error(
+            note(problems, draft.where.error(
                 f"duplicate group id {excerpt(draft.group_id)} "
                 f"(first at {first.where.describe(draft.where)})",
                 "group",
-            )
+            ))
+            continue
         seen_ids[draft.group_id] = draft
-        group = _finish(draft, default_merge)
+        try:
+            group = _finish(draft, default_merge)
+        except ManifestError as exc:
+            note(problems, exc)
+            continue
         taken = seen_keys.get(group.key)
         if taken is not None:
             other, other_group = taken
-            raise draft.where.error(
+            note(problems, draft.where.error(
                 f"output key {excerpt(group.key)} is already the key of group "
                 f"{excerpt(other_group.group_id)} ({other.where.describe(draft.where)})",
                 "key" if draft.key is not None else "group",
-            )
+            ))
+            continue
         seen_keys[group.key] = (draft, group)
         groups.append(group)
-    _check_key_layout(groups, drafts)
+        kept.append(draft)
+    if problems:
+        problems.raise_if_any()  # the layout check below needs every key: report what we have first
+    _check_key_layout(groups, kept)
     return Job(job_id=derive_job_id(groups), groups=tuple(groups))
 
 

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 
 from fanfetch.core.manifest_groups import (
     Draft,
+    Problems,
     Where,
+    note,
     read_group_id,
     read_hex,
     read_key,
@@ -49,8 +51,8 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 
 
-def read_jsonl(lines: Sequence[str], *, source: str) -> list[Draft]:
-    """One draft per non-blank, non-``#`` line."""
+def read_jsonl(lines: Sequence[str], *, source: str, problems: Problems | None = None) -> list[Draft]:
+    """One draft per non-blank, non-``#`` line; with ``problems`` a bad line is noted and skipped."""
     drafts = []
     for number, line in enumerate(lines, start=1):
         stripped = line.strip()
@@ -58,22 +60,36 @@ def read_jsonl(lines: Sequence[str], *, source: str) -> list[Draft]:
             continue
         where = Where(source, number)
         try:
-            record = _DECODER.decode(stripped)
-        except _DuplicateField as exc:
-            raise where.error("field appears twice in the same line", exc.name) from None
-        except json.JSONDecodeError as exc:
-            raise where.error(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-        except RecursionError:
-            raise where.error("invalid JSON: nested too deeply") from None
-        drafts.append(draft_from_record(record, where))
+            drafts.append(draft_from_record(_decode(stripped, where), where))
+        except ManifestError as exc:
+            note(problems, exc)
     return drafts
 
 
-def read_records(records: Sequence[Mapping[str, object]], *, source: str) -> list[Draft]:
+def _decode(text: str, where: Where) -> object:
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateField as exc:
+        raise where.error("field appears twice in the same line", exc.name) from None
+    except json.JSONDecodeError as exc:
+        raise where.error(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise where.error("invalid JSON: nested too deeply") from None
+
+
+def read_records(
+    records: Sequence[Mapping[str, object]], *, source: str, problems: Problems | None = None
+) -> list[Draft]:
     """One draft per record of an event's ``groups`` list; the "line" is the 1-based index."""
     if isinstance(records, (str, bytes)) or not isinstance(records, Sequence):
         raise ManifestError(source, "groups must be a list of objects", field="groups")
-    return [draft_from_record(record, Where(source, index)) for index, record in enumerate(records, start=1)]
+    drafts = []
+    for index, record in enumerate(records, start=1):
+        try:
+            drafts.append(draft_from_record(record, Where(source, index)))
+        except ManifestError as exc:
+            note(problems, exc)
+    return drafts
 
 
 def draft_from_record(record: object, where: Where) -> Draft:
