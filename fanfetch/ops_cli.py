@@ -226,7 +226,7 @@ def _s3_store(client: Any, bucket: str) -> Any:
 
 
 def _print_json(console: Console, value: object) -> None:
-    console.out(json.dumps(value), highlight=False, markup=False)  # one line, no markup or wrapping: for scripts
+    console.out(json.dumps(value), highlight=False)  # one line, no markup or wrapping: for scripts
 
 
 def _submit(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:

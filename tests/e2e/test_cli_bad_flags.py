@@ -79,8 +79,8 @@ def test_a_destination_with_brackets_is_printed_as_given(tmp_path, demo_origin):
     url = demo_origin.url_template.format(station_id=1007, year=1990)
     path.write_text(json.dumps({"group": "s", "urls": [url]}) + "\n")
     # WHEN it is the destination
-    ran = run_cli("run", str(path), "--out", "o[/]x", "--merge", "csv", "--allow-host", demo_origin.host_port, "--quiet",
-                  cwd=str(tmp_path))
+    ran = run_cli("run", str(path), "--out", "o[/]x", "--merge", "csv", "--allow-host", demo_origin.host_port,
+                  "--quiet", cwd=str(tmp_path))
     # THEN the run succeeds and names it verbatim
     assert ran.code == 0, ran.err
     assert "→ o[/]x" in ran.out and "outputs: o[/]x" in ran.out
