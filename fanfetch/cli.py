@@ -33,7 +33,7 @@ from fanfetch.cli_args import (
     positive_float,
     positive_int,
 )
-from fanfetch.core.models import Job, MergeMode
+from fanfetch.core.models import Job, MergeMode, OnMissing
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
 from fanfetch.ops_cli import add_ops_parsers, run_ops_command
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ledger", metavar="PATH", default=None,
                      help="SQLite job ledger (report timeline, refresh validators); default DEST/_jobs/ledger.sqlite "
                           "for a local DEST, none for s3:// unless given")
+    run.add_argument("--on-missing", choices=("fail", "skip"), default="fail",
+                     help="a 404/410 file: fail its group (default), or skip it, store the group from the rest and "
+                          "name the missing URLs in the results (groups naming on_missing keep theirs)")
     run.add_argument("--refresh", action="store_true",
                      help="re-check groups already stored against the origin; rewrite only those that changed")
     _add_run_options(run)
@@ -156,6 +159,7 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
 def _command_run(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.manifest, default_merge=args.merge,
                    s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
+    job = job.with_default_on_missing(OnMissing(args.on_missing))
     console.print(f"job {job.job_id}: {len(job.groups):,} groups, {job.file_count:,} files → {args.out}",
                   highlight=False, markup=False)
     allow = list(args.allow_host) + list(allow_hosts_from_env(os.environ))

@@ -58,6 +58,7 @@ def verdict_from_result(
         finished_at=finished_at,
         change=change,
         validators=validators,
+        missing=result.missing,
     )
 
 
@@ -75,7 +76,7 @@ def render_results(groups: Iterable[GroupRecord]) -> bytes:
                 "attempts": g.attempts,
                 "error": g.error,
                 "change": g.change,
-            },
+            } | ({"missing": list(g.missing)} if g.missing else {}),  # on_missing=skip left these out
             separators=(",", ":"),
         )
         for g in groups

@@ -25,6 +25,7 @@ from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.sqs import SqsQueue
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
+from fanfetch.core.models import OnMissing
 from fanfetch.errors import InputError
 from fanfetch.ports import Clock
 from fanfetch.services import GroupContext
@@ -49,6 +50,7 @@ class PollSettings:
     visibility_timeout_s: int | None = None  # None: the queue's own VisibilityTimeout
     max_messages: int | None = None  # stop after receiving this many (batch jobs, tests)
     idle_exit_s: float | None = None  # stop after this long without a message (batch jobs, tests)
+    on_missing: OnMissing = OnMissing.FAIL  # 404/410 files of groups whose message names no on_missing
 
     def __post_init__(self) -> None:
         problems = []
@@ -213,7 +215,8 @@ class QueuePoller:
             try:
                 outcome = run_batch(records, self._ctx, groups_in_flight=self._settings.groups_in_flight,
                                     deadline=None, dead_letters=self._dead_letters,
-                                    max_receive_count=self._settings.max_receive_count, book=self._book)
+                                    max_receive_count=self._settings.max_receive_count, book=self._book,
+                                    on_missing=self._settings.on_missing)
                 verdicts: Mapping[str, Any] = outcome.verdicts
             except Exception:  # run_batch never raises by contract; if it does, the whole batch comes back
                 _log.exception("batch failed; its messages will be delivered again")

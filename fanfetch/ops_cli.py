@@ -31,7 +31,7 @@ from fanfetch.cli_args import (
     seconds,
 )
 from fanfetch.core.ledger import GroupRecord
-from fanfetch.core.models import MergeMode
+from fanfetch.core.models import MergeMode, OnMissing
 from fanfetch.core.units import format_bytes
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.ops import (
@@ -165,6 +165,9 @@ def add_ops_parsers(subparsers: Any) -> None:
                         help="visibility kept by the heartbeat (default: the queue's)")
     worker.add_argument("--max-messages", type=positive_int, default=None,
                         help="exit after receiving this many messages")
+    worker.add_argument("--on-missing", choices=("fail", "skip"), default="fail",
+                        help="a 404/410 file of a group whose message names no on_missing: fail the group "
+                             "(default) or skip it")
     worker.add_argument("--idle-exit-s", type=seconds, default=None,
                         help="exit after this many seconds without a message")
     _common(worker, stack=False)
@@ -366,7 +369,8 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
     poll = PollSettings(wait_time_s=args.wait_time_s, groups_in_flight=args.groups_in_flight,
                         max_receive_count=args.max_receive_count, visibility_timeout_s=args.visibility_timeout_s,
-                        max_messages=args.max_messages, idle_exit_s=args.idle_exit_s)
+                        max_messages=args.max_messages, idle_exit_s=args.idle_exit_s,
+                        on_missing=OnMissing(args.on_missing))
     allow = tuple(args.allow_host) + allow_hosts_from_env(os.environ)
     options = WorkerOptions(queue_url=args.queue_url, dest=args.out or f"s3://{args.bucket}",
                             concurrency=args.concurrency, dlq_url=args.dlq_url, allow_hosts=allow,

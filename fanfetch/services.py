@@ -21,7 +21,7 @@ from typing import BinaryIO
 from fanfetch.core.ledger import Validator
 from fanfetch.core.merge import merge_streams, name_files
 from fanfetch.core.messages import encode_job
-from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode
+from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode, OnMissing
 from fanfetch.errors import (
     DeadlineExceeded,
     FanfetchError,
@@ -166,22 +166,28 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
             validators = {v.url: v for v in ctx.previous(group.key)[1]}
     except FanfetchError as exc:
         return _failed_result(group, exc, attempts=0)
+    missing: dict[int, FetchError] = {}  # on_missing=skip: files the origin says are gone (404/410)
     with ExitStack() as stack:
         parts = _open_parts(group, ctx, stack)
         try:
-            results = _download_all(group, ctx, parts, deadline, validators=validators)
+            results = _download_all(group, ctx, parts, deadline, validators=validators, missing=missing)
             unchanged = [i for i, r in enumerate(results) if r.not_modified]
             if unchanged and stored is not None and len(unchanged) == len(results):
                 attempts = sum(r.attempts for r in results)
                 return dataclasses.replace(_stored_result(group, stored, files=len(results)), attempts=attempts,
                                            skipped=False, change="unchanged", file_results=tuple(results))
             if unchanged:  # some files changed: the merge needs the unchanged ones' bytes too
-                again = _download_all(group, ctx, parts, deadline, validators={}, only=unchanged)
+                again = _download_all(group, ctx, parts, deadline, validators={}, only=unchanged, missing=missing)
                 for index, result in zip(unchanged, again, strict=True):
                     results[index] = dataclasses.replace(result, attempts=result.attempts + results[index].attempts)
         except _GroupDownloadFailed as failed:
             return _failed_result(group, failed.error, attempts=failed.attempts)
         attempts = sum(r.attempts for r in results)
+        if missing:
+            if len(missing) == len(results):
+                return _failed_result(group, _all_missing(group, missing), attempts=attempts)
+            present = [i for i in range(len(results)) if i not in missing]
+            parts, results = [parts[i] for i in present], [results[i] for i in present]
         replace = refresh and stored is not None
         try:
             if group.merge is MergeMode.NONE:
@@ -200,6 +206,8 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
             return _failed_result(group, exc, attempts=attempts)
         if refresh and result.change is None:
             result = dataclasses.replace(result, change="changed" if stored is not None else "new")
+        if missing:
+            result = dataclasses.replace(result, missing=tuple(e.url for _, e in sorted(missing.items())))
         return result
 
 
@@ -264,8 +272,12 @@ def _download_all(
     *,
     validators: Mapping[str, Validator],
     only: list[int] | None = None,
+    missing: dict[int, FetchError] | None = None,
 ) -> list[FileResult]:
-    """Fetch the group's files (or the ``only`` indices) into ``parts``; fail fast on the first error."""
+    """Fetch the group's files (or the ``only`` indices) into ``parts``; fail fast on the first error.
+
+    With ``on_missing=skip`` a 404/410 is not an error: it is recorded in ``missing`` (by index) and the
+    file's result is empty; every other failure (5xx, network) still fails the group."""
     cancelled = False
     # Files stored as they are: the fetcher hashes them while they arrive (no second read here);
     # merged groups hash the merged output as it is written instead.
@@ -283,7 +295,13 @@ def _download_all(
             options["validator"] = validator
         if digest:  # only then: a fetcher without either option still serves the other groups
             options["digest"] = True
-        return ctx.fetcher.fetch(source, parts[index], **options)  # type: ignore[arg-type]
+        try:
+            return ctx.fetcher.fetch(source, parts[index], **options)  # type: ignore[arg-type]
+        except PermanentFetchError as exc:
+            if missing is None or group.on_missing is not OnMissing.SKIP or exc.status not in MISSING_STATUSES:
+                raise
+            missing[index] = exc
+            return FileResult(source.url, 0, exc.attempts)
 
     indices = list(range(len(group.sources))) if only is None else only
     futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in indices]
@@ -299,6 +317,16 @@ def _download_all(
         # judged again once the running files ended: a 404 finishing after a 503 still makes the group permanent
         raise _GroupDownloadFailed(_first_error(futures) or first_error, attempts)
     return [f.result() for f in futures]
+
+
+MISSING_STATUSES = frozenset({404, 410})  # what on_missing=skip leaves out; 5xx and network failures still fail
+
+
+def _all_missing(group: Group, missing: Mapping[int, FetchError]) -> PermanentFetchError:
+    urls = [e.url for _, e in sorted(missing.items())]
+    shown = ", ".join(urls[:3]) + (f" and {len(urls) - 3} more" if len(urls) > 3 else "")
+    status = next(iter(missing.values())).status
+    return PermanentFetchError(urls[0], f"every file of the group is missing (HTTP 404/410): {shown}", status=status)
 
 
 class _Cancelled(Exception):
@@ -379,7 +407,7 @@ def _store_each(
     overwrite: bool = False,
 ) -> GroupResult:
     prefix = group.key.rstrip("/")
-    names = name_files(group.urls)
+    names = name_files([r.url for r in results])  # the files stored (on_missing=skip leaves some out)
     entries = []
     total = 0
     for name, part, result in zip(names, parts, results, strict=True):

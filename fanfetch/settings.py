@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fanfetch.errors import InputError
 
@@ -105,6 +105,7 @@ class Settings:
     ledger_table: str = ""  # LEDGER_TABLE: the job ledger (DynamoDB); empty: no job bookkeeping
     event_bus_name: str = "default"  # EVENT_BUS_NAME: where "job finished" is published
     send_calls_in_flight: int = 16  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
+    on_missing: str = "fail"  # FANFETCH_ON_MISSING: fail | skip, for groups whose message names no on_missing
 
     @property
     def output_key_prefix(self) -> str:
@@ -152,6 +153,11 @@ class Settings:
             per_host_rps=_optional(number("FANFETCH_PER_HOST_RPS", 0.0, float, 0.001), float),
         )
         problems += _allow_host_problems(settings.allow_hosts, "FANFETCH_ALLOW_HOSTS")
+        on_missing = env.get("FANFETCH_ON_MISSING", "").strip() or cls.on_missing
+        if on_missing not in ("fail", "skip"):
+            problems.append(f"FANFETCH_ON_MISSING={on_missing!r} must be fail or skip")
+        else:
+            settings = replace(settings, on_missing=on_missing)
         if problems:
             raise InputError("bad configuration: " + "; ".join(problems))
         return settings

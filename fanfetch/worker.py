@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from fanfetch.core.messages import JobMessage, decode_message
-from fanfetch.core.models import GroupResult
+from fanfetch.core.models import GroupResult, OnMissing
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError, GroupFailed, MessageError
 from fanfetch.jobs import settle_outcome, verdict_from_result
@@ -115,6 +115,7 @@ def run_batch(
     dead_letters: DeadLetters | None = None,
     max_receive_count: int = 5,
     book: JobBook | None = None,
+    on_missing: OnMissing = OnMissing.FAIL,
 ) -> BatchOutcome:
     """Process the groups of a batch concurrently and decide each record's fate; never raises.
 
@@ -137,7 +138,8 @@ def run_batch(
             verdicts[message_id] = _dead_letter_or_retry(
                 dead_letters, ctx.store, bodies[message_id], exc, f"_jobs/_poison/{message_id}.json", record_doc)
     ids = list(decoded)
-    results = run_groups([decoded[i].group for i in ids], ctx, group_workers=groups_in_flight, deadline=deadline,
+    groups = [decoded[i].group.with_default_on_missing(on_missing) for i in ids]  # the message's own policy wins
+    results = run_groups(groups, ctx, group_workers=groups_in_flight, deadline=deadline,
                          refresh=[decoded[i].refresh for i in ids])
     for message_id, result in zip(ids, results, strict=True):
         if result.ok:

@@ -103,6 +103,7 @@ class FanfetchStack(Stack):
             reserved_concurrency=cfg.worker_reserved_concurrency,
             per_host_concurrency=cfg.per_host_concurrency,
             per_host_rps=cfg.per_host_rps,
+            on_missing=cfg.on_missing,
         )
 
         # Grants. The event source mapping grants the worker its queue consume permissions; the worker

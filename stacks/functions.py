@@ -154,6 +154,7 @@ class WorkerFunction(FanfetchFunction):
         reserved_concurrency: int | None,
         per_host_concurrency: int | None = None,
         per_host_rps: float | None = None,
+        on_missing: str = "fail",
     ) -> None:
         politeness = {}  # per-host limits, per invocation; fleet-wide bound = max concurrency x these
         if per_host_concurrency is not None:
@@ -178,6 +179,7 @@ class WorkerFunction(FanfetchFunction):
                 "OUTPUT_PREFIX": output_prefix,
                 "FANFETCH_CONCURRENCY": str(download_concurrency),
                 "FANFETCH_ALLOW_HOSTS": allow_hosts,
+                "FANFETCH_ON_MISSING": on_missing,  # groups that name no on_missing of their own
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
                 **politeness,

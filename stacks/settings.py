@@ -74,6 +74,7 @@ class StackSettings:
     schedule_expression: str | None = None
     schedule_manifest: str | None = None
     alarm_email: str | None = None
+    on_missing: str = "fail"  # FANFETCH_ON_MISSING: 404/410 files of groups that name no on_missing
 
     def __post_init__(self) -> None:
         problems = _find_problems(self)
@@ -144,6 +145,7 @@ _CONTEXT_KEYS: dict[str, str] = {
     "schedule_expression": "scheduleExpression",
     "schedule_manifest": "scheduleManifest",
     "alarm_email": "alarmEmail",
+    "on_missing": "onMissing",
 }
 
 # field name -> (low, high) inclusive, for the integer settings
@@ -222,6 +224,13 @@ def _parse_hosts(value: object) -> str:
     return ",".join(hosts)
 
 
+def _parse_on_missing(value: object) -> str:
+    text = _parse_str(value).lower()
+    if text not in ("fail", "skip"):
+        raise ValueError("expected fail or skip")
+    return text
+
+
 _PARSERS: dict[str, Callable[[object], object]] = {
     **{name: _parse_int for name in _INT_RANGES},
     "worker_reserved_concurrency": _parse_optional_int,
@@ -234,6 +243,7 @@ _PARSERS: dict[str, Callable[[object], object]] = {
     "schedule_expression": _parse_optional_str,
     "schedule_manifest": _parse_optional_str,
     "alarm_email": _parse_optional_str,
+    "on_missing": _parse_on_missing,
 }
 
 

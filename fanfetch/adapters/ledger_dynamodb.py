@@ -366,6 +366,8 @@ def _group_item(record: GroupRecord) -> dict[str, Any]:
         item["change"] = _s(record.change)
     if record.validators:
         item["validators"] = _pack_validators(record.validators)
+    if record.missing:  # on_missing=skip: the URLs left out (404/410)
+        item["missing"] = {"L": [_s(url) for url in record.missing]}
     return item
 
 
@@ -427,6 +429,7 @@ def _group_from_item(item: Mapping[str, Any]) -> GroupRecord:
         finished_at=float(item["finished_at"]["N"]) if "finished_at" in item else 0.0,
         change=_opt_s(item, "change"),
         validators=_unpack_validators(item.get("validators")),
+        missing=tuple(str(entry["S"]) for entry in item.get("missing", {}).get("L", [])),
     )
 
 

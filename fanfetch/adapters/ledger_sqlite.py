@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS groups (
     finished_at REAL NOT NULL,
     change TEXT,
     validators TEXT NOT NULL,
+    missing TEXT,
     PRIMARY KEY (job_id, group_id)
 );
 CREATE TABLE IF NOT EXISTS outputs (
@@ -72,7 +73,7 @@ _JOB_COLUMNS = (
 )
 _GROUP_COLUMNS = (
     "job_id, group_id, status, key, files, bytes, sha256, attempts, error, started_at, finished_at, change, "
-    "validators"
+    "validators, missing"
 )
 
 
@@ -213,19 +214,22 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")  # readers (`fanfetch status`) never block the workers
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of the process
     conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+    if "missing" not in columns:  # a ledger written before on_missing existed
+        conn.execute("ALTER TABLE groups ADD COLUMN missing TEXT")
     return conn
 
 
 def _insert_group(conn: sqlite3.Connection, record: GroupRecord) -> bool:
     cursor = conn.execute(
-        f"INSERT OR IGNORE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR IGNORE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         _group_row(record),
     )
     return cursor.rowcount == 1
 
 
 def _replace_group(conn: sqlite3.Connection, record: GroupRecord) -> None:
-    conn.execute(f"REPLACE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute(f"REPLACE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  _group_row(record))
 
 
@@ -251,6 +255,7 @@ def _group_row(record: GroupRecord) -> tuple[object, ...]:
         record.finished_at,
         record.change,
         _pack_validators(record.validators),
+        json.dumps(list(record.missing)) if record.missing else None,
     )
 
 
@@ -303,7 +308,8 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
 
 
 def _group_from_row(row: tuple[object, ...]) -> GroupRecord:
-    (job, group, status, key, files, nbytes, sha256, attempts, error, started, finished, change, validators) = row
+    (job, group, status, key, files, nbytes, sha256, attempts, error, started, finished, change, validators,
+     missing) = row
     return GroupRecord(
         job_id=str(job),
         group_id=str(group),
@@ -318,6 +324,7 @@ def _group_from_row(row: tuple[object, ...]) -> GroupRecord:
         finished_at=float(finished),  # type: ignore[arg-type]
         change=None if change is None else str(change),
         validators=_unpack_validators(str(validators)),
+        missing=tuple(json.loads(str(missing))) if missing else (),
     )
 
 

@@ -86,6 +86,7 @@ class GroupRecord:
     finished_at: float = 0.0  # epoch seconds
     change: str | None = None  # incremental runs: "changed" | "unchanged"; None otherwise
     validators: tuple[Validator, ...] = ()
+    missing: tuple[str, ...] = ()  # on_missing=skip: URLs left out because the origin answered 404/410
 
 
 @dataclass(frozen=True)

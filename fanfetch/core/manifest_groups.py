@@ -14,7 +14,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from fanfetch.core.manifest_text import excerpt
-from fanfetch.core.models import Group, Job, MergeMode, Source
+from fanfetch.core.models import Group, Job, MergeMode, OnMissing, Source
 from fanfetch.core.validate import MAX_KEY_BYTES, check_group_id, check_key, check_url
 from fanfetch.errors import ManifestError, ManifestProblems
 
@@ -30,6 +30,7 @@ __all__ = [
     "read_hex",
     "read_key",
     "read_merge",
+    "read_on_missing",
     "read_size",
     "read_url",
 ]
@@ -106,6 +107,7 @@ class Draft(NamedTuple):
     key: str | None
     merge: MergeMode | None
     where: Where
+    on_missing: OnMissing | None = None  # not given: the run's default (--on-missing) applies
 
 
 def _require_text(value: object, where: Where, field: str, what: str) -> str:
@@ -169,6 +171,16 @@ def read_merge(value: object, where: Where, field: str = "merge") -> MergeMode:
         raise where.error(f"unknown merge mode {excerpt(value)} (expected one of: {names})", field) from None
 
 
+def read_on_missing(value: object, where: Where, field: str = "on_missing") -> OnMissing:
+    """The missing-file policy named ``value``: "fail" or "skip"."""
+    if isinstance(value, str):
+        try:
+            return OnMissing.parse(value)
+        except ValueError:
+            pass
+    raise where.error(f"must be \"fail\" or \"skip\", got {excerpt(value)}", field)
+
+
 def read_hex(value: object, where: Where, field: str, algorithm: str) -> str:
     """A lowercase hex digest of the right length for ``algorithm`` (sha256 or md5)."""
     digits = _HEX_DIGITS[algorithm]
@@ -208,7 +220,7 @@ def _finish(draft: Draft, default_merge: MergeMode) -> Group:
         key = draft.key
     if merge is MergeMode.NONE and not key.endswith("/"):
         key += "/"  # a folder: the group's files are stored under <key>/<filename>
-    return Group(group_id=draft.group_id, sources=draft.sources, key=key, merge=merge)
+    return Group(group_id=draft.group_id, sources=draft.sources, key=key, merge=merge, on_missing=draft.on_missing)
 
 
 def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:

@@ -1,7 +1,8 @@
 """JSON Lines manifests (one group per line) and inline event groups: the same record rules.
 
 ``{"group": "50430", "urls": ["https://...", {"url": "https://...", "sha256": "..."}], "key": "...",
-"merge": "csv"}``; ``key`` and ``merge`` are optional, unknown fields are errors.
+"merge": "csv", "on_missing": "skip"}``; ``key``, ``merge`` and ``on_missing`` are optional, unknown fields
+are errors.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fanfetch.core.manifest_groups import (
     read_hex,
     read_key,
     read_merge,
+    read_on_missing,
     read_size,
     read_url,
 )
@@ -26,7 +28,7 @@ from fanfetch.errors import ManifestError
 
 __all__ = ["FIELDS", "read_jsonl", "read_records", "draft_from_record"]
 
-FIELDS = ("group", "urls", "key", "merge")
+FIELDS = ("group", "urls", "key", "merge", "on_missing")
 _URL_FIELDS = ("url", "sha256", "md5", "size")
 _FIELD_SET = frozenset(FIELDS)
 
@@ -118,6 +120,7 @@ def draft_from_record(record: object, where: Where) -> Draft:
         key=None if key is None else read_key(key, where),
         merge=None if merge is None else read_merge(merge, where),
         where=where,
+        on_missing=None if record.get("on_missing") is None else read_on_missing(record["on_missing"], where),
     )
 
 

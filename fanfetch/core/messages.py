@@ -3,7 +3,9 @@
 ``{"v": 1, "job": ..., "group": ..., "key": ..., "merge": "csv", "urls": [...], "checks": [...],
 "refresh": true}``
 ``checks`` is present only when the manifest gave a sha256/md5/size for some URL; it lines up with
-``urls`` (``null`` where nothing is known). ``refresh`` (optional, default false) asks the worker to
+``urls`` (``null`` where nothing is known). ``on_missing`` ("fail" | "skip", optional) is the
+group's own missing-file policy; absent, the worker's default applies (``FANFETCH_ON_MISSING``).
+``refresh`` (optional, default false) asks the worker to
 check an existing output against the origin instead of skipping it (scheduled incremental runs).
 Decoding validates everything again: a message is input from outside the process, and a bad one
 is poison (``MessageError``), never retried: bytes that are not UTF-8, unpaired surrogates, and
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 from fanfetch.core.manifest_groups import Where, read_group_id, read_hex, read_key, read_size, read_url
 from fanfetch.core.manifest_text import excerpt
-from fanfetch.core.models import Group, MergeMode, Source
+from fanfetch.core.models import Group, MergeMode, OnMissing, Source
 from fanfetch.errors import InputError, ManifestError, MessageError
 
 __all__ = [
@@ -71,6 +73,8 @@ def encode_message(job_id: str, group: Group, *, max_bytes: int = SQS_MAX_MESSAG
     checks = [_check_record(s) for s in group.sources]
     if any(checks):
         body["checks"] = checks
+    if group.on_missing is not None:
+        body["on_missing"] = group.on_missing.value
     if refresh:
         body["refresh"] = True
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
@@ -164,7 +168,14 @@ def decode_message(text: str | bytes) -> JobMessage:
     refresh = body.get("refresh", False)
     if not isinstance(refresh, bool):
         raise MessageError("message field 'refresh' must be true or false")
-    return JobMessage(job_id, Group(group_id=group_id, sources=sources, key=key, merge=merge), refresh=refresh)
+    on_missing = body.get("on_missing")
+    if on_missing is not None:
+        try:
+            on_missing = OnMissing.parse(on_missing if isinstance(on_missing, str) else repr(on_missing))
+        except ValueError as exc:
+            raise MessageError(f"group {group_id!r}: message field 'on_missing': {exc}") from None
+    group = Group(group_id=group_id, sources=sources, key=key, merge=merge, on_missing=on_missing)
+    return JobMessage(job_id, group, refresh=refresh)
 
 
 _CHECK_FIELDS = ("sha256", "md5", "size")

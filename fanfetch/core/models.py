@@ -6,10 +6,10 @@ the services and both entry points.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
-__all__ = ["MergeMode", "Source", "Group", "Job", "FileResult", "GroupStatus", "GroupResult"]
+__all__ = ["MergeMode", "OnMissing", "Source", "Group", "Job", "FileResult", "GroupStatus", "GroupResult"]
 
 
 class MergeMode(str, Enum):
@@ -27,6 +27,21 @@ class MergeMode(str, Enum):
         except ValueError:
             names = ", ".join(m.value for m in cls)
             raise ValueError(f"unknown merge mode {value!r} (expected one of: {names})") from None
+
+
+class OnMissing(str, Enum):
+    """What a 404/410 file does to its group."""
+
+    FAIL = "fail"  # the group fails (the default: a missing file is an error)
+    SKIP = "skip"  # the file is left out, the group stored from the rest and its results name the missing URLs
+
+    @classmethod
+    def parse(cls, value: str) -> OnMissing:
+        """Return the policy named ``value``; raise ValueError listing the valid names."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown on_missing {value!r} (expected one of: fail, skip)") from None
 
 
 @dataclass(frozen=True)
@@ -47,10 +62,15 @@ class Group:
     sources: tuple[Source, ...]
     key: str  # output key relative to the destination / OUTPUT_PREFIX; validated safe
     merge: MergeMode
+    on_missing: OnMissing | None = None  # None: not given; the run's default applies (--on-missing, else fail)
 
     @property
     def urls(self) -> tuple[str, ...]:
         return tuple(s.url for s in self.sources)
+
+    def with_default_on_missing(self, default: OnMissing) -> Group:
+        """This group with ``on_missing`` filled in from the run's default when the manifest gave none."""
+        return self if self.on_missing is not None else replace(self, on_missing=default)
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,10 @@ class Job:
     @property
     def file_count(self) -> int:
         return sum(len(g.sources) for g in self.groups)
+
+    def with_default_on_missing(self, default: OnMissing) -> Job:
+        """Every group's ``on_missing`` filled in from ``default`` where the manifest gave none."""
+        return replace(self, groups=tuple(g.with_default_on_missing(default) for g in self.groups))
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,7 @@ class GroupResult:
     change: str | None = None  # refresh runs: "new" | "changed" | "unchanged"; None for plain runs
     started_at: float = 0.0  # epoch seconds (wall clock), for reports
     finished_at: float = 0.0  # epoch seconds (wall clock)
+    missing: tuple[str, ...] = ()  # on_missing=skip: URLs left out because the origin answered 404/410
     file_results: tuple[FileResult, ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -122,4 +147,4 @@ class GroupResult:
             "change": self.change,
             "started_at": round(self.started_at, 3),
             "finished_at": round(self.finished_at, 3),
-        }
+        } | ({"missing": list(self.missing)} if self.missing else {})  # on_missing=skip left these out

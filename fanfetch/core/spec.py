@@ -39,6 +39,7 @@ from fanfetch.core.manifest_groups import (
     read_group_id,
     read_key,
     read_merge,
+    read_on_missing,
     read_url,
 )
 from fanfetch.core.manifest_text import decode_lines, decode_text, excerpt
@@ -49,7 +50,7 @@ __all__ = ["MAX_SPEC_URLS", "load_spec", "parse_spec"]
 
 # A guard against a typo such as ``to = 20200`` turning one spec into a billion requests.
 MAX_SPEC_URLS = 5_000_000
-_SECTIONS = {"job": ("url", "group", "key", "merge"), "table": ("path", "rows"), "expand": ()}
+_SECTIONS = {"job": ("url", "group", "key", "merge", "on_missing"), "table": ("path", "rows"), "expand": ()}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\Z")
 _TOML_HEADER = re.compile(r"\s*\[+\s*([^\[\]]+?)\s*\]")
@@ -172,6 +173,9 @@ def _expand(
     _check_names(templates, axes, columns, at)
     url, group, key = templates[0], templates[1], (templates[2] if len(templates) > 2 else None)
     drafts = list(_draft_groups(rows, axes, url, group, key, merge))
+    if "on_missing" in job:
+        policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing")
+        drafts = [draft._replace(on_missing=policy) for draft in drafts]
     return assemble_job(drafts, source=source, default_merge=default_merge)
 
 

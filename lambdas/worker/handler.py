@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from fanfetch.bootstrap import WorkerApp, build_worker_app
+from fanfetch.core.models import OnMissing
 from fanfetch.observability import log_group_result, make_logger, make_metrics, record_group_metrics
 from fanfetch.worker import run_batch
 
@@ -27,7 +28,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = _app.ctx.clock.monotonic() + remaining_s - _app.settings.deadline_reserve_s
     outcome = run_batch(event.get("Records", []), _app.ctx, groups_in_flight=_app.settings.groups_in_flight,
                         deadline=deadline, dead_letters=_app.dead_letters,
-                        max_receive_count=_app.settings.max_receive_count, book=_app.book)
+                        max_receive_count=_app.settings.max_receive_count, book=_app.book,
+                        on_missing=OnMissing(_app.settings.on_missing))
     for verdict in outcome.verdicts.values():
         if verdict.result is not None:
             log_group_result(logger, verdict.result, job_id=verdict.job_id or "",

@@ -216,6 +216,7 @@ def test_worker_environment(template: Template, default_stack: FanfetchStack) ->
                     "OUTPUT_PREFIX": "",
                     "FANFETCH_CONCURRENCY": "16",
                     "FANFETCH_ALLOW_HOSTS": "",
+                    "FANFETCH_ON_MISSING": "fail",
                     "POWERTOOLS_SERVICE_NAME": "fanfetch",
                     "POWERTOOLS_METRICS_NAMESPACE": "fanfetch",
                 }
@@ -503,6 +504,16 @@ def test_per_host_politeness_reaches_the_worker_only_when_configured(synth: Call
     for function in synth().find_resources("AWS::Lambda::Function").values():
         variables = function["Properties"].get("Environment", {}).get("Variables", {})
         assert "FANFETCH_PER_HOST_RPS" not in variables and "FANFETCH_PER_HOST_CONCURRENCY" not in variables
+
+
+def test_on_missing_reaches_the_worker_from_context_and_a_bad_value_is_named(synth: Callable[..., Template]) -> None:
+    # GIVEN onMissing=skip in context / THEN the worker's environment carries it
+    template = synth({"onMissing": "skip"})
+    template.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like(
+        {"FANFETCH_ON_MISSING": "skip"})}})
+    # AND a value that is neither fail nor skip stops synth, naming the key
+    with pytest.raises(Exception, match="onMissing"):
+        synth({"onMissing": "ignore"})
 
 
 def test_a_bad_politeness_value_is_named(synth: Callable[..., Template]) -> None:

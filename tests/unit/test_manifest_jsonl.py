@@ -75,7 +75,7 @@ def test_event_groups_follow_the_same_rules_with_the_index_as_line() -> None:
     [
         pytest.param(
             {"group": "a", "urls": ["https://h.example/x"], "merg": "csv"},
-            "m.jsonl:2: merg: unknown field (expected: group, urls, key, merge)",
+            "m.jsonl:2: merg: unknown field (expected: group, urls, key, merge, on_missing)",
             id="unknown-field",
         ),
         pytest.param({"urls": ["https://h.example/x"]}, "m.jsonl:2: group: missing", id="missing-group"),

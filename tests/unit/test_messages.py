@@ -114,3 +114,19 @@ def test_well_formed_checks_still_round_trip_including_a_size_of_zero():
     group = _group(sources=(Source("https://h.example/a", size=0), Source("https://h.example/b", md5="AB" * 16)))
     message = decode_message(encode_message("job1", group))
     assert message.group.sources[0].size == 0 and message.group.sources[1].md5 == "ab" * 16
+
+
+def test_on_missing_travels_in_the_message_only_when_the_group_names_it():
+    from fanfetch.core.models import OnMissing
+
+    skip = _group(on_missing=OnMissing.SKIP)
+    assert json.loads(encode_message("j", skip))["on_missing"] == "skip"
+    assert decode_message(encode_message("j", skip)).group.on_missing is OnMissing.SKIP
+    assert "on_missing" not in json.loads(encode_message("j", _group()))
+    assert decode_message(encode_message("j", _group())).group.on_missing is None
+
+
+@pytest.mark.parametrize("value", ["ignore", 1, True, ["skip"]])
+def test_a_bad_on_missing_in_a_message_is_poison(value):
+    with pytest.raises(MessageError, match="on_missing"):
+        decode_message(json.dumps(_GOOD | {"on_missing": value}))
