@@ -82,6 +82,7 @@ class FanfetchStack(Stack):
             queue_url=queue.queue_url,
             bucket_name=bucket.bucket_name,
             ledger_table_name=self.ledger.table.table_name,
+            output_prefix=cfg.output_prefix,
             memory_mb=cfg.producer_memory_mb,
             timeout_s=cfg.producer_timeout_s,
             log_retention_days=cfg.log_retention_days,

@@ -106,6 +106,7 @@ class ProducerFunction(FanfetchFunction):
         queue_url: str,
         bucket_name: str,
         ledger_table_name: str,
+        output_prefix: str,
         memory_mb: int,
         timeout_s: int,
         log_retention_days: int,
@@ -122,6 +123,9 @@ class ProducerFunction(FanfetchFunction):
                 "QUEUE_URL": queue_url,
                 "BUCKET_NAME": bucket_name,
                 "LEDGER_TABLE": ledger_table_name,  # opens each job before enqueueing its groups
+                # the same prefix as the worker's: the job's results location (the "Job Finished" event) is
+                # derived from it when the job is opened, and must name where the worker writes results.jsonl
+                "OUTPUT_PREFIX": output_prefix,
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
             },

@@ -9,6 +9,7 @@ from typing import Any
 
 from fanfetch.bootstrap import aws_client, build_ledger, build_queue
 from fanfetch.events import request_from_event
+from fanfetch.jobs import results_key_for
 from fanfetch.services import enqueue_job
 from fanfetch.settings import Settings
 
@@ -16,6 +17,7 @@ from fanfetch.settings import Settings
 def handler(event: dict[str, Any], context: Any) -> dict[str, object]:
     settings = Settings.from_env(os.environ, require=("QUEUE_URL",))
     request = request_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name)
-    results = f"s3://{settings.bucket_name}/{settings.output_key_prefix}_jobs/{request.job.job_id}/results.jsonl"
+    # where the worker's store (BUCKET_NAME + OUTPUT_PREFIX, the same variables) writes the results manifest
+    results = f"s3://{settings.bucket_name}/{settings.output_key_prefix}{results_key_for(request.job.job_id)}"
     return enqueue_job(request.job, build_queue(settings), refresh=request.refresh, ledger=build_ledger(settings),
                        results_location=results).to_dict()
