@@ -20,7 +20,7 @@ from fanfetch.errors import FanfetchError, InputError, ManifestError
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
 
 __all__ = [
-    "Invoker", "InvocationFailed", "SubmitResult", "submit_manifest", "manifest_prefix",
+    "Invoker", "InvocationFailed", "InvocationOutcomeUnknown", "SubmitResult", "submit_manifest", "manifest_prefix",
     "UnknownJob", "JobProgress", "read_progress", "list_failures", "watch_progress",
     "RedriveReport", "DeadLetterMover",
 ]
@@ -29,9 +29,9 @@ _USER_ERROR_TYPES = frozenset({"InputError", "ManifestError"})
 
 
 class Invoker(Protocol):
-    """Runs a function synchronously and returns its JSON result (Lambda ``RequestResponse``).
+    """Runs a function synchronously, at most once, and returns its JSON result (Lambda ``RequestResponse``).
 
-    Raises ``InvocationFailed`` when the function itself failed.
+    Raises ``InvocationFailed`` when the function itself failed, ``InvocationOutcomeUnknown`` when no answer came.
     """
 
     def invoke(self, function_name: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
@@ -50,6 +50,19 @@ class InvocationFailed(FanfetchError):
     def is_input_error(self) -> bool:
         """The function rejected our input (exit 2), as opposed to failing on its own (exit 1)."""
         return self.error_type in _USER_ERROR_TYPES
+
+
+class InvocationOutcomeUnknown(FanfetchError):
+    """The invoke request went out but no answer came back (read timeout, connection lost): the function
+    may be running still. Never retried: a second invoke would run the producer, and enqueue the job, again."""
+
+    def __init__(self, function_name: str, reason: str, waited_s: float | None, job_id: str | None = None):
+        self.function_name, self.reason, self.waited_s, self.job_id = function_name, reason, waited_s, job_id
+        waited = f" after {waited_s:,.0f} s" if waited_s is not None else ""
+        follow = (f"follow job {job_id} with `fanfetch status {job_id} --stack NAME`" if job_id
+                  else "check its logs")
+        super().__init__(f"{function_name}: no answer{waited} ({reason}); it may still be running, so it is not "
+                         f"invoked again (do not submit again): {follow}")
 
 
 # --- submit ------------------------------------------------------------------------------------
@@ -83,11 +96,11 @@ def submit_manifest(
 ) -> SubmitResult:
     """Upload the manifest at ``location`` (already validated into ``job`` with ``load_job``, the loader of
     ``fanfetch run``) and a job spec's table to ``store`` (the stack's bucket, no prefix) under
-    ``_manifests/<job_id>/``, then run the producer on it synchronously.
+    ``_manifests/<job_id>/``, then run the producer on it synchronously, once.
 
     A manifest already in S3 (``s3://…``) is handed to the producer where it is. Raises ManifestError
     before anything is uploaded when a spec's table lies outside its folder; InvocationFailed when the
-    producer fails.
+    producer fails; InvocationOutcomeUnknown (naming the job to follow) when its answer never came.
     """
     uploaded: list[str] = []
     if location.startswith("s3://"):
@@ -99,7 +112,10 @@ def submit_manifest(
             store.put_bytes(key, data, content_type="text/plain; charset=utf-8")
             uploaded.append(key)
         manifest_uri = f"s3://{bucket}/{uploaded[0]}"
-    response = invoker.invoke(producer_function, {"manifest": manifest_uri, "merge": merge.value})
+    try:  # exactly once: the invoker never retries (a retried invoke would enqueue the whole job again)
+        response = invoker.invoke(producer_function, {"manifest": manifest_uri, "merge": merge.value})
+    except InvocationOutcomeUnknown as exc:
+        raise InvocationOutcomeUnknown(exc.function_name, exc.reason, exc.waited_s, job_id=job.job_id) from exc
     try:
         return SubmitResult(job_id=str(response["job_id"]), groups=int(response["groups"]),
                             messages=int(response["messages"]), manifest_uri=manifest_uri,

@@ -45,7 +45,7 @@ from fanfetch.ops import (
     watch_progress,
 )
 from fanfetch.ports import Ledger
-from fanfetch.settings import allow_hosts_from_env, aws_region
+from fanfetch.settings import allow_hosts_from_env
 
 if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start
     from fanfetch.stack_outputs import StackOutputs
@@ -57,21 +57,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _aws_client(service: str, endpoint_url: str | None, *, max_attempts: int | None = None) -> Any:
-    from fanfetch.bootstrap import aws_client
+    from fanfetch.bootstrap import aws_client, aws_config
 
-    if max_attempts is None:
-        return aws_client(service, endpoint_url=endpoint_url)
-    import boto3
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
-    return boto3.client(service, endpoint_url=endpoint_url or None, config=config, region_name=aws_region(os.environ))
+    config = aws_config() if max_attempts is None else aws_config(max_attempts=max_attempts)
+    return aws_client(service, endpoint_url=endpoint_url, config=config)
 
 
 def _lambda_invoker(endpoint_url: str | None) -> Invoker:
     from fanfetch.adapters.lambda_invoke import LambdaInvoker
+    from fanfetch.bootstrap import lambda_invoke_client
 
-    return LambdaInvoker(_aws_client("lambda", endpoint_url))
+    return LambdaInvoker(_aws_client("lambda", endpoint_url),
+                         invoke_client_for=lambda read_timeout_s: lambda_invoke_client(read_timeout_s,
+                                                                                        endpoint_url=endpoint_url))
 
 
 def _dynamodb_ledger(stack: StackOutputs, endpoint_url: str | None) -> Ledger:

@@ -13,6 +13,7 @@ from fanfetch.core.models import MergeMode
 from fanfetch.errors import ManifestError
 from fanfetch.ops import (
     InvocationFailed,
+    InvocationOutcomeUnknown,
     UnknownJob,
     list_failures,
     read_progress,
@@ -110,6 +111,20 @@ def test_a_failing_producer_is_reported_with_its_remote_error_type(tmp_path):
                         store=MemoryStore(), invoker=invoker)
     assert failure.value.is_input_error
     assert not InvocationFailed("p", "EnqueueError", "x").is_input_error
+
+
+def test_a_producer_whose_answer_never_came_is_not_invoked_again_and_the_job_to_follow_is_named(tmp_path):
+    # GIVEN a producer invoke whose answer never arrived (the request went out: it may be enqueueing)
+    invoker = RecordingInvoker(error=InvocationOutcomeUnknown("p", "ReadTimeoutError", 960.0))
+    path = _jsonl(tmp_path)
+    job = _load(path)
+    # WHEN submitted / THEN one invoke only, and the error names the job to follow instead of a resubmit
+    with pytest.raises(InvocationOutcomeUnknown) as unknown:
+        submit_manifest(job, str(path), merge=MergeMode.CONCAT, bucket="b", producer_function="p",
+                        store=MemoryStore(), invoker=invoker)
+    assert len(invoker.calls) == 1
+    assert unknown.value.job_id == job.job_id
+    assert f"fanfetch status {job.job_id}" in str(unknown.value) and "do not submit again" in str(unknown.value)
 
 
 def _ledger_with(total: int, ok: int, failed: int, *, started: float = 1000.0) -> MemoryLedger:

@@ -1,0 +1,131 @@
+"""The Lambda invoker against a loopback stand-in for the Lambda Invoke API whose function runs longer
+than a client's read timeout: the producer must run exactly once (count the POSTs), never be re-invoked."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from fanfetch.adapters.lambda_invoke import LambdaInvoker
+from fanfetch.bootstrap import aws_client, aws_config, lambda_invoke_client
+from fanfetch.ops import InvocationOutcomeUnknown
+
+ANSWER = {"job_id": "j-1", "groups": 3, "messages": 3}
+
+
+class SlowLambda:
+    """``GET …/functions/<name>/configuration`` answers ``{"Timeout": timeout_s}``; ``POST …/invocations``
+    counts the call and answers ``ANSWER`` after ``run_s`` seconds (the function's run time)."""
+
+    def __init__(self, *, run_s: float, timeout_s: float):
+        self.run_s, self.timeout_s = run_s, timeout_s
+        self.posts = 0
+        self.released = threading.Event()  # set at teardown: unanswered runs end at once
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self):
+                if self.path.endswith("/configuration"):
+                    self._send(200, {"FunctionName": "producer", "Timeout": stub.timeout_s})
+                else:
+                    self._send(404, {"Type": "User", "message": "no route"})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with stub._lock:
+                    stub.posts += 1
+                stub.released.wait(stub.run_s)  # the producer at work
+                try:
+                    self._send(200, ANSWER)
+                except OSError:  # the client gave up waiting
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> SlowLambda:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slow_lambda(request, aws_env) -> Iterator[SlowLambda]:
+    run_s, timeout_s = request.param
+    with SlowLambda(run_s=run_s, timeout_s=timeout_s) as stub:
+        yield stub
+
+
+def _invoker(stub: SlowLambda, *, margin_s: float, built: list | None = None) -> LambdaInvoker:
+    """Built as ``fanfetch submit`` builds it (ops_cli._lambda_invoker), with a test-sized margin; ``built``
+    collects the invoke clients."""
+
+    def invoke_client_for(read_timeout_s: float):
+        client = lambda_invoke_client(read_timeout_s, endpoint_url=stub.url)
+        (built if built is not None else []).append(client)
+        return client
+
+    return LambdaInvoker(aws_client("lambda", endpoint_url=stub.url), invoke_client_for=invoke_client_for,
+                         margin_s=margin_s)
+
+
+@pytest.mark.parametrize("slow_lambda", [(1.5, 3)], indirect=True)
+def test_a_producer_running_longer_than_a_clients_read_timeout_is_invoked_exactly_once(slow_lambda):
+    # GIVEN a producer that takes 1.5 s (timeout 3 s); a client with an ordinary retrying config and a
+    # 0.5 s read timeout (botocore's 60 s default, scaled down) gives up and invokes it again and again
+    general = aws_client("lambda", endpoint_url=slow_lambda.url, config=aws_config(read_timeout_s=0.5))
+    with pytest.raises(Exception, match="Read timeout"):
+        general.invoke(FunctionName="producer", InvocationType="RequestResponse", Payload=b"{}")
+    assert slow_lambda.posts == 3  # every attempt ran the producer again
+    slow_lambda.posts = 0
+    # WHEN fanfetch's invoker runs it
+    answer = _invoker(slow_lambda, margin_s=0.5).invoke("producer", {"manifest": "s3://b/k"})
+    # THEN it waited for the answer: one POST, the producer's own answer
+    assert answer == ANSWER
+    assert slow_lambda.posts == 1
+
+
+@pytest.mark.parametrize("slow_lambda", [(60, 1)], indirect=True)
+def test_no_answer_within_the_functions_timeout_is_reported_never_retried(slow_lambda):
+    # GIVEN a producer whose answer does not come within its timeout (1 s) plus the margin (0.5 s)
+    invoker = _invoker(slow_lambda, margin_s=0.5)
+    # WHEN invoked / THEN the outcome is reported unknown, after exactly one POST
+    with pytest.raises(InvocationOutcomeUnknown) as unknown:
+        invoker.invoke("producer", {"manifest": "s3://b/k"})
+    assert slow_lambda.posts == 1
+    assert unknown.value.waited_s == pytest.approx(1.5)
+    assert "may still be running" in str(unknown.value) and "not invoked again" in str(unknown.value)
+
+
+@pytest.mark.parametrize("slow_lambda", [(0, 900)], indirect=True)
+def test_the_invoke_client_waits_past_the_functions_timeout_with_one_attempt_and_keepalive(slow_lambda):
+    # GIVEN the producer's configured timeout (900 s) read from the function
+    built: list = []
+    invoker = _invoker(slow_lambda, margin_s=60, built=built)
+    # WHEN it is invoked
+    assert invoker.invoke("producer", {}) == ANSWER
+    # THEN the invoke client never retries, waits longer than the function may run, and keeps the connection alive
+    config = built[0].meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert config.read_timeout == 960 and config.tcp_keepalive is True
