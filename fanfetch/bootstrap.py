@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
+from fanfetch.adapters.http_settings import HttpSettings
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.ledger import Validator
 from fanfetch.ports import ObjectStore
@@ -24,7 +24,8 @@ from fanfetch.settings import Settings, aws_region
 from fanfetch.worker import JobBook
 
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
-    # local folder never pays boto3's import time
+    # local folder never pays boto3's import time; pycurl likewise loads when the fetcher is built
+    from fanfetch.adapters.curl_fetcher import CurlFetcher
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
     from fanfetch.adapters.sqs import SqsQueue
 
@@ -95,13 +96,15 @@ def build_fetcher(
     max_file_bytes: int | None = None,
     per_host_concurrency: int | None = None,
     per_host_rps: float | None = None,
-) -> HttpFetcher:
-    """One pooled HTTP fetcher (pool ≥ concurrency) behind the SSRF guard, polite per host when asked."""
+) -> CurlFetcher:
+    """One libcurl fetcher (connections ≥ concurrency) behind the SSRF guard, polite per host when asked."""
+    from fanfetch.adapters.curl_fetcher import CurlFetcher
+
     settings = HttpSettings(pool_size=max(concurrency, 1), per_host_concurrency=per_host_concurrency,
                             per_host_rps=per_host_rps)
     if max_file_bytes is not None:
         settings = dataclasses.replace(settings, max_file_bytes=max_file_bytes)
-    return HttpFetcher(settings, clock=SystemClock(), guard=AddressGuard(allow_hosts=allow_hosts))
+    return CurlFetcher(settings, clock=SystemClock(), guard=AddressGuard(allow_hosts=allow_hosts))
 
 
 def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
@@ -116,7 +119,7 @@ def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
 
 def build_group_context(
     *,
-    fetcher: HttpFetcher,
+    fetcher: CurlFetcher,
     store: ObjectStore,
     concurrency: int,
     spool_dir: str | None = None,

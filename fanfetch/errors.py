@@ -1,7 +1,7 @@
 """The one error tree of fanfetch: every failure says whether trying again can help.
 
 Callers classify failures by *type* (``isinstance(e, Retryable)``), never by message text.
-Library errors (requests, urllib3, botocore) are translated into this tree at the adapter
+Library errors (libcurl, botocore) are translated into this tree at the adapter
 boundary, so services and handlers never see a foreign exception::
 
     FanfetchError

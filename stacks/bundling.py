@@ -26,12 +26,14 @@ __all__ = [
 ]
 
 # PYTHON_3_14: the newest Lambda Python runtime in aws-cdk-lib 2.275, and every runtime dependency
-# (charset-normalizer is the only one with compiled wheels) resolves to a cp314 manylinux wheel.
+# (pycurl is the only one with compiled wheels) resolves to a cp314 manylinux wheel.
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
-LAMBDA_PLATFORM = "manylinux2014_x86_64"  # the functions are x86_64; AL2023 (glibc 2.34) runs these wheels
+# pycurl's wheels (libcurl 8 inside) are manylinux_2_28; the functions are x86_64 and the Python 3.12+
+# runtimes run on Amazon Linux 2023 (glibc 2.34), which runs them. pip also takes older manylinux tags.
+LAMBDA_PLATFORM = "manylinux_2_28_x86_64"
 # What the handlers import at run time. boto3/botocore are NOT bundled: the Lambda runtime provides them.
 # Keep the lower bounds in step with pyproject.toml (a test checks they match).
-RUNTIME_REQUIREMENTS: tuple[str, ...] = ("requests>=2.32", "urllib3>=2.6.3", "aws-lambda-powertools>=3.0")
+RUNTIME_REQUIREMENTS: tuple[str, ...] = ("pycurl>=7.49", "certifi>=2024.2.2", "aws-lambda-powertools>=3.0")
 REPO_ROOT = Path(__file__).resolve().parents[1]  # resolved from this module, never from the cwd
 
 _SKIP_NAMES = ("__pycache__", "*.pyc", "*.pyo")

@@ -1,8 +1,8 @@
-"""The SSRF guard: downloads reach only public addresses, checked once per request and pinned.
+"""The SSRF guard: downloads reach only public addresses, checked once per hop and pinned.
 
-``AddressGuard`` resolves a host once and refuses non-public addresses; ``PinnedAdapter`` makes
-requests connect to exactly the address the guard checked (no second DNS lookup that a rebinding
-server could answer differently), while TLS SNI, certificate checks and ``Host`` use the name.
+``AddressGuard`` resolves a host once and refuses non-public addresses; the fetcher pins libcurl to
+exactly those addresses (``CURLOPT_RESOLVE``) and re-checks the address actually dialled in its
+open-socket callback, while TLS SNI, certificate checks and ``Host`` use the name.
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from requests import PreparedRequest
-from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from fanfetch.errors import BlockedAddressError, PermanentFetchError, RetryableFetchError
 
-from fanfetch.errors import BlockedAddressError, FetchError, PermanentFetchError, RetryableFetchError
-
-__all__ = ["AddressGuard", "PinnedAdapter", "is_public_address"]
+__all__ = ["AddressGuard", "is_public_address", "normalise_ip"]
 
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -73,6 +67,14 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
+
+
+def normalise_ip(text: str) -> str:
+    """An IP address in canonical text (what ``AddressGuard.resolve`` returns); other text unchanged."""
+    try:
+        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        return text
 
 
 def _normalise_host(host: str) -> str:
@@ -175,102 +177,3 @@ class AddressGuard:
         if not addresses:
             raise RetryableFetchError(where, f"{name!r} resolved to no IP address")
         return addresses
-
-
-def _host_header(host: str, port: int | None) -> str:
-    text = f"[{host}]" if ":" in host else host
-    return text if port is None else f"{text}:{port}"
-
-
-def _hooked_pool_classes(
-    on_request: Callable[[HTTPConnection], None],
-) -> dict[str, type[HTTPConnectionPool]]:
-    """Pool classes whose connections call ``on_request(conn)`` as each request starts on them and
-    keep their socket in ``conn.live_socket`` (http.client drops ``conn.sock`` as soon as a
-    ``Connection: close`` response arrives, while the body is still being read from it)."""
-
-    class _HookedHTTPConnection(HTTPConnection):
-        live_socket: socket.socket | None = None
-
-        def connect(self) -> None:
-            super().connect()
-            self.live_socket = self.sock
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            on_request(self)
-            super().request(*args, **kwargs)
-
-    class _HookedHTTPSConnection(HTTPSConnection):
-        live_socket: socket.socket | None = None
-
-        def connect(self) -> None:
-            super().connect()
-            self.live_socket = self.sock
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            on_request(self)
-            super().request(*args, **kwargs)
-
-    class _HookedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = _HookedHTTPConnection
-
-    class _HookedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = _HookedHTTPSConnection
-
-    return {"http": _HookedHTTPPool, "https": _HookedHTTPSPool}
-
-
-class PinnedAdapter(HTTPAdapter):
-    """A requests adapter that connects only to addresses ``guard`` approved, pinned per request.
-
-    Pools are keyed by the checked IP (the approach of the ``requests-hardened`` package), and the
-    name travels in ``Host``, in TLS SNI (``server_hostname``) and in certificate matching
-    (``assert_hostname``). ``on_request(conn)`` is called as each request starts on a connection,
-    so a caller can cut that connection's socket later (the fetcher's deadline watchdog).
-    Proxies are not supported: a proxy would connect to the name itself, past the guard.
-    """
-
-    def __init__(
-        self,
-        guard: AddressGuard,
-        *,
-        pool_connections: int = 10,
-        pool_maxsize: int = 10,
-        pool_block: bool = False,
-        on_request: Callable[[HTTPConnection], None] | None = None,
-    ):
-        self._guard = guard
-        self._on_request = on_request
-        super().__init__(
-            pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=pool_block, max_retries=0
-        )
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        if self._on_request is not None:
-            self.poolmanager.pool_classes_by_scheme = _hooked_pool_classes(self._on_request)
-
-    def build_connection_pool_key_attributes(
-        self, request: PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
-    ) -> tuple[Any, Any]:
-        params = super().build_connection_pool_key_attributes(request, verify, cert)
-        host_params: dict[str, Any] = dict(params[0])
-        pool_kwargs: dict[str, Any] = dict(params[1])
-        host, port, scheme = host_params["host"], host_params["port"], host_params["scheme"]
-        url = str(request.url)
-        if not host:
-            raise PermanentFetchError(url, "URL has no host")
-        try:
-            pinned = self._guard.resolve(host, port or (443 if scheme == "https" else 80))[0]
-        except FetchError as exc:
-            raise type(exc)(url, exc.reason, status=exc.status) from None
-        # Copy before changing: the caller may share one headers mapping between requests.
-        request.headers = CaseInsensitiveDict(request.headers or {})
-        request.headers["Host"] = _host_header(host, port)
-        if scheme == "https":
-            pool_kwargs["server_hostname"] = host
-            pool_kwargs["assert_hostname"] = host
-        host_params["host"] = f"[{pinned}]" if ":" in pinned else pinned
-        return host_params, pool_kwargs

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.encoding import ACCEPT_ENCODING
 from fanfetch.core.models import Group, MergeMode, Source
@@ -30,7 +30,7 @@ CSV = b"date,temp\n" + b"".join(b"2020-01-%02d,%d\n" % (d % 28 + 1, d) for d in 
 
 @pytest.fixture
 def fetcher(fault_origin):
-    engine = HttpFetcher(
+    engine = CurlFetcher(
         HttpSettings(max_attempts=3, backoff_base_s=0.01),
         clock=FakeClock(),
         guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"]),

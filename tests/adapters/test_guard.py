@@ -13,8 +13,8 @@ import socket
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard, is_public_address
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.models import Source
 from fanfetch.errors import BlockedAddressError, PermanentFetchError, RetryableFetchError
 from tests.fakes import FakeClock
@@ -210,13 +210,13 @@ def canary():
     listener.close()
 
 
-def _fetcher(guard: AddressGuard, **settings) -> HttpFetcher:
+def _fetcher(guard: AddressGuard, **settings) -> CurlFetcher:
     # Short timeouts: if the guard ever let a canary through, the test fails fast instead of hanging.
     options = {"max_attempts": 2, "connect_timeout_s": 1.0, "read_timeout_s": 1.0} | settings
-    return HttpFetcher(HttpSettings(**options), clock=FakeClock(), guard=guard, rand=lambda: 0.0)
+    return CurlFetcher(HttpSettings(**options), clock=FakeClock(), guard=guard, rand=lambda: 0.0)
 
 
-def _fetch(fetcher: HttpFetcher, url: str) -> bytes:
+def _fetch(fetcher: CurlFetcher, url: str) -> bytes:
     dest = io.BytesIO()
     fetcher.fetch(Source(url), dest)
     return dest.getvalue()
@@ -248,7 +248,7 @@ def test_blocked_literals_in_urls_are_never_contacted(canary, host):
 def test_guard_is_on_by_default(fault_origin):
     # GIVEN a fetcher built without a guard argument, and an origin on loopback
     url = fault_origin.add("/data", ok(b"secret"))
-    with HttpFetcher(clock=FakeClock()) as fetcher:
+    with CurlFetcher(clock=FakeClock()) as fetcher:
         # WHEN it fetches the loopback origin / THEN it is refused before any request
         with pytest.raises(BlockedAddressError):
             _fetch(fetcher, url)

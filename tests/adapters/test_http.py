@@ -1,4 +1,4 @@
-"""HttpFetcher against a misbehaving origin on 127.0.0.1: each fault either recovers within the
+"""CurlFetcher against a misbehaving origin on 127.0.0.1: each fault either recovers within the
 retry budget (with the expected number of origin requests) or fails fast with the right error.
 
 Backoff sleeps go to a FakeClock; only the deadline watchdog runs on real time, with deadlines of
@@ -11,14 +11,13 @@ import gzip
 import hashlib
 import io
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.models import Source
 from fanfetch.errors import (
     FetchError,
@@ -60,7 +59,7 @@ class Harness:
         self.clock = FakeClock()
         options = {"max_attempts": 4, "backoff_base_s": 0.5, "backoff_max_s": 8.0} | settings
         self.settings = HttpSettings(**options)
-        self.fetcher = HttpFetcher(
+        self.fetcher = CurlFetcher(
             self.settings,
             clock=self.clock,
             guard=AddressGuard(allow_hosts=[f"127.0.0.1:{origin.port}"]),
@@ -394,7 +393,7 @@ def test_connection_refused_is_retryable(fault_origin):
     port = refused_port()
     clock = FakeClock()
     guard = AddressGuard(allow_hosts=[f"127.0.0.1:{port}"])
-    with HttpFetcher(HttpSettings(max_attempts=3), clock=clock, guard=guard, rand=lambda: 0.5) as fetcher:
+    with CurlFetcher(HttpSettings(max_attempts=3), clock=clock, guard=guard, rand=lambda: 0.5) as fetcher:
         # WHEN fetched
         with pytest.raises(RetryableFetchError, match="connection refused") as caught:
             fetcher.fetch(Source(f"http://127.0.0.1:{port}/f"), io.BytesIO())
@@ -493,16 +492,18 @@ def test_one_fetcher_serves_many_threads(make):
     assert bodies == [BODY + str(i).encode() for i in range(16)]
 
 
-def test_close_stops_the_watchdog_thread(fault_origin):
-    # GIVEN a fetcher that has downloaded something (so its watchdog thread runs)
+def test_close_stops_the_engine_thread_and_refuses_later_fetches(fault_origin):
+    # GIVEN a fetcher that has downloaded something (so its engine's I/O thread runs)
     fault_origin.add("/f", ok(BODY))
-    fetcher = HttpFetcher(
+    fetcher = CurlFetcher(
         clock=FakeClock(), guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"])
     )
     fetcher.fetch(Source(fault_origin.url("/f")), io.BytesIO())
-    assert any(t.name == "fanfetch-http-watchdog" for t in threading.enumerate())
-    # WHEN it is closed / THEN the thread is gone, and a later fetch is refused
+    thread = fetcher.engine.thread
+    assert thread is not None and thread.is_alive()
+    # WHEN it is closed / THEN its own thread is gone (other fetchers' threads are not this test's business)
     fetcher.close()
-    assert not any(t.name == "fanfetch-http-watchdog" for t in threading.enumerate())
+    assert not thread.is_alive()
+    # AND a later fetch is refused
     with pytest.raises(RuntimeError):
         fetcher.fetch(Source(fault_origin.url("/f")), io.BytesIO())

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.ledger import Validator
 from fanfetch.core.models import Source
 from fanfetch.errors import PermanentFetchError
@@ -21,7 +21,7 @@ LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
 
 @pytest.fixture
 def fetcher(fault_origin):
-    made = HttpFetcher(
+    made = CurlFetcher(
         HttpSettings(max_attempts=2),
         clock=FakeClock(),
         guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"]),

@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from fanfetch.adapters import ranged as ranged_module
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.ledger import Validator
 from fanfetch.core.models import Source
 from fanfetch.core.ranges import plan_parts
@@ -37,7 +37,7 @@ def _sha(data: bytes) -> str:
 def fetcher(fault_origin: FaultOrigin):
     settings = HttpSettings(part_bytes=PART, ranged_min_file_bytes=2 * PART, ranged_connections=4,
                             max_attempts=3, backoff_base_s=0.5)
-    with HttpFetcher(settings, clock=FakeClock(), guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"]),
+    with CurlFetcher(settings, clock=FakeClock(), guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"]),
                      rand=lambda: 0.5) as made:
         yield made
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import base64
 import io
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.models import Source
 from tests.fakes import FakeClock
 from tests.origin_faults import ok
 
 
-def _fetcher(origin) -> HttpFetcher:
-    return HttpFetcher(
+def _fetcher(origin) -> CurlFetcher:
+    return CurlFetcher(
         HttpSettings(), clock=FakeClock(), guard=AddressGuard(allow_hosts=[f"127.0.0.1:{origin.port}"])
     )
 

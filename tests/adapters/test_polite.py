@@ -1,4 +1,4 @@
-"""Per-host politeness of one HttpFetcher against loopback origins: requests per second (on a
+"""Per-host politeness of one CurlFetcher against loopback origins: requests per second (on a
 FakeClock: waiting costs no real time), the per-host concurrency cap (counted at the origin),
 AIMD after 429/503, host-wide Retry-After, deadlines, and hosts kept apart."""
 
@@ -9,17 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.models import Source
 from fanfetch.errors import RetryableFetchError, RetryAfterTooLong
 from tests.fakes import FakeClock
 from tests.origin_faults import FaultOrigin, ok, rendezvous, retry_after, status
 
 
-def _fetcher(clock: FakeClock, *origins: FaultOrigin, **settings) -> HttpFetcher:
+def _fetcher(clock: FakeClock, *origins: FaultOrigin, **settings) -> CurlFetcher:
     options = {"max_attempts": 3, "backoff_base_s": 0.5, "backoff_max_s": 8.0} | settings
-    return HttpFetcher(
+    return CurlFetcher(
         HttpSettings(**options),
         clock=clock,
         guard=AddressGuard(allow_hosts=[f"127.0.0.1:{o.port}" for o in origins]),
@@ -27,7 +27,7 @@ def _fetcher(clock: FakeClock, *origins: FaultOrigin, **settings) -> HttpFetcher
     )
 
 
-def _get(fetcher: HttpFetcher, url: str, **kwargs) -> bytes:
+def _get(fetcher: CurlFetcher, url: str, **kwargs) -> bytes:
     dest = io.BytesIO()
     fetcher.fetch(Source(url), dest, **kwargs)
     return dest.getvalue()
@@ -163,7 +163,7 @@ def test_a_429_on_one_host_leaves_the_other_at_full_rate(fault_origin, other_ori
 
 
 def test_without_per_host_settings_there_is_no_gate():
-    assert HttpFetcher(HttpSettings()).gate is None
+    assert CurlFetcher(HttpSettings()).gate is None
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.core.ledger import Validator
 from fanfetch.core.models import Source
 from fanfetch.core.ranges import Part, parse_content_range, plan_parts
@@ -27,7 +27,7 @@ SMALL = BODY[: 2 * PART - 1]  # under the ranged threshold
 PARTS = plan_parts(len(BODY), part_bytes=PART, connections=4)  # what the fetcher below will ask for
 
 
-def _fetcher(origin: FaultOrigin, clock: FakeClock, **settings) -> HttpFetcher:
+def _fetcher(origin: FaultOrigin, clock: FakeClock, **settings) -> CurlFetcher:
     options = {
         "part_bytes": PART,
         "ranged_min_file_bytes": 2 * PART,
@@ -35,7 +35,7 @@ def _fetcher(origin: FaultOrigin, clock: FakeClock, **settings) -> HttpFetcher:
         "max_attempts": 3,
         "backoff_base_s": 0.5,
     } | settings
-    return HttpFetcher(
+    return CurlFetcher(
         HttpSettings(**options),
         clock=clock,
         guard=AddressGuard(allow_hosts=[f"127.0.0.1:{origin.port}"]),
