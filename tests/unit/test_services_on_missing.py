@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.models import Group, MergeMode, OnMissing, Source
 from fanfetch.services import GroupContext, done_marker_key, process_group
@@ -26,7 +26,7 @@ def dead_port():
 @pytest.fixture
 def run(fault_origin, tmp_path, dead_port):
     allowed = [f"127.0.0.1:{fault_origin.port}", f"127.0.0.1:{dead_port}"]
-    fetcher = HttpFetcher(HttpSettings(max_attempts=2, backoff_base_s=0.01), clock=FakeClock(),
+    fetcher = CurlFetcher(HttpSettings(max_attempts=2, backoff_base_s=0.01), clock=FakeClock(),
                           guard=AddressGuard(allow_hosts=allowed))
     store = LocalStore(str(tmp_path / "out"))
     pool = ThreadPoolExecutor(4)
