@@ -8,7 +8,9 @@ Accepted events (exactly one source; ``merge`` optional, default ``concat``; ``r
 
 ``"refresh": true`` (the stack's schedule sends it) makes a new run of the same manifest: the job id
 gets the run's UTC time appended, and workers re-check existing outputs against the origin,
-rewriting only the groups whose content changed.
+rewriting only the groups whose content changed. The schedule also sends ``"scheduled_at"`` (the
+EventBridge event's ``time``, e.g. ``"2026-12-03T08:00:00Z"``): the run's time is then that, not the
+clock's, so Lambda's retries and EventBridge's duplicate deliveries of one event are one job.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import posixpath
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fanfetch.adapters.manifests import load_job
@@ -29,7 +32,7 @@ from fanfetch.errors import InputError
 __all__ = ["job_from_event", "ProducerRequest", "request_from_event"]
 
 _SOURCES = ("manifest", "groups", "spec")
-_KNOWN = frozenset(_SOURCES + ("merge", "refresh"))
+_KNOWN = frozenset(_SOURCES + ("merge", "refresh", "scheduled_at"))
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,26 @@ def request_from_event(
     refresh = event.get("refresh", False)
     if not isinstance(refresh, bool):
         raise InputError("event: refresh must be true or false")
+    scheduled_at = _scheduled_at(event)
     if refresh:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now()))
+        run_at = scheduled_at if scheduled_at is not None else now()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(run_at))
         job = dataclasses.replace(job, job_id=f"{job.job_id}-{stamp}")
     return ProducerRequest(job=job, refresh=refresh)
+
+
+def _scheduled_at(event: Mapping[str, Any]) -> float | None:
+    """The schedule event's time as epoch seconds, or None when the event has none."""
+    raw = event.get("scheduled_at")
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise InputError(f"event: scheduled_at must be a UTC time like 2026-12-03T08:00:00Z, got {raw!r}")
+    return moment.astimezone(UTC).timestamp()
 
 
 def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str) -> Job:
@@ -61,7 +80,7 @@ def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bu
     unknown = sorted(set(event) - _KNOWN)
     if unknown:
         raise InputError(f"event: unknown field(s) {', '.join(unknown)} (expected one of {', '.join(_SOURCES)}, "
-                         "and optionally merge)")
+                         "and optionally merge, refresh, scheduled_at)")
     given = [name for name in _SOURCES if name in event]
     if len(given) != 1:
         raise InputError(f"event must have exactly one of {', '.join(_SOURCES)} (got {', '.join(given) or 'none'})")

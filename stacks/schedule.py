@@ -16,8 +16,9 @@ def manifest_url(bucket_name: str, manifest_key: str) -> str:
 
 
 class ProducerSchedule(Construct):
-    """Attribute: ``rule``, invoking the producer with ``{"manifest": "s3://<bucket>/<key>", "refresh": true}``
-    (each scheduled run re-checks the origin and rewrites only what changed)."""
+    """Attribute: ``rule``, invoking the producer with ``{"manifest": "s3://<bucket>/<key>", "refresh": true,
+    "scheduled_at": <the schedule event's time>}`` (each scheduled run re-checks the origin and rewrites only
+    what changed; the event's time names the run, so a retried or duplicated delivery is the same job)."""
 
     def __init__(
         self,
@@ -35,13 +36,15 @@ class ProducerSchedule(Construct):
             "Rule",
             description="Runs the fanfetch producer on the scheduled manifest",
             schedule=events.Schedule.expression(expression),
-            # Invoked asynchronously: Lambda retries a failed run twice; a re-run re-enqueues groups,
-            # which the worker's resume check (object already stored) makes cheap.
+            # Invoked asynchronously: Lambda retries a failed run twice and EventBridge may deliver an event
+            # twice. Both carry the same event time, from which the producer derives the run's job id: a
+            # retry re-enqueues into the same job (counted once per group), never starts a second one.
             targets=[
                 targets.LambdaFunction(
                     producer,
                     event=events.RuleTargetInput.from_object(
-                        {"manifest": manifest_url(bucket_name, manifest_key), "refresh": True}
+                        {"manifest": manifest_url(bucket_name, manifest_key), "refresh": True,
+                         "scheduled_at": events.EventField.time}
                     ),
                 )
             ],

@@ -105,3 +105,40 @@ def test_a_refresh_event_starts_a_new_run_whose_messages_ask_for_a_recheck(produ
     (message,) = _received(sqs, url)
     assert refreshed["job_id"].startswith(plain["job_id"] + "-") and refreshed["job_id"] != plain["job_id"]
     assert message.refresh and message.job_id == refreshed["job_id"]
+
+
+SCHEDULED = {"groups": [{"group": f"g{i}", "urls": [f"https://d.example/{i}"]} for i in range(3)], "refresh": True,
+             "scheduled_at": "2026-12-03T08:00:00Z"}
+
+
+def test_one_schedule_event_delivered_twice_is_one_job(producer, monkeypatch):
+    # GIVEN a ledger, and the schedule's event for the 08:00 run (as the rule's input transformer sends it)
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+
+    module, _, sqs, url = producer
+    create_ledger_table(boto3.client("dynamodb"), "ledger")
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    # WHEN it is delivered, and delivered again (Lambda's async retry, or an EventBridge duplicate)
+    first = module.handler(json.loads(json.dumps(SCHEDULED)), FakeLambdaContext())
+    again = module.handler(json.loads(json.dumps(SCHEDULED)), FakeLambdaContext())
+    # THEN both runs are one job, named by the event's time (not the clock's), opened once in the ledger
+    assert first["job_id"] == again["job_id"] and first["job_id"].endswith("-20261203T080000Z")
+    messages = _received(sqs, url)
+    assert {m.job_id for m in messages} == {first["job_id"]} and all(m.refresh for m in messages)
+    job = DynamoDBLedger(boto3.client("dynamodb"), "ledger").get_job(first["job_id"])
+    assert job is not None and job.total_groups == 3 and job.done == 0
+
+
+def test_the_next_schedule_event_is_a_new_job(producer):
+    module, *_ = producer
+    today = module.handler(json.loads(json.dumps(SCHEDULED)), FakeLambdaContext())
+    tomorrow = module.handler(dict(SCHEDULED, scheduled_at="2026-12-04T08:00:00Z"), FakeLambdaContext())
+    assert tomorrow["job_id"] != today["job_id"] and tomorrow["job_id"].endswith("-20261204T080000Z")
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-12-03T08:00:00", 1733212800])
+def test_a_scheduled_at_that_is_not_a_utc_time_is_refused_naming_the_field(producer, bad):
+    module, _, sqs, url = producer
+    with pytest.raises(InputError, match="scheduled_at"):
+        module.handler(dict(SCHEDULED, scheduled_at=bad), FakeLambdaContext())
+    assert _received(sqs, url) == []

@@ -324,7 +324,8 @@ def test_schedule_invokes_the_producer_with_the_manifest_url(synth: Callable[...
     # GIVEN a schedule in context
     stack_context = {"scheduleExpression": "rate(1 day)", "scheduleManifest": "manifests/daily.csv"}
     template = synth(stack_context)
-    # THEN one rule runs the producer daily with {"manifest": "s3://<our bucket>/manifests/daily.csv", "refresh": true}
+    # THEN one rule runs the producer daily with {"manifest": "s3://<our bucket>/manifests/daily.csv", "refresh": true,
+    # "scheduled_at": <the event's time>}: a retried or duplicated delivery carries the same time, so the same job id
     template.resource_count_is("AWS::Events::Rule", 1)
     rule = next(iter(template.find_resources("AWS::Events::Rule").values()))["Properties"]
     assert rule["ScheduleExpression"] == "rate(1 day)"
@@ -338,8 +339,10 @@ def test_schedule_invokes_the_producer_with_the_manifest_url(synth: Callable[...
         for k, v in template.find_resources("AWS::S3::Bucket").items()
         if "LoggingConfiguration" in v["Properties"]
     )
-    assert target["Input"] == {
-        "Fn::Join": ["", ['{"manifest":"s3://', {"Ref": bucket_id}, '/manifests/daily.csv","refresh":true}']]
+    assert target["InputTransformer"] == {
+        "InputPathsMap": {"time": "$.time"},
+        "InputTemplate": {"Fn::Join": ["", ['{"manifest":"s3://', {"Ref": bucket_id},
+                                            '/manifests/daily.csv","refresh":true,"scheduled_at":<time>}']]},
     }
     # AND EventBridge may invoke the producer
     template.has_resource_properties(
