@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from fanfetch.core.ledger import Validator
 from fanfetch.ports import ObjectStore
 from fanfetch.services import GroupContext
 from fanfetch.settings import Settings, aws_region
+from fanfetch.spool import SpoolBudget
 from fanfetch.worker import JobBook
 
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
@@ -124,7 +126,11 @@ def build_group_context(
     concurrency: int,
     spool_dir: str | None = None,
     previous: Callable[[str], tuple[str | None, tuple[Validator, ...]]] | None = None,
+    spool_max_bytes: int | None = None,
 ) -> GroupContext:
+    """The context of ``process_group``, with a spool budget measured on the disk that holds ``spool_dir``
+    (the system temp folder when None: /tmp in a Lambda), capped at ``spool_max_bytes``."""
+    spool = SpoolBudget.for_dir(spool_dir or tempfile.gettempdir(), cap_bytes=spool_max_bytes)
     return GroupContext(
         fetcher=fetcher,
         store=store,
@@ -132,6 +138,7 @@ def build_group_context(
         clock=SystemClock(),
         spool_dir=spool_dir,
         previous=previous,
+        spool=spool,
     )
 
 
@@ -164,7 +171,8 @@ def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
     store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
     ledger = build_ledger(settings)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency,
-                              previous=ledger.last_validators if ledger is not None else None)
+                              previous=ledger.last_validators if ledger is not None else None,
+                              spool_dir=tempfile.gettempdir(), spool_max_bytes=settings.spool_max_bytes)
     dead_letters = SqsQueue(aws_client("sqs"), settings.dlq_url) if settings.dlq_url else None
     book = None
     if ledger is not None:

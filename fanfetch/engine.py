@@ -53,7 +53,7 @@ def run_groups(
             result = _not_started(group, str(DeadlineExceeded("not started: too little time left before the deadline")))
         else:
             again = refresh if isinstance(refresh, bool) else refresh[index]
-            result = process_group(group, ctx, deadline=deadline, refresh=again)
+            result = process_group(group, ctx, deadline=deadline, refresh=again, should_stop=should_stop)
         on_result(result)
         with lock:
             results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())

@@ -27,6 +27,8 @@ boundary, so services and handlers never see a foreign exception::
     │   ├── RetryablePublishError  the bus rejected the entry (FailedEntryCount), throttling, network
     │   └── PermanentPublishError  access denied, no such event bus, invalid request
     ├── DeadlineExceeded           the Lambda's time ran short before the group could finish  (retryable)
+    ├── DiskFull                   the spool disk ran out of space (ENOSPC) while a group was spooled (retryable)
+    ├── TooLargeForSpool           a group needs more temp space than the worker's whole spool budget (permanent)
     └── GroupFailed                a worker's verdict on one group (message), carrying the reason
 
 ``Retryable`` and ``Permanent`` are mixins so that one ``isinstance`` check answers
@@ -61,6 +63,8 @@ __all__ = [
     "RetryablePublishError",
     "PermanentPublishError",
     "DeadlineExceeded",
+    "DiskFull",
+    "TooLargeForSpool",
     "GroupFailed",
     "is_retryable",
 ]
@@ -219,6 +223,16 @@ class PermanentPublishError(PublishError, Permanent):
 
 class DeadlineExceeded(FanfetchError, Retryable):
     """Not enough time left to start or finish a group; a later delivery will do it."""
+
+
+class DiskFull(FanfetchError, Retryable):
+    """The local disk (the spool folder, or a local destination) had no space left (``ENOSPC``): the
+    group is failed cleanly, its temp files removed; a later delivery or re-run with room may succeed."""
+
+
+class TooLargeForSpool(FanfetchError, Permanent):
+    """A group needs more temp space than the worker's whole spool budget: no delivery to this worker
+    can hold it. The message names the sizes (what the group needs, what the budget is)."""
 
 
 class GroupFailed(FanfetchError):

@@ -32,6 +32,7 @@ from fanfetch.errors import (
     is_retryable,
 )
 from fanfetch.ports import Clock, Fetcher, Ledger, ObjectStore, StoredObject, WorkQueue
+from fanfetch.spool import MeteredPart, SpoolBudget, SpoolHold, classify_spool_error
 
 __all__ = ["EnqueueResult", "enqueue_job", "process_group", "done_marker_key", "GroupContext"]
 
@@ -89,6 +90,7 @@ class GroupContext:
     now: Callable[[], float] = time.time  # wall clock (epoch seconds) for started/finished stamps
     # refresh runs: (sha256, validators) of the output last stored at a key (the job ledger's memory)
     previous: Callable[[str], tuple[str | None, tuple[Validator, ...]]] | None = None
+    spool: SpoolBudget | None = None  # temp disk the groups in flight may use together (None: unbounded)
 
 
 class _HashingWriter:
@@ -138,7 +140,12 @@ def _already_done(group: Group, store: ObjectStore) -> StoredObject | None:
 
 
 def process_group(
-    group: Group, ctx: GroupContext, *, deadline: float | None = None, refresh: bool = False
+    group: Group,
+    ctx: GroupContext,
+    *,
+    deadline: float | None = None,
+    refresh: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> GroupResult:
     """Download every file of ``group``, merge, store once complete; never raises for a group failure.
 
@@ -147,18 +154,63 @@ def process_group(
     conditional requests when validators from the last run are known, and the output is rewritten
     only if its content changed (``change`` says "new", "changed" or "unchanged").
     ``deadline`` is an absolute ``ctx.clock.monotonic()`` value. The result carries wall-clock
-    ``started_at``/``finished_at`` for reports.
+    ``started_at``/``finished_at`` for reports. With ``ctx.spool`` the group first waits for room on the
+    spool disk (``should_stop`` or the deadline end the wait); one that can never fit fails permanently.
     """
     started_at = ctx.now()
-    result = _process(group, ctx, deadline, refresh)
+    result = _process(group, ctx, deadline, refresh, should_stop)
     return dataclasses.replace(result, started_at=started_at, finished_at=ctx.now())
 
 
-def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: bool) -> GroupResult:
+def _spool_hold(
+    group: Group, ctx: GroupContext, deadline: float | None, should_stop: Callable[[], bool]
+) -> SpoolHold | None:
+    """Wait for the group's room on the spool disk (None without a budget); raises FanfetchError."""
+    if ctx.spool is None:
+        return None
+
+    def give_up() -> FanfetchError | None:
+        if should_stop():
+            return DeadlineExceeded(f"group {group.group_id!r} not started: the run was stopped while it waited "
+                                    "for spool space")
+        if deadline is not None and ctx.clock.monotonic() >= deadline:
+            return DeadlineExceeded(f"group {group.group_id!r} not started: the deadline passed while it waited "
+                                    "for spool space")
+        return None
+
+    factor = 1 if _stored_as_is(group) else 2  # a merge keeps every part and the merged output at once
+    return ctx.spool.hold(group.group_id, [s.size for s in group.sources], factor=factor, give_up=give_up)
+
+
+def _process(
+    group: Group, ctx: GroupContext, deadline: float | None, refresh: bool, should_stop: Callable[[], bool]
+) -> GroupResult:
+    hold: SpoolHold | None = None
     try:
         stored = _already_done(group, ctx.store)
         if stored is not None and not refresh:
             return _stored_result(group, stored, files=len(group.sources))
+        hold = _spool_hold(group, ctx, deadline, should_stop)
+    except FanfetchError as exc:
+        return _failed_result(group, exc, attempts=0)
+    try:
+        return _process_held(group, ctx, deadline, refresh, stored, hold)
+    except OSError as exc:  # the spool disk (a full one above all): a failed group, never a crashed batch
+        return _failed_result(group, classify_spool_error(exc, hold), attempts=0)
+    finally:
+        if hold is not None:
+            hold.release()
+
+
+def _process_held(
+    group: Group,
+    ctx: GroupContext,
+    deadline: float | None,
+    refresh: bool,
+    stored: StoredObject | None,
+    hold: SpoolHold | None,
+) -> GroupResult:
+    try:
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r} not started: the deadline has passed")
         validators: dict[str, Validator] = {}
@@ -168,9 +220,10 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
         return _failed_result(group, exc, attempts=0)
     missing: dict[int, FetchError] = {}  # on_missing=skip: files the origin says are gone (404/410)
     with ExitStack() as stack:
-        parts = _open_parts(group, ctx, stack)
+        parts = _open_parts(group, ctx, stack, hold)
         try:
             results = _download_all(group, ctx, parts, deadline, validators=validators, missing=missing)
+            _settle_spool(ctx, parts, results)
             unchanged = [i for i, r in enumerate(results) if r.not_modified]
             if unchanged and stored is not None and len(unchanged) == len(results):
                 attempts = sum(r.attempts for r in results)
@@ -180,8 +233,9 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
                 again = _download_all(group, ctx, parts, deadline, validators={}, only=unchanged, missing=missing)
                 for index, result in zip(unchanged, again, strict=True):
                     results[index] = dataclasses.replace(result, attempts=result.attempts + results[index].attempts)
+                _settle_spool(ctx, parts, results, observe=False)
         except _GroupDownloadFailed as failed:
-            return _failed_result(group, failed.error, attempts=failed.attempts)
+            return _failed_result(group, classify_spool_error(failed.error, hold), attempts=failed.attempts)
         attempts = sum(r.attempts for r in results)
         if missing:
             if len(missing) == len(results):
@@ -204,6 +258,8 @@ def _process(group: Group, ctx: GroupContext, deadline: float | None, refresh: b
             return dataclasses.replace(_stored_result(group, stored, files=len(group.sources)), attempts=attempts)
         except StoreError as exc:
             return _failed_result(group, exc, attempts=attempts)
+        except OSError as exc:  # spooling the merged output (a full disk): classified, the batch goes on
+            return _failed_result(group, classify_spool_error(exc, hold), attempts=attempts)
         if refresh and result.change is None:
             result = dataclasses.replace(result, change="changed" if stored is not None else "new")
         if missing:
@@ -217,15 +273,31 @@ def _stored_as_is(group: Group) -> bool:
     return group.merge is MergeMode.NONE or (group.merge is MergeMode.CONCAT and len(group.sources) == 1)
 
 
-def _open_parts(group: Group, ctx: GroupContext, stack: ExitStack) -> list[BinaryIO]:
+def _open_parts(group: Group, ctx: GroupContext, stack: ExitStack, hold: SpoolHold | None) -> list[BinaryIO]:
     """One writable file per source: named files for groups stored as is; otherwise small files stay
-    in memory and larger ones roll over to disk in spool_dir (bounded memory either way)."""
+    in memory and larger ones roll over to disk in spool_dir (bounded memory either way). With a spool
+    hold every write is metered against the group's share of the spool budget."""
     if _stored_as_is(group):
-        return [stack.enter_context(_named_part(ctx)) for _ in group.sources]
-    return [
-        stack.enter_context(tempfile.SpooledTemporaryFile(max_size=ctx.spool_memory_bytes, dir=ctx.spool_dir))
-        for _ in group.sources
-    ]
+        parts = [stack.enter_context(_named_part(ctx)) for _ in group.sources]
+    else:
+        parts = [
+            stack.enter_context(tempfile.SpooledTemporaryFile(max_size=ctx.spool_memory_bytes, dir=ctx.spool_dir))
+            for _ in group.sources
+        ]
+    if hold is None:
+        return parts
+    return [MeteredPart(p, hold) for p in parts]  # type: ignore[misc]
+
+
+def _settle_spool(ctx: GroupContext, parts: list[BinaryIO], results: list[FileResult], *, observe: bool = True) -> None:
+    """Charge what the meter could not see (writes at offsets) and feed the budget's running estimate."""
+    if ctx.spool is None:
+        return
+    for part, result in zip(parts, results, strict=True):
+        if isinstance(part, MeteredPart) and not result.not_modified:
+            part.settle(result.bytes)
+    if observe:
+        ctx.spool.observe([r.bytes for r in results if not r.not_modified])
 
 
 @contextmanager

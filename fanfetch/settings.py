@@ -106,6 +106,7 @@ class Settings:
     event_bus_name: str = "default"  # EVENT_BUS_NAME: where "job finished" is published
     send_calls_in_flight: int = 16  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
     on_missing: str = "fail"  # FANFETCH_ON_MISSING: fail | skip, for groups whose message names no on_missing
+    spool_max_bytes: int | None = None  # FANFETCH_SPOOL_MAX_BYTES: cap of the worker's spool budget (else /tmp's room)
 
     @property
     def output_key_prefix(self) -> str:
@@ -151,6 +152,7 @@ class Settings:
             send_calls_in_flight=int(number("FANFETCH_SEND_CALLS_IN_FLIGHT", cls.send_calls_in_flight, int, 1)),
             per_host_concurrency=_optional(number("FANFETCH_PER_HOST_CONCURRENCY", 0, int, 1), int),
             per_host_rps=_optional(number("FANFETCH_PER_HOST_RPS", 0.0, float, 0.001), float),
+            spool_max_bytes=_optional(number("FANFETCH_SPOOL_MAX_BYTES", 0, int, 1), int),
         )
         problems += _allow_host_problems(settings.allow_hosts, "FANFETCH_ALLOW_HOSTS")
         on_missing = env.get("FANFETCH_ON_MISSING", "").strip() or cls.on_missing

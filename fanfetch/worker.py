@@ -122,6 +122,8 @@ def run_batch(
     With a ``book``, every final verdict (stored, or dead-lettered) is counted in the ledger before
     the record is acknowledged; a verdict that cannot be counted comes back to be counted later.
     """
+    if ctx.spool is not None:  # /tmp may hold less (or more) than at the last batch of a warm container
+        ctx.spool.remeasure()
     decoded: dict[str, JobMessage] = {}
     verdicts: dict[str, Verdict] = {}
     ids = [_message_id(r, i) for i, r in enumerate(records)]

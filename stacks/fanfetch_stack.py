@@ -105,6 +105,7 @@ class FanfetchStack(Stack):
             per_host_concurrency=cfg.per_host_concurrency,
             per_host_rps=cfg.per_host_rps,
             on_missing=cfg.on_missing,
+            ephemeral_storage_mb=cfg.worker_ephemeral_storage_mb,
         )
 
         # Grants. The event source mapping grants the worker its queue consume permissions; the worker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -62,6 +62,7 @@ class FanfetchFunction(Construct):
         log_retention_days: int,
         environment: Mapping[str, str],
         reserved_concurrency: int | None = None,
+        ephemeral_storage_mb: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -92,6 +93,7 @@ class FanfetchFunction(Construct):
             log_group=self.log_group,
             reserved_concurrent_executions=reserved_concurrency,
             environment=dict(environment),
+            ephemeral_storage_size=Size.mebibytes(ephemeral_storage_mb) if ephemeral_storage_mb else None,
         )
 
 
@@ -159,6 +161,7 @@ class WorkerFunction(FanfetchFunction):
         per_host_concurrency: int | None = None,
         per_host_rps: float | None = None,
         on_missing: str = "fail",
+        ephemeral_storage_mb: int | None = None,
     ) -> None:
         politeness = {}  # per-host limits, per invocation; fleet-wide bound = max concurrency x these
         if per_host_concurrency is not None:
@@ -174,6 +177,7 @@ class WorkerFunction(FanfetchFunction):
             timeout_s=timeout_s,
             log_retention_days=log_retention_days,
             reserved_concurrency=reserved_concurrency,
+            ephemeral_storage_mb=ephemeral_storage_mb,  # /tmp: the worker measures its spool budget there
             environment={
                 "BUCKET_NAME": bucket_name,
                 "DLQ_URL": dead_letter_queue_url,

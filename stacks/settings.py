@@ -58,6 +58,9 @@ class StackSettings:
 
     worker_memory_mb: int = 1024
     worker_timeout_s: int = 300
+    # the worker's /tmp (Lambda EphemeralStorage): downloads and merged outputs are spooled there; a merged
+    # group needs about twice its size, and the worker schedules only as many groups at once as fit
+    worker_ephemeral_storage_mb: int = 2048
     worker_max_concurrency: int = 50  # SQS event source MaximumConcurrency (Lambda allows 2..1000)
     worker_reserved_concurrency: int | None = None  # unreserved by default: the event source caps it
     batch_size: int = 10
@@ -129,6 +132,7 @@ class StackSettings:
 _CONTEXT_KEYS: dict[str, str] = {
     "worker_memory_mb": "workerMemoryMb",
     "worker_timeout_s": "workerTimeoutS",
+    "worker_ephemeral_storage_mb": "workerEphemeralStorageMb",
     "worker_max_concurrency": "workerMaxConcurrency",
     "worker_reserved_concurrency": "workerReservedConcurrency",
     "batch_size": "batchSize",
@@ -153,6 +157,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "worker_memory_mb": (128, 10240),
     # The worker keeps ~15 s of its time back to store and report (FANFETCH_DEADLINE_RESERVE_S).
     "worker_timeout_s": (30, 900),
+    "worker_ephemeral_storage_mb": (512, 10240),  # Lambda's EphemeralStorage.Size limits (MiB)
     "worker_max_concurrency": (2, 1000),
     "worker_reserved_concurrency": (2, 10_000),
     "batch_size": (1, 10),

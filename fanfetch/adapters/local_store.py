@@ -87,15 +87,18 @@ class LocalStore:
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         tmp_dir = self.ensure_tmp_dir()
-        fd, tmp = tempfile.mkstemp(prefix="put-", dir=tmp_dir)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(prefix="put-", dir=tmp_dir)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             self._store(key, tmp, sha256=hashlib.sha256(data).hexdigest(), overwrite=True)
+        except OSError as exc:  # a full disk above all: a store error, never a raw OSError out of a run
+            raise RetryableStoreError(f"cannot store {key!r}: {exc.strerror or exc}") from exc
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
 
     def _temp_copy(self, path: str) -> str:

@@ -24,6 +24,7 @@ def test_defaults_are_the_documented_ones() -> None:
     )
     assert (settings.batch_size, settings.download_concurrency, settings.max_receive_count) == (10, 16, 5)
     assert (settings.producer_memory_mb, settings.producer_timeout_s) == (512, 900)
+    assert settings.worker_ephemeral_storage_mb == 2048
     assert (settings.output_prefix, settings.allow_hosts, settings.has_schedule) == ("", "", False)
 
 
@@ -66,6 +67,9 @@ def test_queue_age_alarm_is_derived_from_the_redrive_budget_unless_given() -> No
         ("workerMaxConcurrency", 1, "workerMaxConcurrency=1: must be between 2 and 1000"),
         ("workerTimeoutS", 901, "workerTimeoutS=901: must be between 30 and 900"),
         ("workerMemoryMb", 64, "workerMemoryMb=64: must be between 128 and 10240"),
+        ("workerEphemeralStorageMb", 256, "workerEphemeralStorageMb=256: must be between 512 and 10240"),
+        ("workerEphemeralStorageMb", "10241", "workerEphemeralStorageMb=10241: must be between 512 and 10240"),
+        ("workerEphemeralStorageMb", "2 GB", "workerEphemeralStorageMb='2 GB': expected an integer"),
         ("logRetentionDays", 10, "logRetentionDays=10: must be one of"),
         ("outputPrefix", "/abs/", "outputPrefix='/abs/': must be a relative S3 key prefix"),
         ("outputPrefix", "a/../b", "must be a relative S3 key prefix"),

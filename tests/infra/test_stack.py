@@ -274,6 +274,21 @@ def test_sizing_and_worker_settings_come_from_context(synth: Callable[..., Templ
     template.has_resource_properties("AWS::Lambda::Function", {"MemorySize": 256, "Timeout": 600})
 
 
+def test_the_worker_gets_ephemeral_storage_for_its_spool_the_producer_the_default(
+    template: Template, default_stack: FanfetchStack, synth: Callable[..., Template]
+) -> None:
+    # GIVEN the defaults: the worker's /tmp is 2048 MiB (a merged group needs ~2x its size there)
+    functions = template.find_resources("AWS::Lambda::Function")
+    worker = functions[logical_id(default_stack, default_stack.worker.function)]["Properties"]
+    producer = functions[logical_id(default_stack, default_stack.producer.function)]["Properties"]
+    assert worker["EphemeralStorage"] == {"Size": 2048}
+    assert "EphemeralStorage" not in producer  # Lambda's 512 MiB: the producer spools nothing
+    # AND the context parameter sets it
+    bigger = synth({"workerEphemeralStorageMb": "10240"})
+    bigger.has_resource_properties("AWS::Lambda::Function", {"EphemeralStorage": {"Size": 10240},
+                                                              "MemorySize": 1024})
+
+
 def test_each_function_logs_to_its_own_log_group_with_retention(template: Template) -> None:
     template.resource_count_is("AWS::Logs::LogGroup", 2)
     template.all_resources_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})

@@ -1,0 +1,179 @@
+"""The worker fits its /tmp: with TMPDIR on a small tmpfs, groups are scheduled within the spool budget,
+a group larger than the whole budget is dead-lettered with a reason naming the sizes, never a crashed batch.
+
+These tests mount a tmpfs (root only) and skip cleanly otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from fanfetch.bootstrap import build_worker_app
+from fanfetch.core.messages import encode_message
+from fanfetch.core.models import Group, MergeMode, Source
+from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.origin_faults import FaultOrigin
+
+MIB = 2**20
+
+
+def _block(seed: str) -> bytes:
+    return hashlib.sha256(seed.encode()).digest() * (MIB // 32)  # 1 MiB, distinct per file
+
+
+@dataclass(frozen=True)
+class _Big:
+    """A large body streamed from a repeated 1 MiB block (never held whole in memory)."""
+
+    size: int
+    seed: str
+
+    def serve(self, ex) -> None:
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.size}\r\nConnection: close\r\n\r\n".encode()
+        if not ex.send(head):
+            return
+        block, remaining = _block(self.seed), self.size
+        while remaining > 0 and ex.send(block[: min(remaining, len(block))]):
+            remaining -= len(block)
+
+
+def expected_sha256(sizes: list[int], seeds: list[str]) -> str:
+    digest = hashlib.sha256()
+    for size, seed in zip(sizes, seeds, strict=True):
+        block = _block(seed)
+        while size > 0:
+            digest.update(block[: min(size, len(block))])
+            size -= len(block)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def small_tmp(tmp_path: Path, monkeypatch) -> Iterator[Path]:
+    """TMPDIR on a 160 MiB tmpfs (needs root; skipped otherwise); unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def worker(small_tmp, monkeypatch, aws_env):
+    origin = FaultOrigin()
+    try:
+        with mock_aws():
+            s3, sqs = boto3.client("s3"), boto3.client("sqs")
+            s3.create_bucket(Bucket="out")
+            dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+            monkeypatch.setenv("BUCKET_NAME", "out")
+            monkeypatch.setenv("DLQ_URL", dlq)
+            monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", f"127.0.0.1:{origin.port}")
+            module = load_handler("worker")
+            # The worker's container starts with TMPDIR on the small disk; moto (which stands in for S3 in this
+            # same process and spools objects to the temp folder too) keeps the ordinary one afterwards.
+            with monkeypatch.context() as cold_start:
+                cold_start.setenv("TMPDIR", str(small_tmp))
+                cold_start.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
+                module._app = build_worker_app()
+            assert module._app.ctx.spool_dir == str(small_tmp)
+            yield module, s3, sqs, dlq, origin, small_tmp
+    finally:
+        origin.close()
+
+
+def _group(origin: FaultOrigin, name: str, part_bytes: int, *, parts: int = 2, declare: bool = False) -> Group:
+    sources = []
+    for i in range(parts):
+        url = origin.add(f"/{name}/{i}", _Big(part_bytes, f"{name}-{i}"))
+        sources.append(Source(url, size=part_bytes if declare else None))
+    return Group(group_id=name, sources=tuple(sources), key=f"{name}.bin", merge=MergeMode.CONCAT)
+
+
+def _dead(sqs, dlq):
+    return sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("declare", [False, True], ids=["sizes-unknown", "sizes-declared"])
+def test_four_64_mib_groups_fit_a_160_mib_tmp_and_a_450_mib_group_is_dead_lettered_naming_sizes(worker, declare):
+    # GIVEN TMPDIR on a 160 MiB tmpfs and a batch of four 64 MiB groups (2 x 32 MiB, merged) and one 450 MiB group
+    module, s3, sqs, dlq, origin, tmp = worker
+    small = [_group(origin, f"g{i}", 32 * MIB, declare=declare) for i in range(4)]
+    big = _group(origin, "big", 225 * MIB, declare=declare)
+    event = sqs_event([encode_message("job-spool", g) for g in [*small, big]])
+    # WHEN the worker handles the batch once
+    response = module.handler(event, FakeLambdaContext())
+    # THEN nothing comes back: the four are stored byte-exact, the big one is dead-lettered with its sizes
+    assert response == {"batchItemFailures": []}
+    for group in small:
+        head = s3.head_object(Bucket="out", Key=group.key)
+        assert head["ContentLength"] == 64 * MIB
+        assert head["Metadata"]["sha256"] == expected_sha256([32 * MIB] * 2, [f"{group.group_id}-0",
+                                                                                       f"{group.group_id}-1"])
+    (dead,) = _dead(sqs, dlq)
+    reason = dead["MessageAttributes"]["fanfetch-error"]["StringValue"]
+    assert "spool" in reason and "MiB" in reason, reason
+    assert dead["MessageAttributes"]["fanfetch-error-type"]["StringValue"] == "permanent"
+    if declare:  # known in advance: refused before a single request
+        assert origin.requests("/big/0") == 0 and origin.requests("/big/1") == 0
+    # AND the groups in flight never held more than the budget (free space of the tmpfs minus the margin)
+    spool = module._app.ctx.spool
+    assert 128 * MIB <= spool.total <= 160 * MIB and spool.peak_used <= spool.total
+    # AND nothing is left behind in /tmp
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.fixture
+def capped_worker(monkeypatch, aws_env):
+    """The worker with its spool budget capped by FANFETCH_SPOOL_MAX_BYTES (no root needed)."""
+    origin = FaultOrigin()
+    try:
+        with mock_aws():
+            s3, sqs = boto3.client("s3"), boto3.client("sqs")
+            s3.create_bucket(Bucket="out")
+            dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+            monkeypatch.setenv("BUCKET_NAME", "out")
+            monkeypatch.setenv("DLQ_URL", dlq)
+            monkeypatch.setenv("FANFETCH_SPOOL_MAX_BYTES", str(2 * MIB))
+            monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", f"127.0.0.1:{origin.port}")
+            yield load_handler("worker"), s3, sqs, dlq, origin
+    finally:
+        origin.close()
+
+
+def test_with_a_capped_spool_a_group_declaring_more_is_dead_lettered_on_first_sight_and_the_rest_fit(capped_worker):
+    # GIVEN a 2 MiB spool cap, three merged groups of 2 x 256 KiB (1 MiB each) and one declaring 2 x 2 MiB
+    module, s3, sqs, dlq, origin = capped_worker
+    small = [_group(origin, f"s{i}", 256 * 1024) for i in range(3)]
+    big = _group(origin, "big", 2 * MIB, declare=True)
+    event = sqs_event([encode_message("job-cap", g) for g in [*small, big]])
+    # WHEN the worker handles the batch
+    response = module.handler(event, FakeLambdaContext())
+    # THEN the small ones are stored (never more than the cap in flight) and the big one is dead-lettered at once,
+    # its reason naming both sizes, without a request
+    assert response == {"batchItemFailures": []}
+    for group in small:
+        assert s3.head_object(Bucket="out", Key=group.key)["ContentLength"] == 512 * 1024
+    spool = module._app.ctx.spool
+    assert spool.total == 2 * MIB and spool.peak_used <= 2 * MIB
+    (dead,) = _dead(sqs, dlq)
+    reason = dead["MessageAttributes"]["fanfetch-error"]["StringValue"]
+    assert "8.0 MiB of temp space" in reason and "spool budget is 2.0 MiB" in reason, reason
+    assert origin.requests("/big/0") == 0 and origin.requests("/big/1") == 0
