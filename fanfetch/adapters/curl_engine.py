@@ -45,6 +45,7 @@ class Done:
     retry_after_s: float | None  # CURLINFO_RETRY_AFTER (seconds or HTTP-date, parsed by libcurl)
     redirect_url: str | None  # CURLINFO_REDIRECT_URL: where a 3xx points (resolved, encoded by libcurl)
     wire_bytes: int  # body bytes as received (content coding still on)
+    os_errno: int = 0  # CURLINFO_OS_ERRNO: the socket error behind a failure (0: libcurl's own verdict)
 
 
 class Transfer(Protocol):
@@ -286,6 +287,7 @@ def _read_done(easy: pycurl.Curl, code: int, message: str) -> Done:
         retry_after_s=float(retry_after) if retry_after and retry_after > 0 else None,
         redirect_url=redirect or None,
         wire_bytes=int(easy.getinfo(pycurl.SIZE_DOWNLOAD)),
+        os_errno=int(easy.getinfo(pycurl.OS_ERRNO)) if code else 0,
     )
 
 

@@ -54,8 +54,9 @@ _DEADLINE_SLACK = 0.9  # a timeout (28) after this share of the total budget is 
 # libcurl results that will be the same on every attempt: the origin speaks broken HTTP.
 # libcurl result codes (CURLE_*), by number: pycurl does not name every one.
 _UNSUPPORTED_PROTOCOL, _URL_MALFORMAT, _COULDNT_CONNECT, _WEIRD_SERVER_REPLY = 1, 3, 7, 8
-_PARTIAL_FILE, _OPERATION_TIMEDOUT, _FILESIZE_EXCEEDED = 18, 28, 63
-_PROTOCOL_VIOLATIONS = frozenset({_WEIRD_SERVER_REPLY, 16, 61, 92})  # weird reply, HTTP/2, bad coding, h2 stream
+_PARTIAL_FILE, _OPERATION_TIMEDOUT, _RECV_ERROR, _FILESIZE_EXCEEDED = 18, 28, 56, 63
+# 1 comes back for a reply that is no HTTP/1.x (our URLs are http/https before they reach libcurl).
+_PROTOCOL_VIOLATIONS = frozenset({_UNSUPPORTED_PROTOCOL, _WEIRD_SERVER_REPLY, 16, 61, 92})
 _TLS_VERIFY = frozenset({60, 51, 58, 77, 83, 90, 91})  # peer verification, certs, CA file, pinned key, OCSP
 
 
@@ -80,6 +81,10 @@ class _SinkFailed(Exception):
     def __init__(self, error: OSError):
         super().__init__(error)
         self.error = error
+
+
+class _Cancelled(Exception):
+    """Internal: the run is aborting (``CurlFetcher.cancel``); no further attempt may start."""
 
 
 class _ValidatorChanged(Exception):
@@ -219,7 +224,7 @@ class _Request:
         if self.blocked is not None:
             raise BlockedAddressError(url, self.blocked)
         if code == CANCELLED:
-            raise RetryableFetchError(url, f"download cancelled ({done.message})", status=status)
+            raise _Cancelled()
         if code == SILENCE:
             raise RetryableFetchError(url, f"read timeout ({done.message})", status=status)
         detail = f"curl {code}: {done.message}"[:300]
@@ -245,7 +250,11 @@ class _Request:
             raise PermanentFetchError(url, f"TLS certificate verification failed ({detail})")
         if code in _PROTOCOL_VIOLATIONS:
             raise PermanentFetchError(url, f"protocol violation ({detail})", status=status)
-        if code in (_UNSUPPORTED_PROTOCOL, _URL_MALFORMAT):
+        if code == _RECV_ERROR and done.os_errno == 0 and self.status:
+            # libcurl refused what it read (a chunk size that is not hex...), not a socket error: the same
+            # bytes come back on every attempt
+            raise PermanentFetchError(url, f"protocol violation ({detail})", status=status)
+        if code == _URL_MALFORMAT:
             raise PermanentFetchError(url, f"invalid URL ({detail})")
         raise RetryableFetchError(url, f"connection broken ({detail})", status=status)
 
@@ -458,6 +467,7 @@ class CurlFetcher:
         self.base_headers = [f"User-Agent: {settings.user_agent}", f"Accept-Encoding: {ACCEPT_ENCODING}"]
         self._parts: Any = None
         self._closed = False
+        self._cancelled = False
 
     def __enter__(self) -> CurlFetcher:
         return self
@@ -474,7 +484,9 @@ class CurlFetcher:
         return self._engine
 
     def cancel(self) -> None:
-        """Abort every transfer in flight (a second Ctrl-C): each fails retryable at once."""
+        """Abort every transfer in flight (a second Ctrl-C): each fetch fails retryable at once, without
+        retrying, and so does every later one."""
+        self._cancelled = True
         self._engine.cancel_all()
 
     def close(self) -> None:
@@ -509,6 +521,8 @@ class CurlFetcher:
         ranged = settings.connections_per_file > 1
         restart_allowed = True
         while True:
+            if self._cancelled:
+                raise RetryableFetchError(url, "download cancelled: the run is aborting", attempts=attempts)
             if clock.monotonic() >= end:
                 raise RetryableFetchError(url, "deadline passed before the download could start", attempts=attempts)
             attempts += 1
@@ -519,6 +533,9 @@ class CurlFetcher:
                 body = self._attempt(source, dest, end, validator, ranged, extra_requests, digest)
             except _DeadlinePassed:
                 raise RetryableFetchError(url, "deadline exceeded", attempts=attempts) from None
+            except _Cancelled:
+                raise RetryableFetchError(url, "download cancelled: the run is aborting",
+                                          attempts=attempts + extra_requests[0]) from None
             except _SinkFailed as exc:
                 raise exc.error from None
             except HostWaitTooLong as exc:
