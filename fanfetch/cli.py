@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path or s3://bucket/key")
     run.add_argument("--out", type=destination, required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
     run.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
-                     help="merge mode for groups that do not name one: csv, concat (default), none")
+                     help="merge mode for groups that do not name one: csv, concat (default), none, csv-lenient")
     run.add_argument("--ledger", metavar="PATH", default=None,
                      help="SQLite job ledger (report timeline, refresh validators); default DEST/_jobs/ledger.sqlite "
                           "for a local DEST, none for s3:// unless given")

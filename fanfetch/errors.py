@@ -14,6 +14,7 @@ boundary, so services and handlers never see a foreign exception::
     │   │   └── RetryAfterTooLong  the server asked us to wait past our deadline
     │   └── PermanentFetchError    404/403/410 and other 4xx, too large, too many redirects,
     │       └── BlockedAddressError    a host that resolves to a non-public address (SSRF guard)
+    ├── MergeError                 csv parts that do not fit together (a header differs); names the URL (permanent)
     ├── EnqueueError               some messages could not be sent after retries (counts sent/failed)
     ├── StoreError                 writing the output failed
     │   ├── RetryableStoreError    throttling, 5xx, network trouble talking to S3 / the disk
@@ -50,6 +51,7 @@ __all__ = [
     "RetryAfterTooLong",
     "PermanentFetchError",
     "BlockedAddressError",
+    "MergeError",
     "EnqueueError",
     "StoreError",
     "RetryableStoreError",
@@ -161,6 +163,10 @@ class PermanentFetchError(FetchError, Permanent):
 
 class BlockedAddressError(PermanentFetchError):
     """The URL's host is (or resolves to) an address downloads may not reach."""
+
+
+class MergeError(FanfetchError, Permanent):
+    """A group's parts cannot be merged as asked (strict csv: a part's header differs from the first's)."""
 
 
 class EnqueueError(FanfetchError):

@@ -116,7 +116,7 @@ def add_ops_parsers(subparsers: Any) -> None:
     submit = subparsers.add_parser("submit", help="upload a manifest to a deployed stack and start the job")
     submit.add_argument("manifest", help="JSON Lines, CSV or TOML job spec (a path, or s3://bucket/key)")
     submit.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
-                        help="merge mode for groups that do not name one: csv, concat (default), none")
+                        help="merge mode for groups that do not name one: csv, concat (default), none, csv-lenient")
     _common(submit)
 
     status = subparsers.add_parser("status", help="a job's progress, from the stack's ledger")

@@ -19,15 +19,17 @@ from functools import partial
 from typing import BinaryIO
 
 from fanfetch.core.ledger import Validator
-from fanfetch.core.merge import merge_streams, name_files
+from fanfetch.core.merge import html_part, merge_streams, name_files
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode, OnMissing
 from fanfetch.errors import (
     DeadlineExceeded,
     FanfetchError,
     FetchError,
+    MergeError,
     OutputExists,
     PermanentFetchError,
+    RetryableFetchError,
     StoreError,
     is_retryable,
 )
@@ -242,6 +244,11 @@ def _process_held(
                 return _failed_result(group, _all_missing(group, missing), attempts=attempts)
             present = [i for i in range(len(results)) if i not in missing]
             parts, results = [parts[i] for i in present], [results[i] for i in present]
+        html = html_part([r.url for r in results], [r.content_type for r in results]) \
+            if group.merge is MergeMode.CSV else None
+        if html is not None:  # strict csv: an error or login page must not become rows
+            error = RetryableFetchError(html, "served as text/html, not CSV (merge csv-lenient keeps it)", status=200)
+            return _failed_result(group, error, attempts=attempts)
         replace = refresh and stored is not None
         try:
             if group.merge is MergeMode.NONE:
@@ -256,7 +263,7 @@ def _process_held(
                 error = StoreError("output reported as existing but not found")
                 return _failed_result(group, error, attempts=attempts)
             return dataclasses.replace(_stored_result(group, stored, files=len(group.sources)), attempts=attempts)
-        except StoreError as exc:
+        except (StoreError, MergeError) as exc:
             return _failed_result(group, exc, attempts=attempts)
         except OSError as exc:  # spooling the merged output (a full disk): classified, the batch goes on
             return _failed_result(group, classify_spool_error(exc, hold), attempts=attempts)
@@ -458,7 +465,8 @@ def _store_merged(
         else:
             path, raw = stack.enter_context(_spool_file(ctx, "merged-"))
             writer = _HashingWriter(raw)
-            merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes)  # type: ignore[arg-type]
+            merge_streams(group.merge, parts, writer, chunk_bytes=ctx.chunk_bytes,  # type: ignore[arg-type]
+                          labels=[r.url for r in results])
             raw.close()
             digest, size = writer.sha256.hexdigest(), writer.bytes
         stored = partial(GroupResult, group_id=group.group_id, status=GroupStatus.OK, key=group.key,

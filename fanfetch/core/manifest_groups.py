@@ -198,7 +198,7 @@ def read_size(value: object, where: Where, field: str) -> int:
 
 
 def _default_key(draft: Draft, merge: MergeMode) -> str:
-    if merge is MergeMode.CSV:
+    if merge.is_csv:
         return f"{draft.group_id}.csv"
     if merge is MergeMode.NONE:
         return f"{draft.group_id}/"

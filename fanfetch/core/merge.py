@@ -8,7 +8,12 @@ are neither closed nor re-encoded.
 
 ``concat``: the parts' bytes in order, exactly; nothing added, nothing removed.
 
-``csv``: the parts concatenated, keeping the first header and dropping repeated identical headers.
+``csv`` (strict, the default): as ``csv-lenient`` below, but a non-empty part whose first line (after
+  BOM and line-ending normalisation) differs from the first part's header raises ``MergeError`` naming
+  the part (its URL), and ``html_part`` refuses a part the origin served as ``text/html``: an error page
+  or a changed schema never ends up in the middle of a CSV.
+
+``csv-lenient``: the parts concatenated, keeping the first header and dropping repeated identical headers.
   - A part's *header* is its first line. Only that line is examined: there is no CSV parsing, so data
     rows (quoted fields with embedded newlines included) are copied byte for byte. This assumes a
     header has no quoted newline, which holds for real-world headers.
@@ -41,8 +46,9 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from fanfetch.core.models import MergeMode
+from fanfetch.errors import MergeError
 
-__all__ = ["merge_streams", "name_files", "DEFAULT_CHUNK_BYTES", "HEADER_CAP_BYTES", "MAX_NAME_BYTES"]
+__all__ = ["merge_streams", "name_files", "html_part", "DEFAULT_CHUNK_BYTES", "HEADER_CAP_BYTES", "MAX_NAME_BYTES"]
 
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB per read/write
 HEADER_CAP_BYTES = 1 << 20  # the most of a part's start held in memory to find its first line
@@ -59,10 +65,13 @@ def merge_streams(
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     header_cap_bytes: int = HEADER_CAP_BYTES,
+    labels: Sequence[str] | None = None,
 ) -> int:
     """Write ``parts`` merged by ``mode`` to ``out``; return the number of bytes written.
 
-    ``MergeMode.NONE`` raises ValueError: those files are stored one by one (see ``name_files``).
+    ``labels`` (the parts' URLs) name a part in a ``MergeError``; ``out`` then holds a partial merge
+    that must not be stored. ``MergeMode.NONE`` raises ValueError: those files are stored one by one
+    (see ``name_files``).
     """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, not {chunk_bytes}")
@@ -70,8 +79,8 @@ def merge_streams(
         raise ValueError(f"header_cap_bytes must be at least {len(_BOM)}, not {header_cap_bytes}")
     if mode is MergeMode.CONCAT:
         return _concat(parts, out, chunk_bytes)
-    if mode is MergeMode.CSV:
-        return _merge_csv(parts, out, chunk_bytes, header_cap_bytes)
+    if mode.is_csv:
+        return _merge_csv(parts, out, chunk_bytes, header_cap_bytes, strict=mode is MergeMode.CSV, labels=labels)
     raise ValueError(
         f"merge mode {getattr(mode, 'value', mode)!r} does not merge; store the files one by one"
     )
@@ -102,13 +111,16 @@ class _Head:
         return self.data if self.complete else None
 
 
-def _merge_csv(parts: Iterable[BinaryIO], out: BinaryIO, chunk_bytes: int, cap: int) -> int:
+def _merge_csv(
+    parts: Iterable[BinaryIO], out: BinaryIO, chunk_bytes: int, cap: int, *, strict: bool,
+    labels: Sequence[str] | None,
+) -> int:
     written = 0
     started = False
     header_key: bytes | None = None
     default_eol = b"\n"
     owed = b""  # the newline the previous contributing part lacked, written only if more data follows
-    for part in parts:
+    for index, part in enumerate(parts):
         _rewind(part)
         head = _read_head(part, chunk_bytes, cap)
         if head.complete and not head.data.strip(_BLANK):
@@ -122,6 +134,12 @@ def _merge_csv(parts: Iterable[BinaryIO], out: BinaryIO, chunk_bytes: int, cap: 
             body = head.data[len(first) :]
             if head.complete and not body.strip(_BLANK):
                 continue  # header-only part
+        elif strict:
+            label = labels[index] if labels is not None and index < len(labels) else f"part {index + 1}"
+            raise MergeError(
+                f"{label}: its CSV header {_show(key)} differs from the first part's {_show(header_key)} "
+                "(merge csv-lenient keeps such parts as data)"
+            )
         else:
             body = head.data  # a different first line is data or another schema: keep it
         _write(out, owed)
@@ -139,6 +157,21 @@ def _merge_csv(parts: Iterable[BinaryIO], out: BinaryIO, chunk_bytes: int, cap: 
         else:
             owed = _line_end(first) or default_eol
     return written
+
+
+def _show(line: bytes | None) -> str:
+    if line is None:
+        return "(a first line too long to be a header)"
+    return repr(line[:120].decode("utf-8", "replace")) + ("..." if len(line) > 120 else "")
+
+
+def html_part(urls: Sequence[str], content_types: Sequence[str | None]) -> str | None:
+    """The first URL whose part the origin served as ``text/html`` (an error page, a login page), or None."""
+    for url, content_type in zip(urls, content_types, strict=True):
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media in ("text/html", "application/xhtml+xml"):
+            return url
+    return None
 
 
 def _read_head(part: BinaryIO, chunk_bytes: int, cap: int) -> _Head:

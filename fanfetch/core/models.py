@@ -18,6 +18,11 @@ class MergeMode(str, Enum):
     CSV = "csv"  # concatenate, keeping the first header and dropping repeated identical headers
     CONCAT = "concat"  # bytes in manifest order
     NONE = "none"  # no merge: each file stored under <key>/<filename>
+    CSV_LENIENT = "csv-lenient"  # csv without the strict checks: text/html parts and differing headers kept as data
+
+    @property
+    def is_csv(self) -> bool:
+        return self in (MergeMode.CSV, MergeMode.CSV_LENIENT)
 
     @classmethod
     def parse(cls, value: str) -> MergeMode:

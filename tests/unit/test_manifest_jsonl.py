@@ -97,7 +97,7 @@ def test_event_groups_follow_the_same_rules_with_the_index_as_line() -> None:
         ),
         pytest.param(
             {"group": "a", "urls": ["https://h.example/x"], "merge": "zip"},
-            "m.jsonl:2: merge: unknown merge mode 'zip' (expected one of: csv, concat, none)",
+            "m.jsonl:2: merge: unknown merge mode 'zip' (expected one of: csv, concat, none, csv-lenient)",
             id="bad-merge",
         ),
         pytest.param(

@@ -7,9 +7,10 @@ import string
 
 import pytest
 
-from fanfetch.core.merge import HEADER_CAP_BYTES, MAX_NAME_BYTES, merge_streams, name_files
+from fanfetch.core.merge import HEADER_CAP_BYTES, MAX_NAME_BYTES, html_part, merge_streams, name_files
 from fanfetch.core.models import MergeMode
 from fanfetch.core.validate import check_key
+from fanfetch.errors import MergeError
 
 try:
     from hypothesis import given, settings
@@ -227,24 +228,51 @@ def test_all_parts_empty_gives_zero_bytes(parts):
     assert out.getvalue() == b""
 
 
-def test_part_with_a_different_header_is_kept_whole():
+def test_lenient_keeps_a_part_with_a_different_header_whole():
     # GIVEN a part whose first line is another schema, and one with no header at all
     a = station_year(2019)
     other = b"id,value\n1,2\n"
     headerless = b'"-75.67","45.38","OTTAWA CDA","2021-01-01","2021","3.5"\n'
-    # WHEN merged
-    merged = merge([a, other, headerless])
+    # WHEN merged with csv-lenient
+    merged = merge([a, other, headerless], MergeMode.CSV_LENIENT)
     # THEN no line of either is dropped
     assert merged == a + other + headerless
 
 
-def test_header_differing_only_in_whitespace_is_kept_whole():
+def test_lenient_keeps_a_header_differing_only_in_whitespace_whole():
     # GIVEN a later part whose header has a trailing space
     a = b"a,b\n1,2\n"
     b = b"a,b \n3,4\n"
     # WHEN merged
     # THEN it is not the same header, so the part is kept whole
-    assert merge([a, b]) == a + b
+    assert merge([a, b], MergeMode.CSV_LENIENT) == a + b
+
+
+@pytest.mark.parametrize(
+    "later",
+    [b"date,temp,wind\n2021,3,4\n", b"2021,3\n", b"date,temp \n2021,3\n", BOM + b"Date,temp\r\n2021,3\r\n"],
+    ids=["gained-a-column", "headerless", "trailing-space", "case"],
+)
+def test_strict_csv_fails_on_a_part_whose_header_differs_naming_its_url(later):
+    # GIVEN a first year with header date,temp and a later part whose first line is something else
+    first = b"date,temp\n2020,1\n"
+    urls = ["https://o.example/2020.csv", "https://o.example/2021.csv"]
+    # WHEN merged with the default (strict) csv mode
+    with pytest.raises(MergeError) as caught:
+        merge_streams(MergeMode.CSV, [io.BytesIO(first), io.BytesIO(later)], io.BytesIO(), labels=urls)
+    # THEN the error names the URL, and both headers
+    assert urls[1] in str(caught.value) and "'date,temp'" in str(caught.value) and "csv-lenient" in str(caught.value)
+
+
+def test_strict_csv_accepts_bom_and_crlf_variants_of_the_same_header_and_empty_parts():
+    parts = [b"date,temp\n2020,1\n", BOM + b"date,temp\r\n2021,2\r\n", b"", b"date,temp", b"\n"]
+    assert merge(parts) == b"date,temp\n2020,1\n2021,2\r\n"
+
+
+def test_html_part_names_the_first_url_served_as_text_html():
+    urls = ["https://o.example/a", "https://o.example/b", "https://o.example/c"]
+    assert html_part(urls, ["text/csv", "text/html; charset=utf-8", "text/html"]) == urls[1]
+    assert html_part(urls, [None, "text/plain", "application/octet-stream"]) is None
 
 
 def test_quoted_fields_with_embedded_newlines_survive():
@@ -274,8 +302,9 @@ def test_tiny_chunks_give_the_same_output(chunk_bytes):
     ]
     # WHEN merged with tiny chunks and with the default
     # THEN both give the same bytes
-    assert merge(parts, chunk_bytes=chunk_bytes) == merge(parts)
-    assert merge(parts) == b"a,b\r\n1,2\r\n\n3,4\n5,6\r\nc,d\n7,8\n"
+    lenient = MergeMode.CSV_LENIENT
+    assert merge(parts, lenient, chunk_bytes=chunk_bytes) == merge(parts, lenient)
+    assert merge(parts, lenient) == b"a,b\r\n1,2\r\n\n3,4\n5,6\r\nc,d\n7,8\n"
 
 
 def test_large_part_merges_the_same_with_small_and_large_chunks():
@@ -313,7 +342,7 @@ def test_first_line_longer_than_the_header_cap_is_treated_as_data():
     long_line = b"x" * 200 + b"\n"
     parts = [long_line + b"1\n", long_line + b"2\n", b"a,b\n3\n", b"a" * 100]
     # WHEN merged
-    merged = merge(parts, chunk_bytes=16, header_cap_bytes=64)
+    merged = merge(parts, MergeMode.CSV_LENIENT, chunk_bytes=16, header_cap_bytes=64)
     # THEN nothing is dropped or crashes: the long line is data, so no later part loses a line
     assert merged == b"".join(parts)
 
@@ -324,7 +353,7 @@ def test_later_part_with_an_overlong_first_line_is_kept_whole():
     b = b"a,b" + b"," * 100 + b"\n3,4\n"
     # WHEN merged
     # THEN the later part is kept whole
-    assert merge([a, b], header_cap_bytes=32) == a + b
+    assert merge([a, b], MergeMode.CSV_LENIENT, header_cap_bytes=32) == a + b
 
 
 def test_parts_left_at_their_end_are_read_from_the_start():

@@ -185,7 +185,8 @@ def test_the_same_spec_gives_the_same_job_id() -> None:
         pytest.param(
             SPEC.replace('merge = "csv"', 'merge = "zip"'),
             STATIONS,
-            "jobs/climate.toml:5: job.merge: unknown merge mode 'zip' (expected one of: csv, concat, none)",
+            "jobs/climate.toml:5: job.merge: unknown merge mode 'zip' "
+            "(expected one of: csv, concat, none, csv-lenient)",
             id="bad-merge",
         ),
         pytest.param(
