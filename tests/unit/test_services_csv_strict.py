@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
-from fanfetch.adapters.http import HttpFetcher, HttpSettings
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.services import GroupContext, process_group
@@ -22,7 +22,7 @@ HTML = b"<!doctype html><html><body>Service temporarily unavailable</body></html
 
 @pytest.fixture
 def run(fault_origin, tmp_path):
-    fetcher = HttpFetcher(HttpSettings(max_attempts=2, backoff_base_s=0.01), clock=FakeClock(),
+    fetcher = CurlFetcher(HttpSettings(max_attempts=2, backoff_base_s=0.01), clock=FakeClock(),
                           guard=AddressGuard(allow_hosts=[f"127.0.0.1:{fault_origin.port}"]))
     store = LocalStore(str(tmp_path / "out"))
     pool = ThreadPoolExecutor(4)
