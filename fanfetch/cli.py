@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from rich.console import Console
@@ -102,18 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _StopFlag:
-    """Set by SIGINT/SIGTERM: stop starting groups, let in-flight ones finish, then summarise."""
+    """Set by SIGINT/SIGTERM: stop starting groups, let in-flight ones finish, then summarise. A second
+    signal aborts: ``abort()`` cancels every transfer in flight (their groups fail and clean up), then the
+    results and the summary are written as usual; a third one stops at once."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, abort: Callable[[], None] = lambda: None):
         self._event = threading.Event()
         self._console = console
+        self._abort = abort
+        self.aborted = False
 
     def __call__(self) -> bool:
         return self._event.is_set()
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.aborted:
+            raise KeyboardInterrupt  # a third signal: stop now
         if self._event.is_set():
-            raise KeyboardInterrupt  # a second signal: stop now
+            self.aborted = True
+            self._console.print("[red]aborting: cancelling downloads in flight[/]")
+            # not in the handler itself: it interrupts the main thread, which may hold a lock abort() needs
+            threading.Thread(target=self._abort, name="fanfetch-abort", daemon=True).start()
+            return
         self._event.set()
         self._console.print("[yellow]stopping: finishing groups in flight (signal again to abort)[/]")
 
@@ -135,7 +145,7 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
                             per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir,
                               previous=ledger.last_validators if ledger is not None else None)
-    stop = _StopFlag(console)
+    stop = _StopFlag(console, abort=fetcher.cancel)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -153,6 +163,9 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
         if ledger is not None:
             ledger.close()
     print_summary(summary, dest=dest, console=console)
+    if stop.aborted:
+        console.print("aborted: downloads in flight were cancelled; run the same command again to resume",
+                      highlight=False, markup=False)
     return summary
 
 

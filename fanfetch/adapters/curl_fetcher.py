@@ -468,6 +468,7 @@ class CurlFetcher:
         self._parts: Any = None
         self._closed = False
         self._cancelled = False
+        self._wake = threading.Event()
 
     def __enter__(self) -> CurlFetcher:
         return self
@@ -487,6 +488,7 @@ class CurlFetcher:
         """Abort every transfer in flight (a second Ctrl-C): each fetch fails retryable at once, without
         retrying, and so does every later one."""
         self._cancelled = True
+        self._wake.set()  # a backoff pause in progress ends now
         self._engine.cancel_all()
 
     def close(self) -> None:
@@ -582,7 +584,10 @@ class CurlFetcher:
             delay = max(delay, min(retry_after, settings.backoff_max_s))
         if now + delay >= end:
             raise error.with_attempts(attempts) from None
-        clock.sleep(delay)
+        if isinstance(clock, SystemClock):
+            self._wake.wait(delay)  # real time: a cancel() ends the pause at once
+        else:
+            clock.sleep(delay)
 
     def _attempt(self, source: Source, dest: BinaryIO, end: float, validator: Validator | None, ranged: bool,
                  extra_requests: list[int], digest: bool) -> _Body:

@@ -93,3 +93,32 @@ def test_sigkill_then_rerun_is_byte_identical_and_refetches_no_finished_group(tm
     for station in finished:
         assert all(origin.requests[path] == before.get(path, 0) for path in _urls_of(station, origin))
     assert len(finished) >= 1
+
+
+def test_a_second_sigint_aborts_now_cancelling_transfers_removing_temp_files_and_summarising(tmp_path):
+    # GIVEN a run whose every request takes 30 s to answer (so groups in flight would hold it for minutes)
+    with DemoOrigin(STATIONS, latency_s=30.0) as slow:
+        spec = write_demo_job(str(tmp_path / "job"), STATIONS, slow.url_template)
+        dest = tmp_path / "out"
+        process = _start(spec, dest, slow)
+        assert slow.wait_for_requests(4)
+        # WHEN it gets SIGINT, says it is stopping, and gets SIGINT again
+        process.send_signal(signal.SIGINT)
+        lines = []
+        while not any("stopping" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, "the run ended before it said it was stopping"
+            lines.append(line)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)  # far less than one 30 s answer: transfers were cancelled
+    out = "".join(lines) + out
+    # THEN it exits 1 with a summary saying it aborted, and a results line (failed) for every group
+    assert process.returncode == 1, err
+    assert "aborted" in out and "interrupted" in out
+    (results_file,) = list((dest / "_jobs").glob("*/results.jsonl"))
+    results = [json.loads(line) for line in results_file.read_text().splitlines()]
+    assert len(results) == len(STATIONS) and all(r["status"] == "failed" for r in results)
+    assert any("cancelled" in r["error"] for r in results)
+    # AND no output and no temp file is left behind
+    assert _outputs(dest) == set()
+    assert not [p for p in (dest / ".fanfetch-tmp").rglob("*") if p.is_file()]
