@@ -11,15 +11,30 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome
 from fanfetch.core.models import GroupResult, Job
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError
 from fanfetch.jobs import verdict_from_result
-from fanfetch.ports import Ledger
 from fanfetch.services import GroupContext
 
-__all__ = ["RunSummary", "run_job", "results_key"]
+__all__ = ["RunLedger", "RunSummary", "run_job", "results_key"]
+
+
+class RunLedger(Protocol):
+    """A local run's ledger (SQLite under DEST): each run of a job is its latest truth."""
+
+    def start_run(
+        self, job_id: str, *, total_groups: int, total_files: int, results_location: str, now: float
+    ) -> JobRecord: ...
+
+    def ok_groups(self, job_id: str) -> frozenset[str]: ...
+
+    def record_latest(self, record: GroupRecord, *, skipped: bool = False) -> RecordOutcome: ...
+
+    def finish_run(self, job_id: str, *, now: float) -> JobRecord | None: ...
 
 
 def results_key(job_id: str) -> str:
@@ -102,25 +117,31 @@ def run_job(
     should_stop: Callable[[], bool] = lambda: False,
     on_result: Callable[[GroupResult], None] = lambda result: None,
     refresh: bool = False,
-    ledger: Ledger | None = None,
+    ledger: RunLedger | None = None,
 ) -> RunSummary:
     """Process every group of ``job`` and store the results manifest beside the outputs.
 
     With ``refresh`` existing outputs are re-checked against the origin (see ``process_group``).
-    With a ``ledger`` (SQLite under the destination) the job and each group's verdict are recorded,
-    which gives ``fanfetch report`` its timeline and the next ``--refresh`` its validators.
+    With a ``ledger`` (SQLite under the destination) the job and each group's verdict are recorded, this
+    run's replacing earlier runs' (validators, hashes, timings, errors), which gives ``fanfetch report``
+    its timeline and the next ``--refresh`` its validators. A group found stored is recorded only when the
+    ledger does not have it stored (a run that died between storing and recording it).
     """
     started = time.monotonic()
     ledger_errors: list[str] = []
+    recorded_ok: frozenset[str] = frozenset()
     if ledger is not None:
-        ledger.open_job(job.job_id, total_groups=len(job.groups), total_files=job.file_count,
-                        results_location=results_key(job.job_id), now=time.time())
+        ledger.start_run(job.job_id, total_groups=len(job.groups), total_files=job.file_count,
+                         results_location=results_key(job.job_id), now=time.time())
+        recorded_ok = ledger.ok_groups(job.job_id)
 
     def record(result: GroupResult) -> None:
-        if ledger is not None and not (result.ok and result.skipped):
+        skipped = result.ok and result.skipped
+        if ledger is not None and not (skipped and result.group_id in recorded_ok):
             try:
-                ledger.record_group(verdict_from_result(job.job_id, result, started_at=result.started_at,
-                                                        finished_at=result.finished_at, change=result.change))
+                ledger.record_latest(verdict_from_result(job.job_id, result, started_at=result.started_at,
+                                                         finished_at=result.finished_at, change=result.change),
+                                     skipped=skipped)
             except FanfetchError as exc:
                 ledger_errors.append(str(exc))
         on_result(result)
@@ -134,6 +155,11 @@ def run_job(
         ctx.store.put_bytes(key, lines.encode("utf-8"), content_type="application/x-ndjson")
     except FanfetchError as exc:
         error = f"could not store the results manifest: {exc}"
+    if ledger is not None:  # every group has a verdict (an interrupted run's unstarted ones failed)
+        try:
+            ledger.finish_run(job.job_id, now=time.time())
+        except FanfetchError as exc:
+            ledger_errors.append(str(exc))
     if ledger_errors and error is None:
         error = f"{len(ledger_errors)} verdicts could not be recorded in the ledger; first: {ledger_errors[0]}"
     return RunSummary(

@@ -47,6 +47,7 @@ class Throughput:
     bucket_s: float
     buckets: tuple[Bucket, ...]
     untimed: int = 0
+    earlier: int = 0  # groups last settled by an earlier run of the job (before its latest start): not charted
 
     @property
     def total_files(self) -> int:
@@ -78,9 +79,11 @@ def bucket_throughput(
 
     The origin is the earliest of ``started_at`` (the job's, when set) and every group's start and
     finish, so the first bar starts when the job did. Skipped groups (stored by an earlier run) add
-    nothing: no file was fetched for them.
+    nothing: no file was fetched for them. A re-run job's ``started_at`` is its latest run's: groups
+    whose verdict is from an earlier run (finished before it) are counted as ``earlier``, not charted.
     """
-    timed = [g for g in groups if g.finished_at > 0]
+    stamped = [g for g in groups if g.finished_at > 0]
+    timed = [g for g in stamped if started_at <= 0 or g.finished_at >= started_at] or stamped
     if not timed:
         return None
     starts = [g.started_at for g in timed if g.started_at > 0] + [g.finished_at for g in timed]
@@ -104,7 +107,8 @@ def bucket_throughput(
     buckets = tuple(
         Bucket(start_s=i * width, files=files[i], bytes=sizes[i], ok=ok[i], failed=failed[i]) for i in range(count)
     )
-    return Throughput(origin=origin, bucket_s=width, buckets=buckets, untimed=len(groups) - len(timed))
+    return Throughput(origin=origin, bucket_s=width, buckets=buckets, untimed=len(groups) - len(stamped),
+                      earlier=len(stamped) - len(timed))
 
 
 # --- formatting -----------------------------------------------------------------------------------
@@ -377,6 +381,9 @@ def _render_throughput(job: JobRecord, groups: Sequence[GroupRecord]) -> str:
     if throughput.untimed:
         note = (f'<p class="note">{throughput.untimed:,} group(s) have no timestamp '
                 "and are not in the chart.</p>")
+    if throughput.earlier:
+        note += (f'<p class="note">{throughput.earlier:,} group(s) were settled by an earlier run of this job '
+                 "and are not in the chart, which shows the latest run.</p>")
     legend = ('<div class="legend"><span class="l-bar">files per interval</span>'
               '<span class="l-cum">cumulative files (right axis)</span>'
               '<span class="l-fail">interval with failed groups</span></div>')

@@ -2,7 +2,8 @@
 
 Each verdict is one ``BEGIN IMMEDIATE`` transaction (insert-if-absent, or replace a "failed" with an "ok" +
 counters + finish), so duplicates never count twice, an upgrade counts once, and exactly one caller finishes a
-job, across threads and processes (WAL mode).
+job, across threads and processes (WAL mode). A local run records through ``start_run`` / ``record_latest`` /
+``finish_run`` instead: every run of a job is a later truth, so its verdicts replace the earlier runs'.
 """
 
 from __future__ import annotations
@@ -154,6 +155,56 @@ class SqliteLedger:
             job = _read_job(conn, record.job_id)
         return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded)
 
+    # --- local runs: the latest run of a job is the truth ------------------------------------------
+
+    def start_run(
+        self, job_id: str, *, total_groups: int, total_files: int, results_location: str, now: float
+    ) -> JobRecord:
+        """Open the job, or start another run of it: its start is this run's and it is running again."""
+        with self._transaction(f"start a run of job {job_id!r}") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, total_groups, total_files, remaining, started_at, "
+                "results_location) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, total_groups, total_files, total_groups, now, results_location),
+            )
+            conn.execute("UPDATE jobs SET started_at = ?, finished_at = NULL WHERE job_id = ?", (now, job_id))
+            job = _read_job(conn, job_id)
+        assert job is not None
+        return job
+
+    def ok_groups(self, job_id: str) -> frozenset[str]:
+        """The groups of ``job_id`` recorded as stored (a re-run need not record their skips again)."""
+        with self._transaction(f"list stored groups of job {job_id!r}", write=False) as conn:
+            rows = conn.execute("SELECT group_id FROM groups WHERE job_id = ? AND status = 'ok'", (job_id,))
+            return frozenset(str(row[0]) for row in rows)
+
+    def record_latest(self, record: GroupRecord, *, skipped: bool = False) -> RecordOutcome:
+        """Record this run's verdict for a group, replacing an earlier run's: status, timings, error, hash and
+        validators (counters move by the difference). A ``skipped`` group (its output was already stored, so
+        nothing was fetched) is counted when the ledger missed it (a crash between store and record) or had
+        it failed, and leaves an earlier run's facts about a stored output alone."""
+        what = f"record group {record.group_id!r} of job {record.job_id!r}"
+        with self._transaction(what) as conn:
+            if _read_job(conn, record.job_id) is None:
+                raise JobNotOpen(f"{what}: the ledger has no such job")
+            old = _read_group(conn, record.job_id, record.group_id)
+            counted = upgraded = False
+            if old is None:
+                counted = _insert_group(conn, record)
+                _count(conn, record, None, keep_output=skipped)
+            elif not (skipped and old.status == "ok"):
+                upgraded = old.status == "failed" and record.status == "ok"
+                _replace_group(conn, record)
+                _count(conn, record, old, keep_output=skipped)
+            job = _read_job(conn, record.job_id)
+        return RecordOutcome(counted=counted or upgraded, job_finished=False, job=job, upgraded=upgraded)
+
+    def finish_run(self, job_id: str, *, now: float) -> JobRecord | None:
+        """The run is over: when every group has a verdict, the job finished now."""
+        with self._transaction(f"finish a run of job {job_id!r}") as conn:
+            conn.execute("UPDATE jobs SET finished_at = ? WHERE job_id = ? AND remaining = 0", (now, job_id))
+            return _read_job(conn, job_id)
+
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._transaction(f"read job {job_id!r}", write=False) as conn:
             return _read_job(conn, job_id)
@@ -259,9 +310,12 @@ def _group_row(record: GroupRecord) -> tuple[object, ...]:
     )
 
 
-def _count(conn: sqlite3.Connection, record: GroupRecord, replaced: GroupRecord | None) -> None:
+def _count(
+    conn: sqlite3.Connection, record: GroupRecord, replaced: GroupRecord | None, *, keep_output: bool = False
+) -> None:
     """Add ``record``'s share to its job's counters; for an upgrade, take the ``replaced`` verdict's out
-    (``remaining`` then stays: the group was already done)."""
+    (``remaining`` then stays: the group was already done). An ok verdict becomes the output's latest
+    hash and validators, unless ``keep_output`` (a skip: what is known about the output stands)."""
     new, old = _share(record), _share(replaced)
     conn.execute(
         "UPDATE jobs SET ok = ok + ?, failed = failed + ?, files = files + ?, bytes = bytes + ?, "
@@ -269,10 +323,12 @@ def _count(conn: sqlite3.Connection, record: GroupRecord, replaced: GroupRecord 
         (*(a - b for a, b in zip(new, old, strict=True)), int(replaced is None), record.job_id),
     )
     if record.status == "ok":
+        conflict = "DO NOTHING" if keep_output else (
+            "DO UPDATE SET sha256 = excluded.sha256, validators = excluded.validators, "
+            "job_id = excluded.job_id, updated_at = excluded.updated_at")
         conn.execute(
             "INSERT INTO outputs (key, sha256, validators, job_id, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET sha256 = excluded.sha256, validators = excluded.validators, "
-            "job_id = excluded.job_id, updated_at = excluded.updated_at",
+            f"ON CONFLICT (key) {conflict}",
             (record.key, record.sha256, _pack_validators(record.validators), record.job_id, record.finished_at),
         )
 

@@ -271,3 +271,18 @@ def test_local_run_in_progress_is_reported_from_its_sqlite_ledger(tmp_path: Path
     assert "in progress" in page and "2 pending" in page
     assert "HTTP 410 &lt;gone&gt;" in page
     assert "ledger.sqlite" in page
+
+
+def test_a_rerun_job_charts_its_latest_run_and_counts_groups_settled_earlier() -> None:
+    # GIVEN a job whose latest run started at T0 + 3600 s; one group's verdict is from the first run (T0 + 5 s)
+    groups = [_group("old", 5.0, started_s=1.0), _group("new", 3605.0, started_s=3601.0, files=3)]
+    # WHEN bucketing from the latest start
+    throughput = bucket_throughput(groups, started_at=T0 + 3600)
+    # THEN the chart spans the latest run only and says one group was settled by an earlier run
+    assert throughput is not None and throughput.origin == T0 + 3600 and throughput.span_s < 60
+    assert throughput.total_files == 3 and throughput.earlier == 1
+    page = render_report(_job(groups, started_s=3600.0), groups)
+    assert "1 group(s) were settled by an earlier run" in page
+    # AND a latest run that settled nothing new still charts what the ledger has
+    again = bucket_throughput(groups, started_at=T0 + 7200)
+    assert again is not None and again.total_files == 5 and again.earlier == 0
