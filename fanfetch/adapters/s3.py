@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.backoff import Backoff
 from fanfetch.errors import ManifestError, OutputExists, PermanentStoreError, RetryableStoreError, StoreError
 from fanfetch.ports import StoredObject
 
@@ -24,6 +25,11 @@ _PERMANENT_CODES = frozenset(
      "SignatureDoesNotMatch", "KeyTooLongError", "InvalidObjectState", "AccountProblem"}
 )
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# 409: another conditional write to the key was in progress. AWS: retry a PutObject; re-initiate a multipart
+# upload and upload its parts again. Both are what a second upload_file does; it then usually meets 412
+# (the other writer won: OutputExists) or stores. botocore's retry modes do not retry a 409.
+_CONFLICT_CODES = frozenset({"ConditionalRequestConflict"})
+CONFLICT_BACKOFF = Backoff(max_attempts=5, base_s=0.1, max_s=2.0)
 _SHA_METADATA = "sha256"
 # 16 MiB parts: big enough for few requests, small enough for bounded memory (a few parts in flight).
 DEFAULT_TRANSFER = TransferConfig(
@@ -39,12 +45,21 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.lstrip("/")
 
 
+def _cause(exc: BaseException) -> BaseException | None:
+    # boto3's upload_file re-raises a ClientError as S3UploadFailedError (implicitly chained).
+    return exc if isinstance(exc, (ClientError, BotoCoreError)) else (exc.__cause__ or exc.__context__)
+
+
+def _error_code(exc: BaseException) -> str:
+    cause = _cause(exc)
+    return str(cause.response.get("Error", {}).get("Code", "")) if isinstance(cause, ClientError) else ""
+
+
 def classify_client_error(exc: BaseException, what: str) -> StoreError:
     """Translate a botocore error (or one boto3 wrapped) into our tree, by error code, once."""
-    # boto3's upload_file re-raises a ClientError as S3UploadFailedError (implicitly chained).
-    cause = exc if isinstance(exc, (ClientError, BotoCoreError)) else (exc.__cause__ or exc.__context__)
+    cause = _cause(exc)
     if isinstance(cause, ClientError):
-        code = str(cause.response.get("Error", {}).get("Code", ""))
+        code = _error_code(cause)
         if code in ("PreconditionFailed", "412"):
             return OutputExists(f"{what}: already stored (conditional write refused)")
         if code in _PERMANENT_CODES:
@@ -108,8 +123,10 @@ class S3Store:
     the other gets ``OutputExists`` and counts the group as already done.
     """
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "", *, transfer: TransferConfig = DEFAULT_TRANSFER):
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, transfer: TransferConfig = DEFAULT_TRANSFER,
+                 conflict_backoff: Backoff = CONFLICT_BACKOFF):
         self._hooks = _ConditionalWrites(client)
+        self._conflict_backoff = conflict_backoff
         self._client = client
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
@@ -133,12 +150,18 @@ class S3Store:
     def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
         size = os.path.getsize(path)
         metadata = {_SHA_METADATA: sha256, _WRITE_METADATA: "replace" if overwrite else "create"}
-        try:
-            self._client.upload_file(
-                path, self.bucket, self._key(key), ExtraArgs={"Metadata": metadata}, Config=self._transfer
-            )
-        except Exception as exc:  # boto3 wraps ClientError in S3UploadFailedError; classify its cause
-            raise classify_client_error(exc, f"upload s3://{self.bucket}/{self._key(key)}") from exc
+        backoff = self._conflict_backoff
+        for attempt in backoff.attempts():
+            try:
+                self._client.upload_file(
+                    path, self.bucket, self._key(key), ExtraArgs={"Metadata": metadata}, Config=self._transfer
+                )
+            except Exception as exc:  # boto3 wraps ClientError in S3UploadFailedError; classify its cause
+                if _error_code(exc) in _CONFLICT_CODES and not backoff.is_last(attempt):
+                    backoff.pause(attempt)
+                    continue
+                raise classify_client_error(exc, f"upload s3://{self.bucket}/{self._key(key)}") from exc
+            break
         return StoredObject(key=key, size=size, sha256=sha256)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:

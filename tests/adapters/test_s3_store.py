@@ -96,3 +96,68 @@ def test_overwrite_replaces_a_changed_output_single_part_and_multipart(s3, tmp_p
     store.put_file("k.bin", str(new), sha256="new", overwrite=True)
     assert s3.get_object(Bucket="out", Key="k.bin")["Body"].read(1) == b"n"
     assert store.head("k.bin").sha256 == "new"
+
+
+# --- 409 ConditionalRequestConflict: AWS's answer while another conditional write to the key is in progress ---
+
+
+def _conflicting_store(s3, clock):
+    from fanfetch.adapters.backoff import Backoff
+
+    return S3Store(s3, "out", conflict_backoff=Backoff(max_attempts=5, base_s=0.1, max_s=2.0, clock=clock,
+                                                         rand=lambda: 1.0))
+
+
+def _conflict(stub: Stubber) -> None:
+    stub.add_client_error("put_object", service_error_code="ConditionalRequestConflict", http_status_code=409,
+                          service_message="A conflicting conditional operation is currently in progress")
+
+
+def test_a_409_conflict_is_retried_and_the_write_then_stores(s3, tmp_path):
+    from tests.fakes import FakeClock
+
+    # GIVEN S3 answering the first conditional PUT with 409 ConditionalRequestConflict, then storing it
+    path = tmp_path / "merged"
+    path.write_bytes(b"h\n1\n")
+    clock = FakeClock()
+    store = _conflicting_store(s3, clock)
+    with Stubber(s3) as stub:
+        _conflict(stub)
+        stub.add_response("put_object", {"ETag": '"e"'})
+        # WHEN the output is written
+        stored = store.put_file("k.csv", str(path), sha256="abc")
+        stub.assert_no_pending_responses()
+    # THEN it is stored after one pause on the injected clock, and the group does not fail
+    assert stored.size == 4 and clock.sleeps == [0.1]
+
+
+def test_a_409_conflict_then_412_means_the_other_writer_won(s3, tmp_path):
+    from fanfetch.errors import OutputExists
+    from tests.fakes import FakeClock
+
+    # GIVEN a concurrent writer of the same output that completes while we get 409
+    path = tmp_path / "merged"
+    path.write_bytes(b"x")
+    store = _conflicting_store(s3, FakeClock())
+    with Stubber(s3) as stub:
+        _conflict(stub)
+        stub.add_client_error("put_object", service_error_code="PreconditionFailed", http_status_code=412)
+        # WHEN written / THEN the retry meets the stored output: already done, as a duplicate delivery is
+        with pytest.raises(OutputExists):
+            store.put_file("k.csv", str(path), sha256="abc")
+
+
+def test_a_conflict_that_persists_fails_retryable_after_bounded_attempts(s3, tmp_path):
+    from tests.fakes import FakeClock
+
+    path = tmp_path / "merged"
+    path.write_bytes(b"x")
+    clock = FakeClock()
+    store = _conflicting_store(s3, clock)
+    with Stubber(s3) as stub:
+        for _ in range(5):
+            _conflict(stub)
+        with pytest.raises(RetryableStoreError, match="ConditionalRequestConflict"):
+            store.put_file("k.csv", str(path), sha256="abc")
+        stub.assert_no_pending_responses()
+    assert len(clock.sleeps) == 4  # five attempts, four pauses

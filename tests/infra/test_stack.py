@@ -10,7 +10,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from stacks import FanfetchStack
-from stacks.queues import DLQ_RETENTION_DAYS, SOURCE_RETENTION_DAYS
+from stacks.queues import DLQ_RETENTION_DAYS, MAX_MESSAGE_BYTES, SOURCE_RETENTION_DAYS
 from tests.infra.conftest import logical_id
 
 _DAY_S = 86_400
@@ -133,6 +133,21 @@ def test_dlq_keeps_messages_longer_than_the_work_queue(
     assert dlq["MessageRetentionPeriod"] == DLQ_RETENTION_DAYS * _DAY_S == 14 * _DAY_S
     assert dlq["MessageRetentionPeriod"] > work["MessageRetentionPeriod"]
     assert "RedrivePolicy" not in dlq
+
+
+def test_both_queues_take_a_full_group_message_plus_its_dead_letter_reason(template: Template) -> None:
+    from fanfetch.core.messages import SQS_MAX_MESSAGE_BYTES
+
+    # GIVEN the largest group message the producer sends, dead-lettered with the worker's reason attributes
+    # (SQS counts each attribute's name, type and value); the error text is cut at 1,000 characters
+    reason = {"fanfetch-error": "\U0001f4a5" * 1000, "fanfetch-error-type": "retries exhausted",
+              "fanfetch-failure-record": "_jobs/" + "j" * 64 + "/failed/" + "g" * 1024 + ".json"}
+    dead_letter_bytes = SQS_MAX_MESSAGE_BYTES + sum(
+        len(name.encode()) + len(b"String") + len(value.encode()) for name, value in reason.items())
+    # THEN both queues state SQS's maximum explicitly (1 MiB) and it holds that message
+    queues = template.find_resources("AWS::SQS::Queue").values()
+    assert [q["Properties"].get("MaximumMessageSize") for q in queues] == [MAX_MESSAGE_BYTES] * 2 == [1_048_576] * 2
+    assert dead_letter_bytes < MAX_MESSAGE_BYTES
 
 
 def test_both_queues_are_encrypted_and_tls_only(template: Template) -> None:
