@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.common import ScenarioFailed, Table, describe_machine
+from bench.fleet import FleetParams, run_fleet_scenario
 from bench.full_scale import FullScaleParams, run_full_scale
 from bench.large_files import LargeFilesParams, run_large_files
 from bench.memory import MemoryParams, run_memory
 from bench.producer import ProducerParams, run_producer
 from bench.small_files import SmallFilesParams, run_small_files
 
-__all__ = ["SCENARIOS", "run_scenarios", "main"]
+__all__ = ["SCENARIOS", "OPT_IN", "run_scenarios", "main"]
 
 # name -> (runner, params class); each params class has full defaults and a .smoke() constructor.
 SCENARIOS: dict[str, tuple[Callable[..., Table], Any]] = {
@@ -30,6 +31,10 @@ SCENARIOS: dict[str, tuple[Callable[..., Table], Any]] = {
     "producer": (run_producer, ProducerParams),
     "full": (run_full_scale, FullScaleParams),
 }
+# Run only when named (``--only fleet``): 600 groups × 12 containers, twice, takes ~10 minutes.
+OPT_IN: dict[str, tuple[Callable[..., Table], Any]] = {
+    "fleet": (run_fleet_scenario, FleetParams),
+}
 
 
 def run_scenarios(
@@ -37,7 +42,7 @@ def run_scenarios(
 ) -> list[Table]:
     tables = []
     for name in names:
-        runner, params_cls = SCENARIOS[name]
+        runner, params_cls = {**SCENARIOS, **OPT_IN}[name]
         params = params_cls.smoke() if smoke else params_cls()
         tables.append(runner(params, workdir=workdir, prefer_origin=prefer_origin))
     return tables
@@ -46,7 +51,8 @@ def run_scenarios(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {list(SCENARIOS)}"
+        "--only", default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {list(SCENARIOS)}, or the opt-in {list(OPT_IN)}",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny sizes: checks the scenarios run, measures nothing"
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", help="scratch folder (default: a temp dir, removed afterwards)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
+    unknown = [n for n in names if n not in SCENARIOS and n not in OPT_IN]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     machine = describe_machine()
