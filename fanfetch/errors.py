@@ -61,6 +61,7 @@ __all__ = [
     "RetryableLedgerError",
     "PermanentLedgerError",
     "JobNotOpen",
+    "FinishDeferred",
     "PublishError",
     "RetryablePublishError",
     "PermanentPublishError",
@@ -209,6 +210,10 @@ class RetryableLedgerError(LedgerError, Retryable):
 class JobNotOpen(RetryableLedgerError):
     """A group's verdict arrived for a job the ledger does not know: the producer opens jobs before
     enqueueing, so this is a race or a missing ``open_job``; a redelivery may find the job."""
+
+
+class FinishDeferred(RetryableLedgerError):
+    """Too little time left to finish a job now: the next delivery (or ``fanfetch finish``) completes it."""
 
 
 class PermanentLedgerError(LedgerError, Permanent):

@@ -1,16 +1,21 @@
-"""Job bookkeeping services: record a group's verdict in the ledger and, for the one call that finishes
-the job, write the results manifest (like Step Functions' ResultWriter) and announce "job finished"; a later
-"ok" that upgrades a failed group of a finished job rewrites the manifest and summary (no second event).
+"""Job bookkeeping services: record a group's verdict in the ledger and, for the call that finishes the job
+(or a later one, if that finisher died), stream the results manifest, write the summary, announce "job finished"
+and only then mark the job announced; an upgrade of a finished job rewrites manifest and summary (no new event).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import posixpath
-from collections.abc import Iterable
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
 from fanfetch.core.models import GroupResult
+from fanfetch.errors import FinishDeferred, LedgerError
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
 
 __all__ = [
@@ -22,7 +27,13 @@ __all__ = [
     "render_results",
     "results_key_for",
     "summary_key_for",
+    "ANNOUNCE_LEASE_S",
+    "MIN_FINISH_S",
 ]
+
+ANNOUNCE_LEASE_S = 900.0  # a claim on announcing outlives the longest Lambda run (then anyone may take over)
+MIN_FINISH_S = 5.0  # with less time left, a finisher leaves the finish to the next delivery
+_log = logging.getLogger("fanfetch.jobs")
 
 
 def results_key_for(job_id: str) -> str:
@@ -62,50 +73,65 @@ def verdict_from_result(
     )
 
 
+def render_result_line(g: GroupRecord) -> str:
+    """One group's line of the results manifest."""
+    return json.dumps(
+        {
+            "group": g.group_id,
+            "status": g.status,
+            "key": g.key,
+            "files": g.files,
+            "bytes": g.bytes,
+            "sha256": g.sha256,
+            "attempts": g.attempts,
+            "error": g.error,
+            "change": g.change,
+        } | ({"missing": list(g.missing)} if g.missing else {}),  # on_missing=skip left these out
+        separators=(",", ":"),
+    ) + "\n"
+
+
 def render_results(groups: Iterable[GroupRecord]) -> bytes:
     """The results manifest: one JSON line per group (successes and failures)."""
-    lines = (
-        json.dumps(
-            {
-                "group": g.group_id,
-                "status": g.status,
-                "key": g.key,
-                "files": g.files,
-                "bytes": g.bytes,
-                "sha256": g.sha256,
-                "attempts": g.attempts,
-                "error": g.error,
-                "change": g.change,
-            } | ({"missing": list(g.missing)} if g.missing else {}),  # on_missing=skip left these out
-            separators=(",", ":"),
-        )
-        for g in groups
-    )
-    return "".join(line + "\n" for line in lines).encode()
+    return "".join(render_result_line(g) for g in groups).encode()
 
 
 def write_results(job: JobRecord, *, ledger: Ledger, store: ObjectStore, results_key: str | None = None) -> str:
     """Write (or overwrite) ``results.jsonl`` from the ledger's groups and ``summary.json`` from ``job``;
-    return the results location (``job.results_location``, else the results key). Idempotent."""
+    return the results location (``job.results_location``, else the results key). Idempotent.
+
+    The manifest is streamed: groups are read page by page (no validators) into a temporary file that the
+    store uploads (S3: multipart for a big one), so memory stays flat however many groups the job has.
+    """
     key = results_key or results_key_for(job.job_id)
     location = job.results_location or key
-    store.put_bytes(key, render_results(ledger.list_groups(job.job_id)), content_type="application/x-ndjson")
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile("w+b", prefix="fanfetch-results-", suffix=".jsonl") as spool:
+        for group in ledger.iter_groups(job.job_id):
+            line = render_result_line(group).encode()
+            digest.update(line)
+            spool.write(line)
+        spool.flush()
+        store.put_file(key, spool.name, sha256=digest.hexdigest(), overwrite=True)
     summary = json.dumps(job.to_summary(results_location=location), indent=2) + "\n"
     store.put_bytes(summary_key_for(key), summary.encode(), content_type="application/json")
     return location
 
 
 def finish_job(
-    job: JobRecord, *, ledger: Ledger, store: ObjectStore, events: JobEvents, results_key: str | None = None
+    job: JobRecord, *, ledger: Ledger, store: ObjectStore, events: JobEvents, results_key: str | None = None,
+    now: Callable[[], float] = time.time,
 ) -> None:
-    """Write ``results.jsonl`` and ``summary.json``, then publish "job finished".
+    """Write ``results.jsonl`` and ``summary.json``, publish "job finished", then mark the job announced.
 
-    Call it only for the ``RecordOutcome`` whose ``job_finished`` is true (exactly one per job). Every
-    step is idempotent, so an operator may run it again for a job whose announcement failed. The event
-    is published last: whoever receives it can read the manifest it points to.
+    Every step is idempotent (the event carries the job id as ``idempotency_key``), so it may run again for
+    a job whose finisher died midway. The event is published after the files: whoever receives it can read
+    the manifest it points to; ``announced_at`` is set last, so a crash before it leaves the job to be
+    announced again rather than never.
     """
     location = write_results(job, ledger=ledger, store=store, results_key=results_key)
     events.job_finished(job, results_location=location)
+    ledger.mark_announced(job.job_id, now=now())
 
 
 def settle_outcome(
@@ -115,16 +141,39 @@ def settle_outcome(
     store: ObjectStore,
     events: JobEvents,
     results_key: str | None = None,
+    time_left_s: Callable[[], float] | None = None,
+    now: Callable[[], float] = time.time,
 ) -> None:
-    """Do what a recorded verdict calls for: ``finish_job`` if it finished the job; ``write_results`` if it
-    upgraded a failed group of an already finished job (the manifest and summary said "failed"; the job
-    was announced already, so no second event). Otherwise nothing: the finishing call writes everything.
+    """Do what a recorded verdict calls for: finish (and announce) the job if this verdict finished it, or if
+    it finds the job finished but unannounced (its finisher died); ``write_results`` if it upgraded a failed
+    group of an already announced job (no second event). Otherwise nothing.
+
+    The announcement is claimed first (one holder at a time, for at most the time this caller has left); if
+    writing or publishing fails the claim is given back and the error raised: the caller should let its
+    message come back, and that delivery completes the finish. With ``time_left_s`` below ``MIN_FINISH_S``
+    nothing is started: ``FinishDeferred`` (retryable) says so.
     """
     job = outcome.job
     if job is None:
         return
-    if outcome.job_finished:
-        finish_job(job, ledger=ledger, store=store, events=events, results_key=results_key)
+    if outcome.job_finished or outcome.announce_pending:
+        left = None if time_left_s is None else time_left_s()
+        if left is not None and left < MIN_FINISH_S:
+            _log.warning("finish of job %s deferred: %.1f s left; the next delivery (or fanfetch finish) "
+                         "completes it", job.job_id, left)
+            raise FinishDeferred(f"job {job.job_id}: finish deferred, only {left:.1f} s left")
+        lease = ANNOUNCE_LEASE_S if left is None else min(ANNOUNCE_LEASE_S, left + MIN_FINISH_S)
+        claimed = ledger.claim_announcement(job.job_id, now=now(), lease_s=lease)
+        if claimed is None:  # announced already, or another caller is announcing it right now
+            return
+        try:
+            finish_job(claimed, ledger=ledger, store=store, events=events, results_key=results_key, now=now)
+        except BaseException:
+            try:
+                ledger.release_announcement(job.job_id)
+            except LedgerError:  # the claim then simply expires
+                _log.warning("job %s: could not release the announcement claim", job.job_id)
+            raise
     elif outcome.upgraded and job.finished_at is not None:
         write_results(job, ledger=ledger, store=store, results_key=results_key)
 
@@ -136,15 +185,16 @@ def record_verdict(
     store: ObjectStore,
     events: JobEvents,
     results_key: str | None = None,
+    time_left_s: Callable[[], float] | None = None,
 ) -> RecordOutcome:
-    """Record a group's final verdict, then ``settle_outcome``: finish the job if this verdict finished it,
-    or rewrite its results if it upgraded a failed group of a finished job.
+    """Record a group's final verdict, then ``settle_outcome``: finish the job if this verdict finished it
+    (or completes a finish that died), or rewrite its results if it upgraded a failed group of a finished job.
 
-    Errors from finishing propagate (``StoreError`` / ``PublishError`` / ``LedgerError``). The verdict
-    stays counted and the job stays finished in the ledger, so a redelivery neither counts it again nor
-    finishes the job again: the announcement is then missing until ``finish_job`` is run for the job
-    (its steps are idempotent). The event adapter retries rejected entries to keep that window small.
+    Errors from finishing propagate (``StoreError`` / ``PublishError`` / ``LedgerError`` / ``FinishDeferred``).
+    The verdict stays counted and the job finished in the ledger but not announced: a redelivery of any of
+    the job's messages sees ``announce_pending`` and completes it (or ``fanfetch finish`` does).
     """
     outcome = ledger.record_group(record)
-    settle_outcome(outcome, ledger=ledger, store=store, events=events, results_key=results_key)
+    settle_outcome(outcome, ledger=ledger, store=store, events=events, results_key=results_key,
+                   time_left_s=time_left_s)
     return outcome

@@ -5,7 +5,7 @@ Services take these as arguments; only ``fanfetch.bootstrap`` builds the real on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -90,11 +90,18 @@ class WorkQueue(Protocol):
 
 
 class Ledger(Protocol):
-    """Jobs and their groups' final verdicts, counted exactly once (DynamoDB, SQLite, in-memory)."""
+    """Jobs and their groups' final verdicts, counted exactly once (DynamoDB, SQLite, in-memory).
+
+    Finishing a job is two facts: ``finished_at`` (every group has a verdict; set by exactly one
+    ``record_group`` call) and ``announced_at`` (results, summary and "Job Finished" are out). Between them
+    one caller at a time holds the announcement (``claim_announcement``); if it dies or gives up, a later
+    delivery of any of the job's messages (``RecordOutcome.announce_pending``) or ``fanfetch finish`` takes over.
+    """
 
     def open_job(self, job_id: str, *, total_groups: int, total_files: int, results_location: str,
-                 now: float) -> JobRecord:
-        """Create the job if it is new (idempotent: a second call returns the existing record)."""
+                 now: float, group_ids: Sequence[str] | None = None) -> JobRecord:
+        """Create the job if it is new (idempotent: a second call returns the existing record). ``group_ids``
+        (optional) lets a sharded ledger know which verdicts each shard expects."""
         ...
 
     def record_group(self, record: GroupRecord) -> RecordOutcome:
@@ -103,19 +110,39 @@ class Ledger(Protocol):
         files/bytes/changed/unchanged moved from the old verdict to the new, ``remaining`` unchanged, the
         output's validators stored. Concurrent upgrades of one group count once; ok over ok, failed over ok
         and failed over failed are not counted. Exactly one call per job ever returns ``job_finished=True``
-        (an upgrade of a finished job keeps its ``finished_at`` and does not report it again)."""
+        (an upgrade of a finished job keeps its ``finished_at`` and does not report it again). ``job`` is
+        the job after this verdict when it finished the job, upgraded a group or finds it finished; else it
+        may be None (a sharded ledger does not read the whole job for every verdict)."""
         ...
 
     def get_job(self, job_id: str) -> JobRecord | None: ...
 
     def list_groups(self, job_id: str, *, status: str | None = None) -> list[GroupRecord]: ...
 
+    def iter_groups(self, job_id: str, *, status: str | None = None) -> Iterator[GroupRecord]:
+        """The groups in group id order, read page by page and without validators (bounded memory)."""
+        ...
+
     def last_validators(self, key: str) -> tuple[str | None, tuple[Validator, ...]]:
         """For incremental runs: (sha256, validators) of the output last stored at ``key``."""
         ...
 
+    def claim_announcement(self, job_id: str, *, now: float, lease_s: float) -> JobRecord | None:
+        """The job, if it is finished, not announced and nobody else holds an unexpired claim: the caller
+        now holds it until ``now + lease_s``. None otherwise."""
+        ...
+
+    def mark_announced(self, job_id: str, *, now: float) -> None:
+        """Results, summary and event are out: set ``announced_at`` (and drop the claim)."""
+        ...
+
+    def release_announcement(self, job_id: str) -> None:
+        """Give a claim back unannounced (finishing deferred or failed), so the next caller may take it."""
+        ...
+
 
 class JobEvents(Protocol):
-    """Where "job finished" is announced (EventBridge for Lambda runs)."""
+    """Where "job finished" is announced (EventBridge for Lambda runs). A job may be announced more than
+    once (a finisher that died after publishing): the event carries the job id as ``idempotency_key``."""
 
     def job_finished(self, job: JobRecord, *, results_location: str) -> None: ...

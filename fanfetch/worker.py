@@ -11,7 +11,7 @@ policy stays as the safety net for a worker that dies mid-batch.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -33,6 +33,7 @@ class JobBook:
     ledger: Ledger
     events: JobEvents
     store: ObjectStore  # where results manifests and summaries are written (the outputs' store)
+    time_left_s: Callable[[], float] | None = None  # seconds this invocation has left for finishing a job
 
 
 class DeadLetters(Protocol):
@@ -177,9 +178,13 @@ def _count(book: JobBook, verdict: Verdict, finish_errors: list[str]) -> Verdict
     except FanfetchError as exc:  # not counted yet: let the message come back and be counted then
         return replace(verdict, acknowledge=False, error=exc)
     try:  # the verdict that finishes a job announces it; an upgrade of a finished job rewrites its results
-        settle_outcome(outcome, ledger=book.ledger, store=book.store, events=book.events)
+        settle_outcome(outcome, ledger=book.ledger, store=book.store, events=book.events,
+                       time_left_s=book.time_left_s)
     except FanfetchError as exc:
+        # Counted, but the finish is not complete: let the message come back; as a duplicate it sees
+        # ``announce_pending`` and completes the finish (the ledger does not count it again).
         finish_errors.append(f"job {verdict.job_id}: results or announcement not written: {exc}")
+        return replace(verdict, acknowledge=False, error=exc)
     return verdict
 
 

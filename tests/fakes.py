@@ -132,9 +132,10 @@ class MemoryLedger:
         self.jobs: dict = {}  # job_id -> JobRecord
         self.groups: dict = {}  # (job_id, group_id) -> GroupRecord
         self.outputs: dict = {}  # key -> (sha256, validators)
+        self.claims: dict = {}  # job_id -> the announcement claim's expiry
         self._lock = threading.Lock()
 
-    def open_job(self, job_id, *, total_groups, total_files, results_location, now):
+    def open_job(self, job_id, *, total_groups, total_files, results_location, now, group_ids=None):
         from fanfetch.core.ledger import JobRecord
 
         with self._lock:
@@ -176,7 +177,9 @@ class MemoryLedger:
             if finished:
                 job = dataclasses.replace(job, finished_at=record.finished_at)
             self.jobs[record.job_id] = job
-            return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded)
+            pending = not finished and job.finished_at is not None and job.announced_at is None
+            return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded,
+                                 announce_pending=pending)
 
     def get_job(self, job_id):
         with self._lock:
@@ -187,9 +190,35 @@ class MemoryLedger:
             return sorted((g for (j, _), g in self.groups.items() if j == job_id and status in (None, g.status)),
                           key=lambda g: g.group_id)
 
+    def iter_groups(self, job_id, *, status=None):
+        import dataclasses
+
+        return iter([dataclasses.replace(g, validators=()) for g in self.list_groups(job_id, status=status)])
+
     def last_validators(self, key):
         with self._lock:
             return self.outputs.get(key, (None, ()))
+
+    def claim_announcement(self, job_id, *, now, lease_s):
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.finished_at is None or job.announced_at is not None:
+                return None
+            if self.claims.get(job_id, float("-inf")) >= now:
+                return None
+            self.claims[job_id] = now + lease_s
+            return job
+
+    def mark_announced(self, job_id, *, now):
+        import dataclasses
+
+        with self._lock:
+            self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], announced_at=now)
+            self.claims.pop(job_id, None)
+
+    def release_announcement(self, job_id):
+        with self._lock:
+            self.claims.pop(job_id, None)
 
 
 class RecordingEvents:

@@ -1,7 +1,8 @@
 """EventBridge as ``JobEvents``: one "Job Finished" event (source ``fanfetch``) whose detail is the job summary.
 
 PutEvents can succeed as a call yet reject the entry (``FailedEntryCount``): a throttled or failed entry is
-sent again with backoff (the job is finished once, so this is its only announcement), then raised as retryable.
+sent again with backoff, then raised as retryable. The detail carries ``idempotency_key`` (``<job>/finished``):
+a job is announced at least once, and consumers dedupe on it.
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ class EventBridgeEvents:
         self._backoff = Backoff(max_attempts, backoff_base_s, backoff_max_s, clock or SystemClock(), rand)
 
     def job_finished(self, job: JobRecord, *, results_location: str) -> None:
+        # The job id as an idempotency key: a finisher that died after publishing may publish again.
+        detail = dict(job.to_summary(results_location=results_location), idempotency_key=f"{job.job_id}/finished")
         entry = {
             "Source": self.source,
             "DetailType": JOB_FINISHED,
-            "Detail": json.dumps(job.to_summary(results_location=results_location), separators=(",", ":")),
+            "Detail": json.dumps(detail, separators=(",", ":")),
             "EventBusName": self.bus_name,
         }
         what = f"publish {JOB_FINISHED!r} for job {job.job_id!r} on bus {self.bus_name!r}"

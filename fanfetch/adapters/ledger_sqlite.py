@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     remaining INTEGER NOT NULL,
     started_at REAL NOT NULL,
     finished_at REAL,
-    results_location TEXT NOT NULL DEFAULT ''
+    results_location TEXT NOT NULL DEFAULT '',
+    announced_at REAL,
+    announce_until REAL
 );
 CREATE TABLE IF NOT EXISTS groups (
     job_id TEXT NOT NULL,
@@ -70,8 +72,10 @@ CREATE TABLE IF NOT EXISTS outputs (
 """
 _JOB_COLUMNS = (
     "job_id, total_groups, total_files, ok, failed, files, bytes, changed, unchanged, started_at, finished_at, "
-    "results_location"
+    "results_location, announced_at"
 )
+# Columns added after the first release: a ledger file from then gains them when opened.
+_ADDED_JOB_COLUMNS = (("announced_at", "REAL"), ("announce_until", "REAL"))
 _GROUP_COLUMNS = (
     "job_id, group_id, status, key, files, bytes, sha256, attempts, error, started_at, finished_at, change, "
     "validators, missing"
@@ -118,7 +122,8 @@ class SqliteLedger:
     # --- Ledger ------------------------------------------------------------------------------------
 
     def open_job(
-        self, job_id: str, *, total_groups: int, total_files: int, results_location: str, now: float
+        self, job_id: str, *, total_groups: int, total_files: int, results_location: str, now: float,
+        group_ids: Sequence[str] | None = None,
     ) -> JobRecord:
         with self._transaction(f"open job {job_id!r}") as conn:
             conn.execute(
@@ -153,7 +158,9 @@ class SqliteLedger:
                 (record.finished_at or self._wall(), record.job_id),
             ).rowcount == 1
             job = _read_job(conn, record.job_id)
-        return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded)
+        pending = not finished and job is not None and job.finished_at is not None and job.announced_at is None
+        return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded,
+                             announce_pending=pending)
 
     # --- local runs: the latest run of a job is the truth ------------------------------------------
 
@@ -219,6 +226,41 @@ class SqliteLedger:
             rows = conn.execute(sql + " ORDER BY group_id", params).fetchall()
         return [_group_from_row(row) for row in rows]
 
+    def iter_groups(self, job_id: str, *, status: str | None = None, page_size: int = 1000) -> Iterator[GroupRecord]:
+        """Pages of ``page_size`` by group id (keyset pagination), validators left out: bounded memory."""
+        columns = _GROUP_COLUMNS.replace("validators", "'[]'")
+        after = ""
+        while True:
+            sql = f"SELECT {columns} FROM groups WHERE job_id = ? AND group_id > ?"
+            params: tuple[object, ...] = (job_id, after)
+            if status is not None:
+                sql += " AND status = ?"
+                params += (status,)
+            with self._transaction(f"list groups of job {job_id!r}", write=False) as conn:
+                rows = conn.execute(sql + " ORDER BY group_id LIMIT ?", (*params, page_size)).fetchall()
+            yield from (_group_from_row(row) for row in rows)
+            if len(rows) < page_size:
+                return
+            after = str(rows[-1][1])
+
+    def claim_announcement(self, job_id: str, *, now: float, lease_s: float) -> JobRecord | None:
+        with self._transaction(f"claim the announcement of job {job_id!r}") as conn:
+            claimed = conn.execute(
+                "UPDATE jobs SET announce_until = ? WHERE job_id = ? AND finished_at IS NOT NULL "
+                "AND announced_at IS NULL AND (announce_until IS NULL OR announce_until < ?)",
+                (now + lease_s, job_id, now),
+            ).rowcount == 1
+            return _read_job(conn, job_id) if claimed else None
+
+    def mark_announced(self, job_id: str, *, now: float) -> None:
+        with self._transaction(f"mark job {job_id!r} announced") as conn:
+            conn.execute("UPDATE jobs SET announced_at = ?, announce_until = NULL WHERE job_id = ?", (now, job_id))
+
+    def release_announcement(self, job_id: str) -> None:
+        with self._transaction(f"release the announcement of job {job_id!r}") as conn:
+            conn.execute("UPDATE jobs SET announce_until = NULL WHERE job_id = ? AND announced_at IS NULL",
+                         (job_id,))
+
     def last_validators(self, key: str) -> tuple[str | None, tuple[Validator, ...]]:
         with self._transaction(f"read validators of {key!r}", write=False) as conn:
             row = conn.execute("SELECT sha256, validators FROM outputs WHERE key = ?", (key,)).fetchone()
@@ -268,6 +310,10 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
     if "missing" not in columns:  # a ledger written before on_missing existed
         conn.execute("ALTER TABLE groups ADD COLUMN missing TEXT")
+    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for name, kind in _ADDED_JOB_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
     return conn
 
 
@@ -346,7 +392,8 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
     row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
     if row is None:
         return None
-    (job, total_groups, total_files, ok, failed, files, nbytes, changed, unchanged, started, finished, location) = row
+    (job, total_groups, total_files, ok, failed, files, nbytes, changed, unchanged, started, finished, location,
+     announced) = row
     return JobRecord(
         job_id=job,
         total_groups=total_groups,
@@ -360,6 +407,7 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
         started_at=started,
         finished_at=finished,
         results_location=location,
+        announced_at=announced,
     )
 
 

@@ -39,6 +39,7 @@ class JobRecord:
     started_at: float = 0.0  # epoch seconds
     finished_at: float | None = None  # set once, by the call that finished the job
     results_location: str = ""  # where the results manifest is (s3://… or a path)
+    announced_at: float | None = None  # set once results, summary and "Job Finished" are all out
 
     @property
     def done(self) -> int:
@@ -102,6 +103,9 @@ class RecordOutcome:
     job_finished: bool
     job: JobRecord | None = None
     upgraded: bool = False
+    # The job was finished earlier but never announced (its finisher died or gave up): whoever sees this
+    # may claim the announcement (``Ledger.claim_announcement``) and complete it.
+    announce_pending: bool = False
 
 
 def _iso(epoch_s: float) -> str:

@@ -49,10 +49,12 @@ def test_job_finished_reaches_a_rule_on_the_default_bus_with_the_summary(aws: tu
     url = _route_to_queue(events, sqs, bus="default", name="job-finished")
     # WHEN a finished job is announced
     EventBridgeEvents(events).job_finished(_JOB, results_location=_JOB.results_location)
-    # THEN exactly one event arrives, carrying the summary and where the results manifest is
+    # THEN exactly one event arrives, carrying the summary, where the results manifest is, and the job's
+    # idempotency key (a finisher that died after publishing publishes again: consumers dedupe on it)
     [event] = _received(sqs, url)
     assert (event["source"], event["detail-type"]) == ("fanfetch", "Job Finished")
     assert event["detail"] == {
+        "idempotency_key": "2024-05-01-nightly/finished",
         "job_id": "2024-05-01-nightly",
         "status": "finished",
         "total_groups": 5,

@@ -68,10 +68,14 @@ def test_items_follow_the_single_table_layout(ddb: Any) -> None:
     ledger = DynamoDBLedger(ddb, TABLE)
     ledger.open_job("j1", total_groups=2, total_files=2, results_location="s3://b/r", now=1.0)
     ledger.record_group(_ok("j1", "g1"))
-    # THEN the table holds the job, its group and the output's validators under the documented keys
+    # THEN the table holds the job, one counter shard per group, the group and the output's validators
     items = {(i["pk"]["S"], i["sk"]["S"]): i for i in ddb.scan(TableName=TABLE)["Items"]}
-    assert set(items) == {("JOB#j1", "JOB"), ("JOB#j1", "GROUP#g1"), ("OUT#out/a.csv", "OUT")}
-    assert items[("JOB#j1", "JOB")]["remaining"] == {"N": "1"}
+    assert set(items) == {("JOB#j1", "JOB"), ("JOB#j1", "SHARD#0000"), ("JOB#j1", "SHARD#0001"),
+                          ("JOB#j1", "GROUP#g1"), ("OUT#out/a.csv", "OUT")}
+    assert items[("JOB#j1", "JOB")]["shards"] == {"N": "2"}
+    assert "ok" not in items[("JOB#j1", "JOB")]  # no counter on the job item: nothing writes it per verdict
+    shards = [items[("JOB#j1", f"SHARD#{k:04d}")] for k in (0, 1)]
+    assert sorted((s["done"]["N"], s["ok"]["N"], s["bytes"]["N"]) for s in shards) == [("0", "0", "0"), ("1", "1", "10")]
     assert items[("OUT#out/a.csv", "OUT")]["sha256"] == {"S": "ab" * 32}
 
 
@@ -80,8 +84,8 @@ def test_transaction_conflicts_are_retried_with_backoff_and_count_once(ddb: Any)
     clock = FakeClock()
     client = _FailingCalls(ddb, "transact_write_items",
                            [_cancelled("None", "TransactionConflict"), _cancelled("None", "TransactionConflict")])
+    DynamoDBLedger(ddb, TABLE).open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
     ledger = DynamoDBLedger(client, TABLE, clock=clock, rand=lambda: 0.5)
-    ledger.open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
     # WHEN a verdict is recorded
     outcome = ledger.record_group(_ok("j", "g"))
     # THEN the third attempt counts it (and finishes the job), after two jittered, growing waits
@@ -94,8 +98,8 @@ def test_transaction_conflicts_are_retried_with_backoff_and_count_once(ddb: Any)
 def test_conflicts_that_never_clear_are_a_retryable_error(ddb: Any) -> None:
     clock = FakeClock()
     client = _FailingCalls(ddb, "transact_write_items", [_cancelled("None", "TransactionConflict")] * 3)
+    DynamoDBLedger(ddb, TABLE).open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
     ledger = DynamoDBLedger(client, TABLE, clock=clock, max_attempts=3)
-    ledger.open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
     with pytest.raises(RetryableLedgerError, match="TransactionConflict"):
         ledger.record_group(_ok("j", "g"))
     assert len(clock.sleeps) == 2
@@ -149,9 +153,9 @@ def test_an_upgrade_replaces_the_group_item_and_the_outputs_validators(ddb: Any)
     assert items[("JOB#j1", "GROUP#g1")]["status"] == {"S": "ok"}
     assert "error" not in items[("JOB#j1", "GROUP#g1")]
     assert items[("OUT#out/a.csv", "OUT")]["sha256"] == {"S": "ab" * 32}
-    job = items[("JOB#j1", "JOB")]
-    assert (job["ok"], job["failed"], job["remaining"], job["finished_at"]) == (
-        {"N": "1"}, {"N": "0"}, {"N": "0"}, {"N": "100.0"})
+    assert items[("JOB#j1", "SHARD#0000")]["done"] == {"N": "1"}  # the group stays done once
+    job = ledger.get_job("j1")
+    assert (job.ok, job.failed, job.done, job.finished_at) == (1, 0, 1, 100.0)
     assert (outcome.upgraded, outcome.job_finished, outcome.job.ok) == (True, False, 1)
 
 
@@ -199,16 +203,29 @@ def test_botocore_errors_become_ledger_errors_by_code(aws_env, code: str, expect
     # GIVEN DynamoDB answers every call with ``code``
     client = boto3.client("dynamodb", region_name="us-east-1")
     ledger = DynamoDBLedger(client, TABLE)
+    job_item = {"pk": {"S": "JOB#j"}, "sk": {"S": "JOB"}, "job_id": {"S": "j"}, "shards": {"N": "1"}}
     with Stubber(client) as stub:
-        for operation in ("put_item", "transact_write_items", "get_item", "query"):
-            stub.add_client_error(operation, service_error_code=code, http_status_code=400)
-        # THEN every port call raises our error of the right kind, never a botocore one
-        with pytest.raises(expected, match=code):
-            ledger.open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
+        # THEN every port call raises our error of the right kind, never a botocore one, whichever call fails
+        for failing in ("get_item", "transact_write_items", "put_item"):
+            for operation in ("get_item", "transact_write_items", "put_item"):
+                if operation == failing:
+                    stub.add_client_error(operation, service_error_code=code, http_status_code=400)
+                    break
+                stub.add_response(operation, {} if operation != "transact_write_items" else {})
+            with pytest.raises(expected, match=code):
+                ledger.open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
+        stub.add_response("get_item", {"Item": job_item})
+        stub.add_client_error("transact_write_items", service_error_code=code, http_status_code=400)
         with pytest.raises(expected, match=code):
             ledger.record_group(_ok("j", "g"))
+        stub.add_client_error("get_item", service_error_code=code, http_status_code=400)
         with pytest.raises(expected, match=code):
             ledger.get_job("j")
+        stub.add_response("get_item", {"Item": job_item})
+        stub.add_client_error("query", service_error_code=code, http_status_code=400)
+        with pytest.raises(expected, match=code):
+            ledger.get_job("j")
+        stub.add_client_error("query", service_error_code=code, http_status_code=400)
         with pytest.raises(expected, match=code):
             ledger.list_groups("j")
 
@@ -220,8 +237,8 @@ def test_a_missing_table_is_permanent(ddb: Any) -> None:
 
 def test_transaction_cancelled_for_another_reason_is_permanent(ddb: Any) -> None:
     client = _FailingCalls(ddb, "transact_write_items", [_cancelled("None", "ValidationError")])
+    DynamoDBLedger(ddb, TABLE).open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
     ledger = DynamoDBLedger(client, TABLE)
-    ledger.open_job("j", total_groups=1, total_files=1, results_location="", now=1.0)
     with pytest.raises(PermanentLedgerError, match="ValidationError"):
         ledger.record_group(_ok("j", "g"))
 
