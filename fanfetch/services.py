@@ -68,7 +68,7 @@ def enqueue_job(
     bodies = encode_job(job.job_id, job.groups, refresh=refresh)
     if ledger is not None:
         ledger.open_job(job.job_id, total_groups=len(job.groups), total_files=job.file_count,
-                        results_location=results_location, now=now())
+                        results_location=results_location, now=now(), group_ids=[g.group_id for g in job.groups])
     sent = queue.send_messages(bodies)
     return EnqueueResult(job_id=job.job_id, groups=len(job.groups), messages=sent)
 

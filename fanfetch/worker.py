@@ -33,7 +33,6 @@ class JobBook:
     ledger: Ledger
     events: JobEvents
     store: ObjectStore  # where results manifests and summaries are written (the outputs' store)
-    time_left_s: Callable[[], float] | None = None  # seconds this invocation has left for finishing a job
 
 
 class DeadLetters(Protocol):
@@ -162,12 +161,16 @@ def run_batch(
     verdicts = {m: replace(v, job_id=decoded[m].job_id) if m in decoded else v for m, v in verdicts.items()}
     finish_errors: list[str] = []
     if book is not None:
-        verdicts = {m: _count(book, v, finish_errors) for m, v in verdicts.items()}
+        clock = ctx.clock
+        time_left = None if deadline is None else (lambda: deadline - clock.monotonic())
+        verdicts = {m: _count(book, v, finish_errors, time_left) for m, v in verdicts.items()}
     return BatchOutcome(verdicts=verdicts, finish_errors=tuple(finish_errors))
 
 
-def _count(book: JobBook, verdict: Verdict, finish_errors: list[str]) -> Verdict:
-    """Record an acknowledged verdict in the ledger; the one that finishes its job writes the results."""
+def _count(book: JobBook, verdict: Verdict, finish_errors: list[str],
+           time_left: Callable[[], float] | None) -> Verdict:
+    """Record an acknowledged verdict in the ledger; the one that finishes its job writes the results (if the
+    invocation has the time: ``time_left`` is measured to the groups' deadline)."""
     if not verdict.acknowledge or verdict.result is None or verdict.job_id is None:
         return verdict
     result = verdict.result
@@ -179,7 +182,7 @@ def _count(book: JobBook, verdict: Verdict, finish_errors: list[str]) -> Verdict
         return replace(verdict, acknowledge=False, error=exc)
     try:  # the verdict that finishes a job announces it; an upgrade of a finished job rewrites its results
         settle_outcome(outcome, ledger=book.ledger, store=book.store, events=book.events,
-                       time_left_s=book.time_left_s)
+                       time_left_s=time_left)
     except FanfetchError as exc:
         # Counted, but the finish is not complete: let the message come back; as a duplicate it sees
         # ``announce_pending`` and completes the finish (the ledger does not count it again).

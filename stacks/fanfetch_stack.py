@@ -41,14 +41,15 @@ WORKER_S3_ACTIONS = (
 # DynamoDB has no IAM action of its own for TransactWriteItems: each Put/Update inside it is authorized as
 # PutItem/UpdateItem (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
 PRODUCER_LEDGER_ACTIONS = (
-    "dynamodb:PutItem",  # open_job: put the job item if absent
+    "dynamodb:PutItem",  # open_job: the job's counter shards (in transactions) and its item, if absent
     "dynamodb:GetItem",  # open_job: read back a job opened before (idempotent producer retries)
+    "dynamodb:Query",  # open_job: a job opened before reports its counters (the sum of its shards)
 )
 WORKER_LEDGER_ACTIONS = (
     "dynamodb:PutItem",  # the group and output items, inside the verdict transaction
-    "dynamodb:UpdateItem",  # the job's counters (in the transaction) and its one "finished" update
-    "dynamodb:GetItem",  # job progress, last validators of an output
-    "dynamodb:Query",  # a job's groups, for the results manifest
+    "dynamodb:UpdateItem",  # a counter shard (in the transaction); the job's finish and announcement marks
+    "dynamodb:GetItem",  # the verdict's shard, the job, last validators of an output
+    "dynamodb:Query",  # a job's shards (counters) and groups (the results manifest), page by page
 )
 
 

@@ -42,7 +42,7 @@ __all__ = [
 
 # Item layout (pk, sk):
 #   ("JOB#<job>", "JOB")             the job: totals, shards, started_at, finished_at, announce_until, announced_at
-#   ("JOB#<job>", "SHARD#<k:04d>")   counter shard k: expected (groups hashed to it), done, ok, failed, files, ...
+#   ("SHARDS#<job>", "SHARD#<k:04d>") counter shard k: expected (groups hashed to it), done, ok, failed, files, ...
 #   ("JOB#<job>", "GROUP#<group>")   one group's final verdict: the first, or an ok that replaced a failed
 #   ("OUT#<key>", "OUT")             the last stored output at <key>: sha256 + source validators
 PARTITION_KEY = "pk"
@@ -51,7 +51,8 @@ _JOB_SK = "JOB"
 _GROUP_PREFIX = "GROUP#"
 _SHARD_PREFIX = "SHARD#"
 _OUT_SK = "OUT"
-MAX_SHARDS = 256  # counter shards per job (a job of N groups has min(N, 256)): see docs/ledger.md
+MAX_SHARDS = 256  # counter shards per job: one per GROUPS_PER_SHARD groups, at most this many (docs/ledger.md)
+GROUPS_PER_SHARD = 1
 _TRANSACTION_ITEMS = 100  # TransactWriteItems' limit of actions per call
 _MAX_ERROR_CHARS = 2000  # the error text is for humans; an item must stay far below 400 KB
 _COMPRESS_VALIDATORS_OVER_BYTES = 32 * 1024  # big groups: zlib keeps the validators well inside 400 KB
@@ -98,8 +99,8 @@ def create_ledger_table(client: Any, table_name: str) -> None:
 
 
 def shard_count(total_groups: int, max_shards: int = MAX_SHARDS) -> int:
-    """How many counter shards a job gets: one per group up to ``max_shards``."""
-    return max(1, min(total_groups, max_shards))
+    """How many counter shards a job gets: one per ``GROUPS_PER_SHARD`` groups, at most ``max_shards``."""
+    return max(1, min(total_groups // GROUPS_PER_SHARD, max_shards))
 
 
 def shard_of(group_id: str, shards: int) -> int:
@@ -138,6 +139,9 @@ class DynamoDBLedger:
         self._page_size = page_size  # Query Limit (tests: force pagination); None: DynamoDB's 1 MB pages
         self._shards: dict[str, int] = {}  # job -> shard count (fixed at open_job): one read per job and process
         self._shards_lock = threading.Lock()
+        # Counters of finished jobs read for a duplicate's ``announce_pending`` outcome (only a trigger: the
+        # announcement itself re-reads them through ``claim_announcement``).
+        self._finished_sums: dict[str, dict[str, int]] = {}
 
     # --- Ledger ------------------------------------------------------------------------------------
 
@@ -247,17 +251,24 @@ class DynamoDBLedger:
     def _count(self, record: GroupRecord, shard: int) -> tuple[bool, dict[str, Any] | None]:
         """The verdict transaction; ``(False, stored group item)`` when the group was recorded before."""
         what = f"record group {record.group_id!r} of job {record.job_id!r}"
-        return self._transact(self._verdict_transaction(record, shard), what)
+        return self._transact(self._verdict_transaction(record, shard), what, record, upgrade=False)
 
     def _upgrade(self, record: GroupRecord, replaced: GroupRecord, shard: int) -> bool:
         """Replace a "failed" verdict by ``record`` (an "ok"); False if another call upgraded it first."""
         what = f"upgrade group {record.group_id!r} of job {record.job_id!r} from failed to ok"
-        upgraded, _ = self._transact(self._verdict_transaction(record, shard, replaced=replaced), what)
+        upgraded, _ = self._transact(self._verdict_transaction(record, shard, replaced=replaced), what, record,
+                                     upgrade=True)
         return upgraded
 
-    def _transact(self, items: list[dict[str, Any]], what: str) -> tuple[bool, dict[str, Any] | None]:
+    def _transact(self, items: list[dict[str, Any]], what: str, record: GroupRecord, *,
+                  upgrade: bool) -> tuple[bool, dict[str, Any] | None]:
         """Run a verdict transaction, retrying conflicts; ``(False, old item or None)`` when the group
-        item's condition failed (the first item is always the group's, the second its shard)."""
+        item's condition failed (the first item is always the group's, the second its shard).
+
+        Before retrying a conflict the group item is read: if another delivery recorded (or upgraded) the
+        group meanwhile, this attempt is moot and stops there — a burst of duplicates does not keep
+        contending for the shard.
+        """
         for attempt in self._backoff.attempts():
             try:
                 self._client.transact_write_items(TransactItems=items)
@@ -274,6 +285,9 @@ class DynamoDBLedger:
                     raise JobNotOpen(f"{what}: the ledger has no such job") from exc
                 if not any(r in _RETRYABLE_REASONS for r in reasons):
                     raise PermanentLedgerError(f"{what}: transaction cancelled ({', '.join(reasons)})") from exc
+                stored = self._get_item(_job_pk(record.job_id), _GROUP_PREFIX + record.group_id, what)
+                if stored is not None and (not upgrade or _opt_s(stored, "status") != "failed"):
+                    return False, stored
                 if self._backoff.is_last(attempt):
                     raise RetryableLedgerError(
                         f"{what}: transaction cancelled {attempt} times ({', '.join(reasons)})"
@@ -284,23 +298,32 @@ class DynamoDBLedger:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _settle(self, record: GroupRecord, shard: int, *, with_job: bool) -> tuple[bool, JobRecord | None]:
-        """Claim the finish if this verdict's shard is full and the job's total is reached.
+        """Claim the finish if this verdict's shard is full and so are all the others.
 
         Reads cost little and never conflict: the shard (1 strongly consistent read) on every verdict; the
-        job item and all shards (one Query) only when the shard is full — ``min(groups, 256)`` times a job.
+        job item and a count of the shards still short of their expected total (a Query returning only a
+        count) only when this shard is full — once per shard and job; the job's sums once, to finish it.
         """
         job_id = record.job_id
-        item = self._get_item(_job_pk(job_id), _shard_sk(shard), f"read shard {shard} of job {job_id!r}")
-        full = item is None or "expected" not in item or _int(item, "done") >= _int(item, "expected")
+        item = self._get_item(_shards_pk(job_id), _shard_sk(shard), f"read shard {shard} of job {job_id!r}")
+        expected = item is not None and "expected" in item
+        full = not expected or _int(item or {}, "done") >= _int(item or {}, "expected")
         if not full and not with_job:
             return False, None
         job_item = self._get_job_item(job_id)
         if job_item is None:
             raise JobNotOpen(f"finish job {job_id!r}: the ledger has no such job")
+        if "finished_at" in job_item:  # finished already: the job matters only to upgrades and to announcing
+            if not with_job and "announced_at" in job_item:
+                return False, None
+            if with_job or job_id not in self._finished_sums:  # duplicates of a finished job: one Query
+                self._finished_sums[job_id] = self._sums(job_id)
+            return False, _job_from_item(job_item, self._finished_sums[job_id])
+        if not full or (expected and self._shards_short(job_id) > 0):
+            return False, _job_from_item(job_item, self._sums(job_id)) if with_job else None
         sums = self._sums(job_id)
-        job = _job_from_item(job_item, sums)
-        if not full or job.finished_at is not None or job.done < job.total_groups:
-            return False, job if (with_job or job.finished_at is not None) else None
+        if sums["done"] < _int(job_item, "total_groups"):
+            return False, _job_from_item(job_item, sums) if with_job else None
         return self._claim_finish(job_id, record.finished_at or self._wall(), sums)
 
     def _claim_finish(self, job_id: str, now: float, sums: Mapping[str, int]) -> tuple[bool, JobRecord | None]:
@@ -359,7 +382,7 @@ class DynamoDBLedger:
         """Create the job's counter shards, 100 per transaction, each only if absent (a re-open keeps counts)."""
         items = []
         for k in range(shards):
-            item = {PARTITION_KEY: _s(_job_pk(job_id)), SORT_KEY: _s(_shard_sk(k)), "job_id": _s(job_id),
+            item = {PARTITION_KEY: _s(_shards_pk(job_id)), SORT_KEY: _s(_shard_sk(k)), "job_id": _s(job_id),
                     "shard": _n(k), "done": _n(0), **{name: _n(0) for name in _COUNTERS}}
             if expected is not None:
                 item["expected"] = _n(expected.get(k, 0))
@@ -417,7 +440,7 @@ class DynamoDBLedger:
             {
                 "Update": {
                     "TableName": self.table_name,
-                    "Key": {PARTITION_KEY: _s(_job_pk(record.job_id)), SORT_KEY: _s(_shard_sk(shard))},
+                    "Key": {PARTITION_KEY: _s(_shards_pk(record.job_id)), SORT_KEY: _s(_shard_sk(shard))},
                     "UpdateExpression": "ADD " + ", ".join(f"#{name} :{name}" for name in increments),
                     "ConditionExpression": "attribute_exists(#sk)",
                     "ExpressionAttributeNames": names,
@@ -450,13 +473,37 @@ class DynamoDBLedger:
             "TableName": self.table_name,
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
             "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY},
-            "ExpressionAttributeValues": {":pk": _s(_job_pk(job_id)), ":prefix": _s(_SHARD_PREFIX)},
+            "ExpressionAttributeValues": {":pk": _s(_shards_pk(job_id)), ":prefix": _s(_SHARD_PREFIX)},
             "ConsistentRead": True,
         }
         for item in self._query(params, f"read the counters of job {job_id!r}"):
             for name in sums:
                 sums[name] += _int(item, name)
         return sums
+
+    def _shards_short(self, job_id: str) -> int:
+        """How many of the job's shards have fewer verdicts than they expect (a count, no items returned)."""
+        params = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
+            "FilterExpression": "#done < #expected",
+            "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY, "#done": "done",
+                                         "#expected": "expected"},
+            "ExpressionAttributeValues": {":pk": _s(_shards_pk(job_id)), ":prefix": _s(_SHARD_PREFIX)},
+            "ConsistentRead": True,
+            "Select": "COUNT",
+        }
+        short, start = 0, None
+        while True:
+            page_params = dict(params, ExclusiveStartKey=start) if start else params
+            try:
+                page = self._client.query(**page_params)
+            except (ClientError, BotoCoreError) as exc:
+                raise classify_ledger_error(exc, f"count the open shards of job {job_id!r}") from exc
+            short += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return short
 
     def _job_from(self, job_item: Mapping[str, Any]) -> JobRecord:
         return _job_from_item(job_item, self._sums(str(job_item["job_id"]["S"])))
@@ -516,6 +563,10 @@ class DynamoDBLedger:
 
 def _job_pk(job_id: str) -> str:
     return f"JOB#{job_id}"
+
+
+def _shards_pk(job_id: str) -> str:
+    return f"SHARDS#{job_id}"
 
 
 def _out_pk(key: str) -> str:

@@ -1,4 +1,5 @@
-"""The Ledger contract, run against every implementation: in-memory, SQLite and DynamoDB (moto).
+"""The Ledger contract, run against every implementation: in-memory, SQLite, DynamoDB (moto) and DynamoDB behind
+the conflict double (real contention: cancelled transactions, items held 25 ms, 16 concurrent writers).
 
 Counting is exactly-once under duplicate delivery, and exactly one call ever reports ``job_finished``.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +22,10 @@ from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_tabl
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.core.ledger import GroupRecord, Validator
 from fanfetch.errors import JobNotOpen, Retryable
+from tests.doubles.dynamodb_conflicts import serve_dynamodb_conflicts
 from tests.fakes import FakeClock, MemoryLedger
+
+WRITERS = 16  # concurrent writers in the races below
 
 
 class OneRequestAtATime:
@@ -53,10 +58,12 @@ class Subject:
     ledger: Any
     # moto copies the whole table per transaction (quadratic), so the DynamoDB run uses fewer groups.
     concurrent_groups: int
-    concurrent_upgrades: int = 50  # groups that 8 threads all upgrade at once
+    concurrent_upgrades: int = 50  # groups that every writer upgrades at once
+    front: Any = None  # the conflict double, when the subject runs behind it
 
 
-@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+# Behind the conflict double the races take real time (items held 25 ms, backoff on a real clock): slow, CI only.
+@pytest.fixture(params=["memory", "sqlite", "dynamodb", pytest.param("dynamodb-conflicts", marks=pytest.mark.slow)])
 def subject(request, tmp_path, aws_env) -> Iterator[Subject]:
     if request.param == "memory":
         yield Subject(MemoryLedger(), concurrent_groups=200)
@@ -64,12 +71,19 @@ def subject(request, tmp_path, aws_env) -> Iterator[Subject]:
         ledger = SqliteLedger(default_ledger_path(str(tmp_path)))
         yield Subject(ledger, concurrent_groups=200)
         ledger.close()
-    else:
+    elif request.param == "dynamodb":
         with mock_aws():
             client = boto3.client("dynamodb", region_name="us-east-1")
             create_ledger_table(client, "fanfetch-ledger")
             yield Subject(DynamoDBLedger(OneRequestAtATime(client), "fanfetch-ledger", clock=FakeClock()),
                           concurrent_groups=60, concurrent_upgrades=15)
+    else:  # real HTTP to the double, which serialises moto and cancels what DynamoDB would cancel
+        with serve_dynamodb_conflicts() as front:
+            client = front.client()
+            table = f"ledger-{uuid.uuid4().hex[:12]}"  # moto's in-process backend outlives the test
+            create_ledger_table(client, table)
+            # the real backoff clock: conflicts must clear the way they do on AWS, by waiting
+            yield Subject(DynamoDBLedger(client, table), concurrent_groups=60, concurrent_upgrades=15, front=front)
 
 
 def _verdict(job: str, i: int, *, finished_at: float = 100.0) -> GroupRecord:
@@ -112,7 +126,8 @@ def _totals(job: Any) -> dict[str, int]:
 
 def _open(ledger: Any, job: str, groups: int) -> Any:
     return ledger.open_job(job, total_groups=groups, total_files=2 * groups,
-                           results_location=f"s3://b/_jobs/{job}/results.jsonl", now=50.0)
+                           results_location=f"s3://b/_jobs/{job}/results.jsonl", now=50.0,
+                           group_ids=[f"g{i:04d}" for i in range(groups)])
 
 
 def test_open_job_is_idempotent_and_keeps_the_first_record(subject: Subject) -> None:
@@ -178,20 +193,20 @@ def test_a_duplicate_with_a_different_verdict_does_not_replace_the_first(subject
 
 
 def test_concurrent_duplicate_deliveries_count_exactly_and_finish_once(subject: Subject) -> None:
-    # GIVEN a job whose every group is delivered twice, in random order, to 8 concurrent workers
+    # GIVEN a job whose every group is delivered twice, in random order, to 16 concurrent workers
     n = subject.concurrent_groups
     _open(subject.ledger, "big", n)
     deliveries = [_verdict("big", i) for i in range(n)] * 2
     random.Random(5).shuffle(deliveries)
-    start = threading.Barrier(8)
+    start = threading.Barrier(WRITERS)
 
     def worker(share: list[GroupRecord]) -> list[Any]:
         start.wait()
         return [subject.ledger.record_group(record) for record in share]
 
     # WHEN they all record at once
-    with ThreadPoolExecutor(8) as pool:
-        outcomes = [o for share in pool.map(worker, [deliveries[k::8] for k in range(8)]) for o in share]
+    with ThreadPoolExecutor(WRITERS) as pool:
+        outcomes = [o for share in pool.map(worker, [deliveries[k::WRITERS] for k in range(WRITERS)]) for o in share]
     # THEN every group counted once, the totals are exact and exactly one call saw the job finish
     assert sum(o.counted for o in outcomes) == n
     assert sum(o.job_finished for o in outcomes) == 1
@@ -339,8 +354,8 @@ def test_concurrent_upgrades_of_the_same_groups_count_each_once(subject: Subject
         subject.ledger.record_group(_failed("redo", i))
     finished_at = subject.ledger.get_job("redo").finished_at
     assert finished_at is not None
-    # WHEN 8 workers released together each record the same successful re-run of every group (own order)
-    start = threading.Barrier(8)
+    # WHEN 16 workers released together each record the same successful re-run of every group (own order)
+    start = threading.Barrier(WRITERS)
 
     def worker(seed: int) -> list[Any]:
         records = [_rerun_ok("redo", i) for i in range(n)]
@@ -348,8 +363,8 @@ def test_concurrent_upgrades_of_the_same_groups_count_each_once(subject: Subject
         start.wait()
         return [subject.ledger.record_group(record) for record in records]
 
-    with ThreadPoolExecutor(8) as pool:
-        outcomes = [o for share in pool.map(worker, range(8)) for o in share]
+    with ThreadPoolExecutor(WRITERS) as pool:
+        outcomes = [o for share in pool.map(worker, range(WRITERS)) for o in share]
     # THEN each group was upgraded exactly once, the totals are those of 50 ok groups and the job stays finished
     assert sum(o.upgraded for o in outcomes) == sum(o.counted for o in outcomes) == n
     assert not any(o.job_finished for o in outcomes)
@@ -358,3 +373,55 @@ def test_concurrent_upgrades_of_the_same_groups_count_each_once(subject: Subject
                             "changed": n, "unchanged": 0}
     assert job.finished_at == finished_at
     assert subject.ledger.list_groups("redo", status="failed") == []
+
+
+def test_iter_groups_streams_every_group_in_order_without_validators(subject: Subject) -> None:
+    # GIVEN a job of 30 groups (ok ones carry validators)
+    _open(subject.ledger, "j", 30)
+    for i in reversed(range(30)):
+        subject.ledger.record_group(_verdict("j", i))
+    # WHEN its groups are streamed, all and only the failed ones
+    streamed = list(subject.ledger.iter_groups("j"))
+    failed = list(subject.ledger.iter_groups("j", status="failed"))
+    # THEN they are the listed groups, in group id order, minus the validators the manifest never needs
+    listed = subject.ledger.list_groups("j")
+    assert [g.group_id for g in streamed] == sorted(g.group_id for g in listed)
+    assert all(g.validators == () for g in streamed)
+    assert [(g.status, g.bytes, g.sha256, g.error) for g in streamed] == [
+        (g.status, g.bytes, g.sha256, g.error) for g in listed]
+    assert [g.group_id for g in failed] == [f"g{i:04d}" for i in range(30) if i % 5 == 4]
+
+
+def test_one_caller_at_a_time_holds_the_announcement_until_it_is_announced(subject: Subject) -> None:
+    # GIVEN a job finished by its last verdict, not yet announced
+    _open(subject.ledger, "j", 2)
+    assert subject.ledger.claim_announcement("j", now=100.0, lease_s=60) is None  # not finished: nothing to claim
+    subject.ledger.record_group(_verdict("j", 0))
+    assert subject.ledger.record_group(_verdict("j", 1)).job_finished
+    # WHEN one caller claims it
+    claimed = subject.ledger.claim_announcement("j", now=100.0, lease_s=60)
+    # THEN nobody else may while the claim lasts; after it lapses (its holder died) another caller may
+    assert claimed is not None and claimed.finished_at is not None and _totals(claimed) == _expected_totals(2)
+    assert subject.ledger.claim_announcement("j", now=159.0, lease_s=60) is None
+    assert subject.ledger.claim_announcement("j", now=161.0, lease_s=60) is not None
+    # AND a claim given back is free at once
+    subject.ledger.release_announcement("j")
+    assert subject.ledger.claim_announcement("j", now=162.0, lease_s=60) is not None
+    # AND once announced, nobody claims it again and duplicates stop asking for it
+    subject.ledger.mark_announced("j", now=170.0)
+    assert subject.ledger.claim_announcement("j", now=999.0, lease_s=60) is None
+    assert subject.ledger.get_job("j").announced_at == 170.0
+    assert subject.ledger.record_group(_verdict("j", 1)).announce_pending is False
+
+
+def test_a_redelivery_after_a_finish_that_was_never_announced_reports_it_pending(subject: Subject) -> None:
+    # GIVEN a job whose finisher counted the last verdict and died before announcing
+    _open(subject.ledger, "j", 2)
+    subject.ledger.record_group(_verdict("j", 0))
+    finisher = subject.ledger.record_group(_verdict("j", 1))
+    # WHEN any of its messages comes back
+    again = subject.ledger.record_group(_verdict("j", 0))
+    # THEN it is not counted, does not finish the job again, but says the announcement is pending
+    assert finisher.job_finished and not finisher.announce_pending
+    assert (again.counted, again.job_finished, again.announce_pending) == (False, False, True)
+    assert again.job is not None and again.job.finished_at == finisher.job.finished_at

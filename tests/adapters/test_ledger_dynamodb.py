@@ -3,6 +3,7 @@ between counting and finishing, and the same calls over HTTP against moto's serv
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,18 +65,23 @@ def _cancelled(*codes: str) -> ClientError:
 
 
 def test_items_follow_the_single_table_layout(ddb: Any) -> None:
-    # GIVEN a job with one ok verdict
-    ledger = DynamoDBLedger(ddb, TABLE)
-    ledger.open_job("j1", total_groups=2, total_files=2, results_location="s3://b/r", now=1.0)
+    # GIVEN a job of 8 groups (2 counter shards at most) with one ok verdict
+    ledger = DynamoDBLedger(ddb, TABLE, max_shards=2)
+    ledger.open_job("j1", total_groups=8, total_files=8, results_location="s3://b/r", now=1.0,
+                    group_ids=[f"g{i}" for i in range(8)])
     ledger.record_group(_ok("j1", "g1"))
-    # THEN the table holds the job, one counter shard per group, the group and the output's validators
+    # THEN the table holds the job, its counter shards, the group and the output's validators
     items = {(i["pk"]["S"], i["sk"]["S"]): i for i in ddb.scan(TableName=TABLE)["Items"]}
-    assert set(items) == {("JOB#j1", "JOB"), ("JOB#j1", "SHARD#0000"), ("JOB#j1", "SHARD#0001"),
+    assert set(items) == {("JOB#j1", "JOB"), ("SHARDS#j1", "SHARD#0000"), ("SHARDS#j1", "SHARD#0001"),
                           ("JOB#j1", "GROUP#g1"), ("OUT#out/a.csv", "OUT")}
     assert items[("JOB#j1", "JOB")]["shards"] == {"N": "2"}
     assert "ok" not in items[("JOB#j1", "JOB")]  # no counter on the job item: nothing writes it per verdict
-    shards = [items[("JOB#j1", f"SHARD#{k:04d}")] for k in (0, 1)]
-    assert sorted((s["done"]["N"], s["ok"]["N"], s["bytes"]["N"]) for s in shards) == [("0", "0", "0"), ("1", "1", "10")]
+    shards = [items[("SHARDS#j1", f"SHARD#{k:04d}")] for k in (0, 1)]
+    # each shard expects the verdicts of the groups hashed to it (crc32 % 2), and counts them
+    assert sorted(int(s["expected"]["N"]) for s in shards) == sorted(
+        [sum(zlib.crc32(f"g{i}".encode()) % 2 == k for i in range(8)) for k in (0, 1)])
+    counted = [(s["done"]["N"], s["ok"]["N"], s["bytes"]["N"]) for s in shards]
+    assert sorted(counted) == [("0", "0", "0"), ("1", "1", "10")]
     assert items[("OUT#out/a.csv", "OUT")]["sha256"] == {"S": "ab" * 32}
 
 
@@ -153,7 +159,7 @@ def test_an_upgrade_replaces_the_group_item_and_the_outputs_validators(ddb: Any)
     assert items[("JOB#j1", "GROUP#g1")]["status"] == {"S": "ok"}
     assert "error" not in items[("JOB#j1", "GROUP#g1")]
     assert items[("OUT#out/a.csv", "OUT")]["sha256"] == {"S": "ab" * 32}
-    assert items[("JOB#j1", "SHARD#0000")]["done"] == {"N": "1"}  # the group stays done once
+    assert items[("SHARDS#j1", "SHARD#0000")]["done"] == {"N": "1"}  # the group stays done once
     job = ledger.get_job("j1")
     assert (job.ok, job.failed, job.done, job.finished_at) == (1, 0, 1, 100.0)
     assert (outcome.upgraded, outcome.job_finished, outcome.job.ok) == (True, False, 1)

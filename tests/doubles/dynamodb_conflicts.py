@@ -9,8 +9,9 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-api
 API Reference, TransactWriteItems / TransactionCanceledException / TransactionConflictException,
 https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html):
 
-- a ``TransactWriteItems`` holds each item it touches (Put, Update, Delete, ConditionCheck) for ``hold_s``
-  (25 ms by default, the order of a real transaction's two-phase commit) and only then commits to moto;
+- a ``TransactWriteItems`` is admitted when moto takes it (requests queued behind others are not in progress
+  yet), applied, and then holds each item it touched (Put, Update, Delete, ConditionCheck) for ``hold_s``
+  (25 ms by default, the order of a real transaction's two-phase commit) before it answers;
 - a ``TransactWriteItems`` touching an item that another transaction holds, or that a plain write or a
   ``TransactGetItems`` is working on, is cancelled at once: HTTP 400,
   ``{"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException", "Message": "Transaction
@@ -24,7 +25,7 @@ https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWrite
   same way as a write transaction;
 - ``BatchWriteItem``'s puts/deletes on held items are returned in ``UnprocessedItems`` (the batch's documented
   way of handing back item-level failures) and counted as conflicted plain writes; the others are written.
-Reads (``GetItem``, ``Query``, ``Scan``) never conflict: they see the last committed state (read-committed).
+Reads (``GetItem``, ``Query``, ``Scan``) never conflict and see what moto applied (read-committed).
 
 Counters (``stats()``, or ``GET /_conflicts/stats`` on the front): transactions and how many were cancelled for
 a conflict, plain writes and how many conflicted, and the most-written items — the fleet bench prints them.
@@ -234,96 +235,91 @@ class ConflictingDynamoDB:
     def _transact_write(self, target: str, body: bytes, headers: dict[str, str], request: dict[str, Any]) -> Reply:
         items = [self._action_item(action, headers) for action in request.get("TransactItems", [])]
         held = [item for item in items if item is not None]
-        with self._state:
-            self._counts["transactions"] += 1
-            self._item_writes.update(held)
-            busy = [item is not None and bool(self._tx_held[item] or self._writing[item] or self._reading[item])
-                    for item in items]
-            if any(busy):
-                self._counts["transactions_cancelled"] += 1
-            else:
+        # Admitted when moto takes it (a request queued behind others is not "in progress" yet), then held
+        # for ``hold_s`` after moto applied it: the time a real transaction keeps its items.
+        with self._backend_lock:
+            with self._state:
+                self._counts["transactions"] += 1
+                self._item_writes.update(held)
+                busy = [item is not None and bool(self._tx_held[item] or self._writing[item] or self._reading[item])
+                        for item in items]
+                if any(busy):
+                    self._counts["transactions_cancelled"] += 1
+                    return _cancelled(busy)
                 self._tx_held.update(held)
-        if any(busy):
-            return _cancelled(busy)
+            try:
+                reply = self._backend.call(target, body, headers)
+            except BaseException:
+                self._release(self._tx_held, held)
+                raise
         try:
             self._hold(self.hold_s)
-            return self._forward(target, body, headers)
         finally:
-            with self._state:
-                self._tx_held.subtract(held)
-                _drop_zeros(self._tx_held, held)
+            self._release(self._tx_held, held)
+        return reply
 
     def _transact_get(self, target: str, body: bytes, headers: dict[str, str], request: dict[str, Any]) -> Reply:
         items = [self._action_item(action, headers) for action in request.get("TransactItems", [])]
-        held = [item for item in items if item is not None]
-        with self._state:
-            self._counts["transact_gets"] += 1
-            busy = [item is not None and bool(self._tx_held[item] or self._writing[item]) for item in items]
-            if any(busy):
-                self._counts["transact_gets_cancelled"] += 1
-            else:
-                self._reading.update(held)
-        if any(busy):
-            return _cancelled(busy)
-        try:
-            return self._forward(target, body, headers)
-        finally:
+        with self._backend_lock:
             with self._state:
-                self._reading.subtract(held)
-                _drop_zeros(self._reading, held)
+                self._counts["transact_gets"] += 1
+                busy = [item is not None and bool(self._tx_held[item] or self._writing[item]) for item in items]
+                if any(busy):
+                    self._counts["transact_gets_cancelled"] += 1
+                    return _cancelled(busy)
+            return self._backend.call(target, body, headers)
 
     def _plain_write(self, target: str, body: bytes, headers: dict[str, str], request: dict[str, Any]) -> Reply:
         item = self._item(request.get("TableName"), request.get("Key") or request.get("Item"), headers)
-        with self._state:
-            self._counts["plain_writes"] += 1
-            conflict = item is not None and bool(self._tx_held[item])
-            if item is not None:
-                self._item_writes[item] += 1
-                if conflict:
-                    self._counts["plain_write_conflicts"] += 1
-                else:
-                    self._writing[item] += 1
-        if conflict:
-            return _error(400, "TransactionConflictException", {"message": _CONFLICT_MESSAGE})
+        writing = [] if item is None else [item]
+        with self._backend_lock:
+            with self._state:
+                self._counts["plain_writes"] += 1
+                if item is not None:
+                    self._item_writes[item] += 1
+                    if self._tx_held[item]:
+                        self._counts["plain_write_conflicts"] += 1
+                        return _error(400, "TransactionConflictException", {"message": _CONFLICT_MESSAGE})
+                self._writing.update(writing)
+            try:
+                reply = self._backend.call(target, body, headers)
+            except BaseException:
+                self._release(self._writing, writing)
+                raise
         try:
             if self.write_hold_s:
                 self._hold(self.write_hold_s)
-            return self._forward(target, body, headers)
         finally:
-            if item is not None:
-                with self._state:
-                    self._writing[item] -= 1
-                    _drop_zeros(self._writing, [item])
+            self._release(self._writing, writing)
+        return reply
+
+    def _release(self, counter: Counter[str], items: list[str]) -> None:
+        with self._state:
+            counter.subtract(items)
+            _drop_zeros(counter, items)
 
     def _batch_write(self, target: str, headers: dict[str, str], request: dict[str, Any]) -> Reply:
-        self.resolve_tables(request, headers)  # before the state lock: it may call the backend
+        self.resolve_tables(request, headers)  # before the locks: it may call the backend
         admitted: dict[str, list[Any]] = {}
         unprocessed: dict[str, list[Any]] = {}
-        writing: list[str] = []
-        with self._state:
-            for table, entries in request.get("RequestItems", {}).items():
-                for entry in entries:
-                    spec = entry.get("PutRequest", {}).get("Item") or entry.get("DeleteRequest", {}).get("Key")
-                    item = self._item(table, spec, headers, locked=True)
-                    self._counts["plain_writes"] += 1
-                    if item is not None and self._tx_held[item]:
-                        self._counts["plain_write_conflicts"] += 1
-                        unprocessed.setdefault(table, []).append(entry)
-                        continue
-                    admitted.setdefault(table, []).append(entry)
-                    if item is not None:
-                        self._item_writes[item] += 1
-                        self._writing[item] += 1
-                        writing.append(item)
-        try:
+        with self._backend_lock:  # a batch's writes are done when moto is: nothing to hold after
+            with self._state:
+                for table, entries in request.get("RequestItems", {}).items():
+                    for entry in entries:
+                        spec = entry.get("PutRequest", {}).get("Item") or entry.get("DeleteRequest", {}).get("Key")
+                        item = self._item(table, spec, headers, locked=True)
+                        self._counts["plain_writes"] += 1
+                        if item is not None and self._tx_held[item]:
+                            self._counts["plain_write_conflicts"] += 1
+                            unprocessed.setdefault(table, []).append(entry)
+                            continue
+                        admitted.setdefault(table, []).append(entry)
+                        if item is not None:
+                            self._item_writes[item] += 1
             if admitted:
-                reply = self._forward(target, json.dumps(dict(request, RequestItems=admitted)).encode(), headers)
+                reply = self._backend.call(target, json.dumps(dict(request, RequestItems=admitted)).encode(), headers)
             else:
                 reply = Reply(200, {"Content-Type": "application/x-amz-json-1.0"}, b'{"UnprocessedItems": {}}')
-        finally:
-            with self._state:
-                self._writing.subtract(writing)
-                _drop_zeros(self._writing, writing)
         if not unprocessed or reply.status != 200:
             return reply
         answer = json.loads(reply.body)
@@ -433,8 +429,10 @@ class DynamoDBConflictServer:
     def client(self, **kwargs: Any) -> Any:
         """A boto3 DynamoDB client talking to this front."""
         import boto3
+        from botocore.config import Config
 
         kwargs.setdefault("region_name", "us-east-1")
+        kwargs.setdefault("config", Config(max_pool_connections=64))  # many writer threads share one client
         return boto3.client("dynamodb", endpoint_url=self.url, **kwargs)
 
     def __enter__(self) -> DynamoDBConflictServer:

@@ -142,7 +142,7 @@ def test_ledger_grants_cover_what_the_adapter_calls_on_this_table_only(
     # The exact grants (no Scan, no deletes, no batch writes); the producer's GetItem backs open_job's
     # read-back when a condition failure comes without the old item (DynamoDB returns it; some emulators do not).
     expected = {
-        "producer": {"dynamodb:PutItem", "dynamodb:GetItem"},
+        "producer": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"},
         "worker": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     }
     for role_name, fn in (("producer", default_stack.producer), ("worker", default_stack.worker)):

@@ -205,3 +205,76 @@ def test_verdict_from_result_keeps_each_files_validators() -> None:
     assert (record.started_at, record.finished_at, record.change) == (5.0, 9.0, "changed")
     assert record.validators == (Validator("http://o/1", etag='"e1"'),
                                  Validator("http://o/2", last_modified="Wed, 21 Oct 2015 07:28:00 GMT"))
+
+
+def test_a_finish_whose_announcement_failed_is_completed_by_the_next_delivery() -> None:
+    # GIVEN the last verdict of a job, whose event publication fails (EventBridge unavailable)
+    ledger = _ledger_with([_record("a")], total=2)
+    store, down = MemoryStore(), RecordingEvents(fail_with=RetryablePublishError("PutEvents: InternalFailure"))
+    with pytest.raises(RetryablePublishError):
+        record_verdict(ledger, _record("b"), store=store, events=down)
+    # THEN the job is finished but not announced, and the claim was given back
+    assert ledger.get_job("j1").finished_at is not None and ledger.get_job("j1").announced_at is None
+    assert ledger.claims == {}
+    # WHEN the message comes back (the worker did not acknowledge it) and EventBridge is up again
+    events = RecordingEvents()
+    outcome = record_verdict(ledger, _record("b"), store=store, events=events, time_left_s=lambda: 60.0)
+    # THEN the duplicate is not counted, but it completes the finish: results, summary, one event, announced
+    assert (outcome.counted, outcome.job_finished, outcome.announce_pending) == (False, False, True)
+    assert [line["group"] for line in _lines(store, "_jobs/j1/results.jsonl")] == ["a", "b"]
+    assert json.loads(store.objects["_jobs/j1/summary.json"])["ok"] == 2
+    assert len(events.finished) == 1 and ledger.get_job("j1").announced_at is not None
+    # AND later deliveries announce nothing more
+    record_verdict(ledger, _record("a"), store=store, events=events)
+    assert len(events.finished) == 1
+
+
+def test_a_finisher_short_of_time_leaves_the_finish_to_the_next_delivery() -> None:
+    # GIVEN the last verdict arrives with 2 s left before the invocation's deadline
+    from fanfetch.errors import FinishDeferred
+
+    ledger = _ledger_with([_record("a")], total=2)
+    store, events = MemoryStore(), RecordingEvents()
+    # WHEN it is recorded
+    with pytest.raises(FinishDeferred, match="deferred"):
+        record_verdict(ledger, _record("b"), store=store, events=events, time_left_s=lambda: 2.0)
+    # THEN it is counted and the job finished, but nothing was written or announced, and nothing is claimed
+    assert ledger.get_job("j1").done == 2 and ledger.get_job("j1").finished_at is not None
+    assert store.objects == {} and events.finished == [] and ledger.claims == {}
+    # WHEN the message comes back to a worker with time; THEN that delivery finishes and announces the job
+    record_verdict(ledger, _record("b"), store=store, events=events, time_left_s=lambda: 250.0)
+    assert len(events.finished) == 1 and "_jobs/j1/results.jsonl" in store.objects
+
+
+def test_while_one_caller_holds_the_announcement_another_announces_nothing() -> None:
+    # GIVEN a finished job whose announcement a (live) finisher has claimed
+    ledger = _ledger_with([_record("a"), _record("b")], total=2)
+    assert ledger.claim_announcement("j1", now=1e12, lease_s=900) is not None
+    store, events = MemoryStore(), RecordingEvents()
+    # WHEN a duplicate delivery arrives meanwhile
+    outcome = record_verdict(ledger, _record("a"), store=store, events=events)
+    # THEN it sees the announcement pending but leaves it to the holder
+    assert outcome.announce_pending
+    assert store.objects == {} and events.finished == []
+
+
+def test_the_results_manifest_is_streamed_from_the_ledger_without_validators() -> None:
+    # GIVEN a finished job of 2,500 groups with validators, on the SQLite ledger (pages of 1,000)
+    import tempfile
+
+    from fanfetch.adapters.ledger_sqlite import SqliteLedger
+
+    with tempfile.TemporaryDirectory() as folder:
+        ledger = SqliteLedger(f"{folder}/ledger.sqlite")
+        ledger.open_job("j1", total_groups=2500, total_files=2500, results_location=_LOCATION, now=1.0)
+        for i in range(2500):
+            ledger.record_group(GroupRecord(job_id="j1", group_id=f"g{i:05d}", status="ok", key=f"k{i}", files=1,
+                                            bytes=i, validators=(Validator(f"http://o/{i}", etag='"e"'),)))
+        store = MemoryStore()
+        # WHEN its results are written
+        write_results(ledger.get_job("j1"), ledger=ledger, store=store)
+        ledger.close()
+    # THEN every group is there once, in order, with its sha256 recorded by the store
+    lines = _lines(store, "_jobs/j1/results.jsonl")
+    assert [line["group"] for line in lines] == [f"g{i:05d}" for i in range(2500)]
+    assert store.sha["_jobs/j1/results.jsonl"] is not None

@@ -1,0 +1,87 @@
+"""A finish that cannot be lost: when the worker that counted a job's last verdict cannot write the results or
+publish the event, that record comes back, and its redelivery completes the finish."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from fanfetch.bootstrap import WorkerApp
+from fanfetch.core.messages import encode_message
+from fanfetch.core.models import Group, MergeMode, Source
+from fanfetch.errors import RetryablePublishError
+from fanfetch.services import GroupContext
+from fanfetch.settings import Settings
+from fanfetch.worker import JobBook
+from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryStore, RecordingEvents
+
+JOB = "job-finish"
+
+
+@pytest.fixture
+def files():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        yield pool
+
+
+def _message(i: int) -> str:
+    group = Group(group_id=f"g{i}", sources=(Source(f"https://o.example/{i}"),), key=f"k/{i}.bin",
+                  merge=MergeMode.CONCAT)
+    return encode_message(JOB, group)
+
+
+def test_a_failed_announcement_sends_the_finishing_record_back_and_its_redelivery_announces(files):
+    # GIVEN a job of two groups and EventBridge failing the first "Job Finished"
+    module = load_handler("worker")
+    ledger = MemoryLedger()
+    ledger.open_job(JOB, total_groups=2, total_files=2, results_location="s3://b/_jobs/job-finish/results.jsonl",
+                    now=0.0)
+    store = MemoryStore()
+    events = RecordingEvents(fail_with=RetryablePublishError("PutEvents: InternalFailure"))
+    ctx = GroupContext(fetcher=FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(2)}),
+                       store=store, files=files, clock=FakeClock())
+    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
+                            book=JobBook(ledger=ledger, events=events, store=store))
+    # WHEN the batch with both groups is handled
+    first = module.handler(sqs_event([_message(0), _message(1)]), FakeLambdaContext())
+    # THEN both verdicts are counted and the job finished, but the record whose verdict finished it comes back
+    assert ledger.get_job(JOB).done == 2 and ledger.get_job(JOB).finished_at is not None
+    assert ledger.get_job(JOB).announced_at is None and events.finished == []
+    assert first == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    # WHEN it is redelivered and EventBridge works again
+    events.fail_with = None
+    second = module.handler(sqs_event([_message(1)]), FakeLambdaContext())
+    # THEN nothing is counted twice, the results and one event are out, and the job is marked announced
+    assert second == {"batchItemFailures": []}
+    assert ledger.get_job(JOB).done == 2 and len(events.finished) == 1
+    assert "_jobs/job-finish/results.jsonl" in store.objects and ledger.get_job(JOB).announced_at is not None
+
+
+def test_a_worker_without_time_left_leaves_the_finish_to_the_redelivery(files):
+    # GIVEN a job of one group and an invocation whose groups' deadline has passed once the group is done
+    module = load_handler("worker")
+    ledger = MemoryLedger()
+    ledger.open_job(JOB, total_groups=1, total_files=1, results_location="", now=0.0)
+    store, events, clock = MemoryStore(), RecordingEvents(), FakeClock()
+
+    class SlowFetcher(FakeFetcher):
+        def fetch(self, source, dest, **kwargs):
+            clock.now += 100.0  # the download eats the invocation's time
+            return super().fetch(source, dest, **kwargs)
+
+    ctx = GroupContext(fetcher=SlowFetcher({"https://o.example/0": b"data0"}), store=store, files=files, clock=clock)
+    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
+                            book=JobBook(ledger=ledger, events=events, store=store))
+    # WHEN the batch is handled with 60 s left
+    with pytest.raises(BatchProcessingError):  # its only record comes back: the invocation fails (Powertools)
+        module.handler(sqs_event([_message(0)]), FakeLambdaContext(remaining_ms=60_000))
+    # THEN the verdict is counted, the finish deferred: nothing written, nothing announced
+    assert ledger.get_job(JOB).finished_at is not None and events.finished == [] and store.objects.keys() == {
+        "k/0.bin"}
+    # WHEN it is redelivered to an invocation with time; THEN the job is announced once
+    module._app.ctx.fetcher.__class__ = FakeFetcher
+    assert module.handler(sqs_event([_message(0)]), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert len(events.finished) == 1
