@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from fanfetch.core.models import Group, GroupResult, GroupStatus
@@ -21,7 +21,7 @@ NOT_STARTED = "not started: the run was stopped before this group began"
 
 
 def run_groups(
-    groups: Sequence[Group],
+    groups: Iterable[Group],
     ctx: GroupContext,
     *,
     group_workers: int,
@@ -33,34 +33,51 @@ def run_groups(
 ) -> list[GroupResult]:
     """Process ``groups`` with up to ``group_workers`` in flight; return results in input order.
 
-    Groups not yet started when ``should_stop()`` turns true, or when ``deadline`` (absolute
-    ``ctx.clock.monotonic()``) has passed, are reported failed and retryable without any request.
-    ``on_result`` is called once per group, from worker threads, as each finishes. With
-    ``keep_file_results=False`` the returned results drop their per-file details once ``on_result``
-    has seen them, so a 200,000-group run does not hold every file's record until the end.
-    ``refresh`` (one flag for all, or one per group) re-checks existing outputs against the origin.
+    Groups are taken from ``groups`` lazily, at most ``2 × group_workers`` ahead of the ones running
+    (a million-group run starts at once and never holds a million futures). Groups not yet started
+    when ``should_stop()`` turns true, or when ``deadline`` (absolute ``ctx.clock.monotonic()``) has
+    passed, are reported failed and retryable without any request. ``on_result`` is called once per
+    group, from worker threads, as each finishes. With ``keep_file_results=False`` the returned results
+    drop their per-file details once ``on_result`` has seen them. ``refresh`` (one flag for all, or one
+    per group) re-checks existing outputs against the origin.
     """
     if group_workers < 1:
         raise ValueError("group_workers must be at least 1")
-    results: list[GroupResult | None] = [None] * len(groups)
+    results: list[GroupResult | None] = []
     lock = threading.Lock()
+    window = threading.BoundedSemaphore(2 * group_workers)  # groups submitted and not yet finished
+    failures: list[BaseException] = []
 
-    def run_one(index: int) -> None:
-        group = groups[index]
-        if should_stop():
-            result = _not_started(group, NOT_STARTED)
-        elif deadline is not None and ctx.clock.monotonic() >= deadline:
-            result = _not_started(group, str(DeadlineExceeded("not started: too little time left before the deadline")))
-        else:
-            again = refresh if isinstance(refresh, bool) else refresh[index]
-            result = process_group(group, ctx, deadline=deadline, refresh=again, should_stop=should_stop)
-        on_result(result)
-        with lock:
-            results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())
+    def run_one(index: int, group: Group) -> None:
+        try:
+            if should_stop():
+                result = _not_started(group, NOT_STARTED)
+            elif deadline is not None and ctx.clock.monotonic() >= deadline:
+                result = _not_started(group, str(DeadlineExceeded("not started: too little time left before the "
+                                                                  "deadline")))
+            else:
+                again = refresh if isinstance(refresh, bool) else refresh[index]
+                result = process_group(group, ctx, deadline=deadline, refresh=again, should_stop=should_stop)
+            on_result(result)
+            with lock:
+                results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())
+        except BaseException as exc:  # noqa: BLE001 - a bug in run_one: re-raised below, never a lost group
+            with lock:
+                failures.append(exc)
+        finally:
+            window.release()
 
-    with ThreadPoolExecutor(max_workers=min(group_workers, max(1, len(groups))), thread_name_prefix="group") as pool:
-        for future in [pool.submit(run_one, i) for i in range(len(groups))]:
-            future.result()  # re-raise a bug in run_one rather than lose a group silently
+    with ThreadPoolExecutor(max_workers=group_workers, thread_name_prefix="group") as pool:
+        for index, group in enumerate(groups):
+            window.acquire()
+            if failures:
+                window.release()
+                break
+            with lock:
+                results.append(None)
+            pool.submit(run_one, index, group)
+    if failures:
+        raise failures[0]
     return [r for r in results if r is not None]
 
 
