@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
@@ -36,8 +37,9 @@ from fanfetch.cli_args import (
 from fanfetch.core.models import Job, MergeMode, OnMissing
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
-from fanfetch.ops_cli import add_ops_parsers, run_ops_command
+from fanfetch.ops_cli import OpsDeps, add_ops_parsers, run_ops_command
 from fanfetch.planner import add_plan_parser, command_plan
+from fanfetch.preflight import check_destination, check_hosts, check_ledger, guard_resolver, run_preflight
 from fanfetch.progress import ProgressView, print_summary
 from fanfetch.report_cli import add_report_parser, command_report
 from fanfetch.settings import allow_hosts_from_env
@@ -132,15 +134,25 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
                 console: Console, quiet: bool = False, refresh: bool = False,
                 per_host_concurrency: int | None = None, per_host_rps: float | None = None,
                 ledger_path: str | None = None) -> RunSummary:
-    """Compose the real adapters for a local run and run ``job`` into ``dest``."""
+    """Compose the real adapters for a local run, check that it can finish (pre-flight: exit 2 before any
+    download), and run ``job`` into ``dest``."""
     store = build_store(dest, endpoint_url=endpoint_url)
-    spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
     # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
     if ledger_path is None and isinstance(store, LocalStore):
         ledger_path = default_ledger_path(dest)
-    if ledger_path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(ledger_path)), exist_ok=True)
-    ledger = SqliteLedger(ledger_path) if ledger_path is not None else None
+    ledger, ledger_problems = _open_ledger(ledger_path)
+    try:
+        run_preflight([
+            lambda: check_destination(store, job, where=dest, now=time.time()),
+            lambda: check_hosts(job, guard_resolver(allow_hosts),
+                                allow_hint=lambda use: f"add --allow-host {use.host_port} to allow it"),
+            lambda: ledger_problems or check_ledger(ledger, job, where=str(ledger_path)),
+        ])
+    except InputError:
+        if ledger is not None:
+            ledger.close()
+        raise
+    spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
     fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts),
                             per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir,
@@ -169,6 +181,16 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
     return summary
 
 
+def _open_ledger(path: str | None) -> tuple[SqliteLedger | None, list[str]]:
+    if path is None:
+        return None, []
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return SqliteLedger(path), []
+    except (FanfetchError, OSError) as exc:
+        return None, [f"ledger {path} does not open: {exc}"]
+
+
 def _command_run(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.manifest, default_merge=args.merge,
                    s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
@@ -191,13 +213,15 @@ def _command_demo(args: argparse.Namespace, console: Console) -> int:
                     per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, console: Console | None = None, ops_deps: OpsDeps | None = None) -> int:
+    """The ``fanfetch`` command. Tests pass a recording ``console`` and ``ops_deps`` (an in-process producer
+    instead of Lambda's invoke, a worker without signal handlers) and otherwise run exactly this."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = Console(soft_wrap=True)
+    console = console or Console(soft_wrap=True)
     errors = Console(stderr=True, soft_wrap=True)
     try:
-        code = run_ops_command(args, console)
+        code = run_ops_command(args, console, deps=ops_deps)
         if code is not None:
             return code
         if args.command == "plan":

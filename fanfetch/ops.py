@@ -25,7 +25,7 @@ __all__ = [
     "RedriveReport", "DeadLetterMover",
 ]
 
-_USER_ERROR_TYPES = frozenset({"InputError", "ManifestError"})
+_USER_ERROR_TYPES = frozenset({"InputError", "ManifestError", "ManifestProblems", "PreflightFailed"})
 
 
 class Invoker(Protocol):

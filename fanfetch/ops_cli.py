@@ -193,8 +193,10 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
     try:
         return int(_COMMANDS[command](args, console, deps))
     except InvocationFailed as exc:
-        errors.print(f"fanfetch: {exc.function_name} failed: {exc.error_type}: {exc.message}",
-                     highlight=False, markup=False)
+        first, *rest = exc.message.splitlines() or [""]  # a pre-flight or manifest names each problem on a line
+        errors.print(f"fanfetch: {exc.function_name} failed: {exc.error_type}: {first}", highlight=False, markup=False)
+        for line in rest:
+            errors.print(f"fanfetch: error: {line}", highlight=False, markup=False)
         return EXIT_USAGE if exc.is_input_error else EXIT_FAILED
     except InputError as exc:
         errors.print(f"fanfetch: error: {exc}", highlight=False, markup=False)

@@ -87,3 +87,27 @@ def demo_origin():
 
 # --- fault-injecting origin for the HTTP adapter tests (tests/origin_faults.py) ----------------
 from tests.origin_faults import fault_origin  # noqa: E402, F401
+
+# --- no DNS from tests (newcomer) ----------------------------------------------------------------
+_REAL_GETADDRINFO = __import__("socket").getaddrinfo
+
+
+def _loopback_only_getaddrinfo(host, *args, **kwargs):
+    """IP literals and ``localhost`` resolve as usual; any other name fails as NXDOMAIN would, without a
+    query: the machine's resolver is not on loopback, and tests talk to nothing else."""
+    import ipaddress
+    import socket
+
+    name = host.decode() if isinstance(host, bytes) else host
+    try:
+        ipaddress.ip_address(str(name).strip("[]").split("%", 1)[0])
+    except ValueError:
+        if name not in (None, "localhost") and not str(name).endswith(".localhost"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (tests resolve no names)") from None
+    return _REAL_GETADDRINFO(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_dns(monkeypatch):
+    """Late-bound lookups (``socket.getaddrinfo`` at call time, as the pre-flight does) resolve no names."""
+    monkeypatch.setattr("socket.getaddrinfo", _loopback_only_getaddrinfo)

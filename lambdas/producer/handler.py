@@ -5,11 +5,13 @@ Returns ``{"job_id", "groups", "messages"}``."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from fanfetch.bootstrap import aws_client, build_ledger, build_queue
 from fanfetch.events import request_from_event
 from fanfetch.jobs import results_key_for
+from fanfetch.preflight import preflight_producer
 from fanfetch.services import enqueue_job
 from fanfetch.settings import Settings
 
@@ -19,5 +21,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, object]:
     request = request_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name)
     # where the worker's store (BUCKET_NAME + OUTPUT_PREFIX, the same variables) writes the results manifest
     results = f"s3://{settings.bucket_name}/{settings.output_key_prefix}{results_key_for(request.job.job_id)}"
-    return enqueue_job(request.job, build_queue(settings), refresh=request.refresh, ledger=build_ledger(settings),
+    ledger = build_ledger(settings)
+    preflight_producer(request.job, settings, ledger=ledger, s3_client=lambda: aws_client("s3"), now=time.time())
+    return enqueue_job(request.job, build_queue(settings), refresh=request.refresh, ledger=ledger,
                        results_location=results).to_dict()

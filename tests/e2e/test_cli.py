@@ -88,13 +88,14 @@ def test_bad_usage_exits_2(argv):
     assert caught.value.code == 2
 
 
-def test_a_private_origin_is_refused_unless_allowed_and_never_contacted(tmp_path, demo_origin):
+def test_a_private_origin_is_refused_unless_allowed_and_never_contacted(tmp_path, demo_origin, capsys):
     # GIVEN the origin on 127.0.0.1 and no --allow-host
     dest = tmp_path / "out"
     code = main(["run", _manifest(tmp_path, demo_origin), "--out", str(dest), "--quiet"])
-    # THEN every group fails as blocked, and the origin saw no request at all
-    assert code == 1 and demo_origin.total_requests == 0
-    assert all(r["status"] == "failed" for r in _results(dest))
+    # THEN the pre-flight refuses the run (exit 2) naming the flag that allows the host; no request, no results
+    assert code == 2 and demo_origin.total_requests == 0
+    assert f"--allow-host {demo_origin.host_port}" in capsys.readouterr().err
+    assert not list(dest.glob("_jobs/*/results.jsonl"))
 
 
 @pytest.mark.slow

@@ -4,12 +4,10 @@ from a second worker; SIGTERM finishes the batch in hand and exits 0."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 
 import boto3
@@ -17,13 +15,15 @@ import pytest
 from rich.console import Console
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.cli import main
 from fanfetch.core.messages import decode_message, encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.demo import expected_station_csv
 from fanfetch.demo_origin import DemoOrigin, Station
 from fanfetch.long_worker import PollSettings, WorkerOptions, build_long_worker
-from fanfetch.ops_cli import OpsDeps, add_ops_parsers, run_ops_command
+from fanfetch.ops_cli import OpsDeps
 from tests.conftest import REPO
+from tests.e2e.cli_process import FANFETCH
 
 pytestmark = pytest.mark.slow
 
@@ -137,15 +137,13 @@ def test_the_worker_command_stores_locally_and_dead_letters_a_404_with_its_reaso
         ghost = Group(group_id="ghost", sources=(Source(origin.url_template.format(station_id=1, year=1800)),),
                       key="ghost.csv", merge=MergeMode.CSV)
         _enqueue(sqs, queue, [_station_group(origin, station), ghost])
-        parser = argparse.ArgumentParser(prog="fanfetch")
-        add_ops_parsers(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(["worker", "--queue-url", queue, "--out", str(tmp_path / "out"), "--dlq-url", dlq,
-                                  "--allow-host", origin.host_port, "--wait-time-s", "1", "--idle-exit-s", "1",
-                                  "--concurrency", "4", "--json"])
+        argv = ["worker", "--queue-url", queue, "--out", str(tmp_path / "out"), "--dlq-url", dlq,
+                "--allow-host", origin.host_port, "--wait-time-s", "1", "--idle-exit-s", "1", "--concurrency", "4",
+                "--json"]
         console = Console(record=True, width=200)
 
-        # WHEN the worker command runs until idle
-        code = run_ops_command(args, console, deps=OpsDeps(handle_signals=False))
+        # WHEN the worker command runs until idle (the real `fanfetch` command, without its signal handlers)
+        code = main(argv, console=console, ops_deps=OpsDeps(handle_signals=False))
 
     # THEN exit 0, the station is in the folder, the 404 is in the DLQ with its reason, the queue is empty
     summary = json.loads(console.export_text())
@@ -155,16 +153,6 @@ def test_the_worker_command_stores_locally_and_dead_letters_a_404_with_its_reaso
     assert decode_message(dead["Body"]).group.group_id == "ghost"
     assert "404" in dead["MessageAttributes"]["fanfetch-error"]["StringValue"]
     assert _depth(sqs, queue) == 0
-
-
-_WORKER_MAIN = """
-import argparse, sys
-from rich.console import Console
-from fanfetch.ops_cli import add_ops_parsers, run_ops_command
-parser = argparse.ArgumentParser(prog="fanfetch")
-add_ops_parsers(parser.add_subparsers(dest="command", required=True))
-sys.exit(run_ops_command(parser.parse_args(sys.argv[1:]), Console()))
-"""
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits_0(moto_server, tmp_path):
@@ -177,7 +165,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(moto_server, tmp_path):
         _enqueue(sqs, queue, [_station_group(origin, station)])
         env = dict(os.environ, AWS_ENDPOINT_URL=moto_server, PYTHONPATH=str(REPO))
         process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_MAIN, "worker", "--queue-url", queue, "--bucket", "out",
+            [FANFETCH, "worker", "--queue-url", queue, "--bucket", "out",
              "--allow-host", origin.host_port, "--wait-time-s", "1"],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:

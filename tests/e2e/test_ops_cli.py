@@ -3,7 +3,6 @@ CloudFormation, the producer run in-process as the Lambda invoke, the DynamoDB l
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import boto3
@@ -11,10 +10,11 @@ import pytest
 from rich.console import Console
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.cli import main
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.messages import decode_message
 from fanfetch.ops import InvocationFailed
-from fanfetch.ops_cli import OpsDeps, add_ops_parsers, run_ops_command
+from fanfetch.ops_cli import OpsDeps
 from tests.conftest import FakeLambdaContext, load_handler
 
 pytestmark = pytest.mark.slow
@@ -58,11 +58,10 @@ class InProcessProducer:
 
 
 def _run(argv: list[str], deps: OpsDeps | None = None) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="fanfetch")
-    add_ops_parsers(parser.add_subparsers(dest="command", required=True))
+    """``fanfetch ARGV`` through the real command (``fanfetch.cli.main``), with ``deps`` for the parts
+    a test replaces (the producer invoke)."""
     console = Console(record=True, width=200, force_terminal=False)
-    code = run_ops_command(parser.parse_args(argv), console, deps=deps)
-    assert code is not None
+    code = main(argv, console=console, ops_deps=deps)
     return code, console.export_text()
 
 
@@ -110,6 +109,25 @@ def test_submit_refuses_a_bad_manifest_before_touching_the_stack(stack, tmp_path
     # ... and it is validated before the stack is even looked up
     code, _ = _run(["submit", str(manifest), "--stack", "no-such-stack"], OpsDeps(invoker=lambda endpoint: producer))
     assert code == 2 and "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_submit_stops_at_the_producers_preflight_naming_each_refused_host_and_enqueues_nothing(stack, tmp_path,
+                                                                                              monkeypatch, capsys):
+    # GIVEN a manifest on two hosts the stack's workers would refuse (no allowHosts for them)
+    monkeypatch.delenv("FANFETCH_ALLOW_HOSTS", raising=False)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"group": "a", "urls": ["http://127.0.0.1:8081/a"]}\n'
+                        '{"group": "b", "urls": ["http://192.168.1.9/b"]}\n')
+    producer = InProcessProducer()
+    # WHEN it is submitted
+    code, _ = _run(["submit", str(manifest), "--stack", "ff"], OpsDeps(invoker=lambda endpoint: producer))
+    # THEN exit 2, each host on its own line with the context that allows it, no traceback; nothing enqueued
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2 and "Traceback" not in err, err
+    assert "PreflightFailed: host 127.0.0.1:8081" in lines[0] and "-c allowHosts=127.0.0.1:8081" in lines[0]
+    assert lines[1].startswith("fanfetch: error: host 192.168.1.9:80")
+    assert _queue_bodies(stack["QueueUrl"]) == []
 
 
 def test_a_producer_failure_is_shown_with_exit_1_and_an_input_error_with_exit_2(stack, tmp_path, monkeypatch,

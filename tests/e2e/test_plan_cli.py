@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 
 import pytest
 from rich.console import Console
 
-from fanfetch.errors import InputError
-from fanfetch.planner import add_plan_parser, command_plan
+from fanfetch.cli import main
 
 
 def _plan(argv: list[str]) -> tuple[int, str]:
-    """Parse and run ``fanfetch plan`` exactly as ``fanfetch.cli`` wires it; return (exit code, stdout)."""
-    parser = argparse.ArgumentParser(prog="fanfetch")
-    add_plan_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["plan", *argv])
+    """``fanfetch plan ARGV`` through the real command (``fanfetch.cli.main``); return (exit code, stdout)."""
     console = Console(record=True, width=200, file=io.StringIO())
-    code = command_plan(args, console)
+    code = main(["plan", *argv], console=console)
     return code, console.export_text()
 
 
@@ -93,8 +88,8 @@ def test_a_per_file_time_or_a_sample_is_required(tmp_path, demo_origin):
     assert exited.value.code == 2
 
 
-def test_a_bad_manifest_is_an_input_error(tmp_path):
+def test_a_bad_manifest_is_an_input_error(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"group": "a", "urls": ["ftp://x"]}\n')
-    with pytest.raises(InputError):
-        _plan([str(bad), "--per-file-s", "1"])
+    code, _ = _plan([str(bad), "--per-file-s", "1"])
+    assert code == 2 and f"fanfetch: error: {bad}:1: urls[0]" in capsys.readouterr().err
