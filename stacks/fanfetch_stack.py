@@ -84,6 +84,7 @@ class FanfetchStack(Stack):
             bucket_name=bucket.bucket_name,
             ledger_table_name=self.ledger.table.table_name,
             output_prefix=cfg.output_prefix,
+            allow_hosts=cfg.allow_hosts,
             memory_mb=cfg.producer_memory_mb,
             timeout_s=cfg.producer_timeout_s,
             log_retention_days=cfg.log_retention_days,
@@ -114,6 +115,7 @@ class FanfetchStack(Stack):
         queue.grant_send_messages(self.producer.role)
         self.queues.dead_letter_queue.grant_send_messages(self.worker.role)
         _grant_bucket(self.producer, bucket, PRODUCER_S3_ACTIONS, "reads manifests under any key")
+        _grant_preflight_write(self.producer, bucket, cfg.output_prefix)
         _grant_bucket(self.worker, bucket, WORKER_S3_ACTIONS, "writes merged objects under any key")
         _grant_table(self.producer, self.ledger.table, PRODUCER_LEDGER_ACTIONS)
         _grant_table(self.worker, self.ledger.table, WORKER_LEDGER_ACTIONS)
@@ -203,6 +205,22 @@ def _grant_bucket(fn: FanfetchFunction, bucket: s3.IBucket, actions: tuple[str, 
         ],
         apply_to_children=True,
     )
+
+
+def _grant_preflight_write(fn: FanfetchFunction, bucket: s3.IBucket, output_prefix: str) -> None:
+    """The producer's pre-flight proves the output bucket takes writes: PutObject under the bookkeeping
+    prefix only (``<outputPrefix>_jobs/*``), never over outputs."""
+    prefix = output_prefix.strip("/")
+    fn.role.add_to_principal_policy(iam.PolicyStatement(
+        actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{prefix + '/' if prefix else ''}_jobs/*")]))
+    stack = Stack.of(bucket)
+    bucket_logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))  # type: ignore[arg-type]
+    NagSuppressions.add_resource_suppressions(fn.role, [NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason="The producer's pre-flight writes _jobs/<job>/preflight.json (one object per job) under the "
+               "bookkeeping prefix only; the job id is not known at deploy time.",
+        applies_to=[f"Resource::<{bucket_logical_id}.Arn>/{prefix + '/' if prefix else ''}_jobs/*"])],
+        apply_to_children=True)
 
 
 def _grant_table(fn: FanfetchFunction, table: dynamodb.ITable, actions: tuple[str, ...]) -> None:

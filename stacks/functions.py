@@ -112,6 +112,7 @@ class ProducerFunction(FanfetchFunction):
         memory_mb: int,
         timeout_s: int,
         log_retention_days: int,
+        allow_hosts: str = "",
     ) -> None:
         super().__init__(
             scope,
@@ -128,6 +129,8 @@ class ProducerFunction(FanfetchFunction):
                 # the same prefix as the worker's: the job's results location (the "Job Finished" event) is
                 # derived from it when the job is opened, and must name where the worker writes results.jsonl
                 "OUTPUT_PREFIX": output_prefix,
+                # the workers' allow-list: the pre-flight refuses a job whose hosts the workers would refuse
+                "FANFETCH_ALLOW_HOSTS": allow_hosts,
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
             },

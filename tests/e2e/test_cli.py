@@ -116,7 +116,8 @@ def test_run_into_s3_through_an_s3_compatible_endpoint(tmp_path, demo_origin, aw
         body = s3.get_object(Bucket="dest", Key=f"run1/stations/{station.station_id}.csv")["Body"].read()
         assert body == expected_station_csv(station)
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dest", Prefix="run1/_jobs/")["Contents"]]
-        assert len(keys) == 1 and keys[0].endswith("/results.jsonl")
+        # the bookkeeping: the results manifest, and the pre-flight's proof that the bucket takes writes
+        assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["preflight.json", "results.jsonl"]
     finally:
         server.stop()
 

@@ -478,7 +478,10 @@ def test_producer_may_read_and_enqueue_but_not_write_or_consume(
     grants = _grants_of(template, default_stack, default_stack.producer.role)
     actions = {action for action, _ in grants}
     assert {"s3:GetObject", "s3:ListBucket"} <= actions
-    assert not actions & {"s3:PutObject", "s3:DeleteObject", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
+    assert not actions & {"s3:DeleteObject", "sqs:ReceiveMessage", "sqs:DeleteMessage"}
+    # Its only write: the pre-flight's marker under the bookkeeping prefix, never over outputs.
+    [put] = [json.loads(r) for a, r in grants if a == "s3:PutObject"]
+    assert put["Fn::Join"][1][-1] == "/_jobs/*"
     # It sends to the work queue and nowhere else.
     assert {r for a, r in grants if a == "sqs:SendMessage"} == {
         _arn_of(default_stack, default_stack.queues.queue)
