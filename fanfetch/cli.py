@@ -192,7 +192,9 @@ def _open_ledger(path: str | None) -> tuple[SqliteLedger | None, list[str]]:
 
 
 def _command_run(args: argparse.Namespace, console: Console) -> int:
-    job = load_job(args.manifest, default_merge=args.merge,
+    # an s3:// destination's prefix counts against S3's key limit; a local folder's does not
+    prefix = args.out.split("/", 3)[3] if args.out.startswith("s3://") and args.out.count("/") >= 3 else ""
+    job = load_job(args.manifest, default_merge=args.merge, key_prefix=prefix.rstrip("/") + "/" if prefix else "",
                    s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
     job = job.with_default_on_missing(OnMissing(args.on_missing))
     console.print(f"job {job.job_id}: {len(job.groups):,} groups, {job.file_count:,} files → {args.out}",

@@ -44,10 +44,12 @@ class ProducerRequest:
 
 
 def request_from_event(
-    event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str, now: Callable[[], float] = time.time
+    event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str, now: Callable[[], float] = time.time,
+    key_prefix: str = "",
 ) -> ProducerRequest:
-    """The job and run mode an event asks for (see the module docstring)."""
-    job = job_from_event(event, s3_client=s3_client, bucket=bucket)
+    """The job and run mode an event asks for (see the module docstring); ``key_prefix`` is the output prefix
+    (every S3 key a group makes must fit S3's limit with it)."""
+    job = job_from_event(event, s3_client=s3_client, bucket=bucket, key_prefix=key_prefix)
     refresh = event.get("refresh", False)
     if not isinstance(refresh, bool):
         raise InputError("event: refresh must be true or false")
@@ -73,7 +75,7 @@ def _scheduled_at(event: Mapping[str, Any]) -> float | None:
     return moment.astimezone(UTC).timestamp()
 
 
-def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str) -> Job:
+def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str, key_prefix: str = "") -> Job:
     """Validate ``event`` and the manifest it names; raise InputError / ManifestError naming the problem."""
     if not isinstance(event, Mapping):
         raise InputError("event must be a JSON object")
@@ -95,12 +97,12 @@ def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bu
             if not bucket:
                 raise InputError("event: manifest is not an s3:// URI and BUCKET_NAME is not set")
             location = f"s3://{bucket}/{location.lstrip('/')}"
-        return load_job(location, default_merge=merge, s3_client=s3_client)
+        return load_job(location, default_merge=merge, s3_client=s3_client, key_prefix=key_prefix)
     if source == "groups":
         groups = event["groups"]
         if not isinstance(groups, list):
             raise InputError("event: groups must be a list of group objects")
-        return parse_groups(groups, source="event.groups", default_merge=merge)
+        return parse_groups(groups, source="event.groups", default_merge=merge, key_prefix=key_prefix)
     spec = event["spec"]
     if not isinstance(spec, Mapping):
         raise InputError("event: spec must be an object")
@@ -110,4 +112,5 @@ def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bu
             raise InputError("event: spec names a table file but BUCKET_NAME is not set")
         return read_s3_bytes(s3_client(), f"s3://{bucket}/{posixpath.normpath(relative.lstrip('/'))}")
 
-    return parse_spec(spec, source="event.spec", read_related=read_related, default_merge=merge)
+    return parse_spec(spec, source="event.spec", read_related=read_related, default_merge=merge,
+                      key_prefix=key_prefix)

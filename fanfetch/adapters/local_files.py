@@ -23,7 +23,7 @@ def _read_bytes(path: str, *, what: str) -> bytes:
         raise ManifestError(path, f"cannot read {what}: {reason}") from None
 
 
-def load_manifest(path: str, *, default_merge: MergeMode = MergeMode.CONCAT) -> Job:
+def load_manifest(path: str, *, default_merge: MergeMode = MergeMode.CONCAT, key_prefix: str = "") -> Job:
     """Parse and validate the manifest at ``path``; a job spec's table path is resolved relative to
     the spec's folder. Raises ManifestError when the file (or its table) cannot be read or is invalid."""
     data = _read_bytes(path, what="manifest")
@@ -32,4 +32,5 @@ def load_manifest(path: str, *, default_merge: MergeMode = MergeMode.CONCAT) -> 
     def read_related(relative: str) -> bytes:
         return _read_bytes(os.path.join(folder, relative), what="file")
 
-    return parse_manifest(data, source=path, default_merge=default_merge, read_related=read_related)
+    return parse_manifest(data, source=path, default_merge=default_merge, read_related=read_related,
+                          key_prefix=key_prefix)

@@ -66,13 +66,15 @@ def parse_manifest(
     default_merge: MergeMode = MergeMode.CONCAT,
     read_related: Callable[[str], bytes] | None = None,
     fmt: str | None = None,
+    key_prefix: str = "",
 ) -> Job:
     """Parse and validate a whole manifest. ``source`` names it in errors (and picks the format when
     ``fmt`` is None); ``read_related(path)`` reads files a spec refers to, relative to the spec."""
     if fmt is None:
         fmt = detect_format(data, source=source)
     if fmt == "spec":
-        return load_spec(data, source=source, read_related=read_related, default_merge=default_merge)
+        return load_spec(data, source=source, read_related=read_related, default_merge=default_merge,
+                         key_prefix=key_prefix)
     problems = Problems()  # up to MAX_PROBLEMS reported at once
     if fmt == "jsonl":
         drafts = read_jsonl(decode_lines(data, source=source), source=source, problems=problems)
@@ -82,7 +84,7 @@ def parse_manifest(
         raise ManifestError(
             source, f"unknown manifest format {fmt!r} (expected one of: {', '.join(FORMATS)})"
         )
-    return assemble_job(drafts, source=source, default_merge=default_merge, problems=problems)
+    return assemble_job(drafts, source=source, default_merge=default_merge, problems=problems, key_prefix=key_prefix)
 
 
 def parse_groups(
@@ -90,9 +92,10 @@ def parse_groups(
     *,
     source: str = "event",
     default_merge: MergeMode = MergeMode.CONCAT,
+    key_prefix: str = "",
 ) -> Job:
     """Validate inline groups (``{"groups": [...]}`` in an event) by the JSON Lines rules; the
     "line" in errors is the record's 1-based position."""
     problems = Problems()
     drafts = read_records(records, source=source, problems=problems)
-    return assemble_job(drafts, source=source, default_merge=default_merge, problems=problems)
+    return assemble_job(drafts, source=source, default_merge=default_merge, problems=problems, key_prefix=key_prefix)

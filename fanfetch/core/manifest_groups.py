@@ -13,7 +13,17 @@ from collections.abc import Sequence
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from fanfetch.core.limits import (
+    DONE_MARKER_NAME,
+    MAX_GROUP_ID_BYTES,
+    RESERVED_JOB_ID_BYTES,
+    S3_MAX_KEY_BYTES,
+    failure_record_key,
+    first_sqs_refused,
+    utf8_bytes,
+)
 from fanfetch.core.manifest_text import excerpt
+from fanfetch.core.merge import name_files
 from fanfetch.core.models import Group, Job, MergeMode, OnMissing, Source
 from fanfetch.core.validate import MAX_KEY_BYTES, check_group_id, check_key, check_url
 from fanfetch.errors import ManifestError, ManifestProblems
@@ -38,7 +48,6 @@ __all__ = [
 # Longer request lines are refused by common servers (Apache's LimitRequestLine is 8190 bytes,
 # nginx's large_client_header_buffers 8k); refusing them here also keeps error messages short.
 MAX_URL_CHARS = 8192
-_MAX_GROUP_ID_CHARS = 512  # validate.check_group_id's limit, checked first so no giant value is echoed
 _MAX_EXTENSION_CHARS = 8  # ".csv", ".gz", ".parquet"; longer "extensions" are not extensions
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,7}\Z")
 _HEX_DIGITS = {"sha256": 64, "md5": 32}
@@ -117,6 +126,10 @@ def _require_text(value: object, where: Where, field: str, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise where.error(f"{what} contains an unpaired surrogate escape", field) from None
+    refused = first_sqs_refused(value)
+    if refused is not None:  # SQS refuses the whole message: say so here, not in a worker's dead letter
+        raise where.error(f"{what} contains U+{ord(refused):04X}, a character SQS does not accept in a message",
+                          field)
     return value
 
 
@@ -142,8 +155,9 @@ def read_group_id(value: object, where: Where, field: str = "group") -> str:
         raise where.error(f"group id must be a string or an integer, not {_kind(value)}", field)
     if isinstance(value, str):
         _require_text(value, where, field, "group id")
-        if len(value) > _MAX_GROUP_ID_CHARS:
-            raise where.error(f"group id is longer than {_MAX_GROUP_ID_CHARS} characters", field)
+        if utf8_bytes(value) > MAX_GROUP_ID_BYTES:  # checked before check_group_id echoes anything
+            raise where.error(f"group id is {utf8_bytes(value):,} bytes in UTF-8, over the {MAX_GROUP_ID_BYTES} "
+                              "limit (it names a DynamoDB sort key and an S3 key)", field)
     elif not isinstance(value, int):
         raise where.error(f"group id must be a string or an integer, not {_kind(value)}", field)
     return check_group_id(value, source=where.source, line=where.line, field=field)
@@ -223,6 +237,25 @@ def _finish(draft: Draft, default_merge: MergeMode) -> Group:
     return Group(group_id=draft.group_id, sources=draft.sources, key=key, merge=merge, on_missing=draft.on_missing)
 
 
+def _check_stored_keys(group: Group, draft: Draft, key_prefix: str) -> None:
+    """Every S3 key the group makes fits S3's 1,024 UTF-8 bytes, the output prefix included: its output (for
+    merge mode none: each file and the done marker below it) and its failure record (named by the group id)."""
+    prefix_bytes = utf8_bytes(key_prefix)
+    key = group.key
+    if group.merge is MergeMode.NONE:
+        key += max([DONE_MARKER_NAME, *name_files([s.url for s in group.sources])], key=utf8_bytes)
+    total = prefix_bytes + utf8_bytes(key)
+    with_prefix = f" with the output prefix {excerpt(key_prefix)}" if key_prefix else ""
+    if total > S3_MAX_KEY_BYTES:
+        raise draft.where.error(f"output key {excerpt(key)} is {total:,} bytes in UTF-8{with_prefix}, over S3's "
+                                f"{S3_MAX_KEY_BYTES:,}", "key" if draft.key is not None else "group")
+    record = prefix_bytes + utf8_bytes(failure_record_key("j" * RESERVED_JOB_ID_BYTES, group.group_id))
+    if record > S3_MAX_KEY_BYTES:
+        raise draft.where.error(f"group id is too long for its failure record key (_jobs/<job>/failed/<group id>"
+                                f".json{with_prefix} would be {record:,} bytes, over S3's {S3_MAX_KEY_BYTES:,})",
+                                "group")
+
+
 def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:
     """No key may be a folder of another key (a file cannot also be a folder on disk), and no key
     may fall inside another group's ``none`` folder (their files could overwrite each other)."""
@@ -265,9 +298,11 @@ def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:
 
 
 def assemble_job(
-    drafts: Sequence[Draft], *, source: str, default_merge: MergeMode, problems: Problems | None = None
+    drafts: Sequence[Draft], *, source: str, default_merge: MergeMode, problems: Problems | None = None,
+    key_prefix: str = "",
 ) -> Job:
-    """The validated Job: defaults filled in, group ids and output keys unique, a deterministic id.
+    """The validated Job: defaults filled in, group ids and output keys unique, a deterministic id, and every
+    S3 key a group makes within S3's 1,024 bytes below ``key_prefix`` (the output prefix, when known).
 
     With ``problems`` (which may already hold the readers' problems) every problem is collected and
     raised together at the end, up to ``MAX_PROBLEMS``."""
@@ -291,6 +326,7 @@ def assemble_job(
         seen_ids[draft.group_id] = draft
         try:
             group = _finish(draft, default_merge)
+            _check_stored_keys(group, draft, key_prefix)
         except ManifestError as exc:
             note(problems, exc)
             continue

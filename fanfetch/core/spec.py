@@ -120,6 +120,7 @@ def load_spec(
     source: str,
     read_related: Callable[[str], bytes] | None = None,
     default_merge: MergeMode = MergeMode.CONCAT,
+    key_prefix: str = "",
 ) -> Job:
     """Decode a TOML job spec and expand it (see the module docstring)."""
     text = decode_text(data, source=source)
@@ -135,7 +136,8 @@ def load_spec(
             f"invalid TOML: {message[: position.start()]} (column {position.group(2)})",
             line=int(position.group(1)),
         ) from None
-    return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=text)
+    return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=text,
+                   key_prefix=key_prefix)
 
 
 def parse_spec(
@@ -144,9 +146,11 @@ def parse_spec(
     source: str,
     read_related: Callable[[str], bytes] | None = None,
     default_merge: MergeMode = MergeMode.CONCAT,
+    key_prefix: str = "",
 ) -> Job:
     """Expand an already-decoded spec mapping (the TOML document's shape, e.g. inline in an event)."""
-    return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=None)
+    return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=None,
+                   key_prefix=key_prefix)
 
 
 def _expand(
@@ -156,6 +160,7 @@ def _expand(
     read_related: Callable[[str], bytes] | None,
     default_merge: MergeMode,
     text: str | None,
+    key_prefix: str = "",
 ) -> Job:
     locate = _Locator(text)
 
@@ -176,7 +181,7 @@ def _expand(
     if "on_missing" in job:
         policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing")
         drafts = [draft._replace(on_missing=policy) for draft in drafts]
-    return assemble_job(drafts, source=source, default_merge=default_merge)
+    return assemble_job(drafts, source=source, default_merge=default_merge, key_prefix=key_prefix)
 
 
 def _check_sections(

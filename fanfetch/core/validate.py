@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from fanfetch.core.limits import MAX_GROUP_ID_BYTES, utf8_bytes
 from fanfetch.errors import ManifestError
 
 __all__ = ["check_key", "check_url", "check_group_id", "MAX_KEY_BYTES"]
@@ -76,6 +77,7 @@ def check_group_id(group_id: object, *, source: str, line: int | None = None, fi
         raise ManifestError(source, "empty group id", line=line, field=field)
     if _CONTROL.search(text):
         raise ManifestError(source, f"group id contains control characters: {text!r}", line=line, field=field)
-    if len(text) > 512:
-        raise ManifestError(source, "group id is longer than 512 characters", line=line, field=field)
+    if utf8_bytes(text) > MAX_GROUP_ID_BYTES:  # bytes, as DynamoDB and S3 count them
+        raise ManifestError(source, f"group id is longer than {MAX_GROUP_ID_BYTES} bytes in UTF-8", line=line,
+                            field=field)
     return text

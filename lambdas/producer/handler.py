@@ -18,7 +18,8 @@ from fanfetch.settings import Settings
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, object]:
     settings = Settings.from_env(os.environ, require=("QUEUE_URL",))
-    request = request_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name)
+    request = request_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name,
+                                 key_prefix=settings.output_key_prefix)
     # where the worker's store (BUCKET_NAME + OUTPUT_PREFIX, the same variables) writes the results manifest
     results = f"s3://{settings.bucket_name}/{settings.output_key_prefix}{results_key_for(request.job.job_id)}"
     ledger = build_ledger(settings)

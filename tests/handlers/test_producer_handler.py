@@ -142,3 +142,16 @@ def test_a_scheduled_at_that_is_not_a_utc_time_is_refused_naming_the_field(produ
     with pytest.raises(InputError, match="scheduled_at"):
         module.handler(dict(SCHEDULED, scheduled_at=bad), FakeLambdaContext())
     assert _received(sqs, url) == []
+
+
+def test_a_key_that_only_the_output_prefix_pushes_past_s3s_limit_is_refused_before_anything_is_sent(
+        producer, monkeypatch):
+    # GIVEN the stack's OUTPUT_PREFIX (which the worker prepends to every key) and a key that fits alone
+    module, _, sqs, url = producer
+    monkeypatch.setenv("OUTPUT_PREFIX", "runs/" + "p" * 60)
+    event = {"groups": [{"group": "a", "urls": ["https://d.example/1"]},
+                        {"group": "b", "urls": ["https://d.example/2"], "key": "k" * 1000}]}
+    # WHEN the producer runs / THEN it names the group's line and field; the queue stays empty
+    with pytest.raises(ManifestError, match=r"^event.groups:2: key: output key .* with the output prefix"):
+        module.handler(event, FakeLambdaContext())
+    assert _received(sqs, url) == []
