@@ -1,5 +1,6 @@
 """A finish that cannot be lost: when the worker that counted a job's last verdict cannot write the results or
-publish the event, that record comes back, and its redelivery completes the finish."""
+publish the event, that record comes back, and its redelivery completes the finish; a job enqueued only in part
+finishes once the producer is invoked again."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from fanfetch.bootstrap import WorkerApp
 from fanfetch.core.messages import encode_message
-from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.errors import RetryablePublishError
-from fanfetch.services import GroupContext
+from fanfetch.core.models import Group, Job, MergeMode, Source
+from fanfetch.errors import EnqueueError, RetryablePublishError
+from fanfetch.services import GroupContext, enqueue_job
 from fanfetch.settings import Settings
 from fanfetch.worker import JobBook
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event
-from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryStore, RecordingEvents
+from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryQueue, MemoryStore, RecordingEvents
 
 JOB = "job-finish"
 
@@ -84,4 +85,44 @@ def test_a_worker_without_time_left_leaves_the_finish_to_the_redelivery(files):
     # WHEN it is redelivered to an invocation with time; THEN the job is announced once
     module._app.ctx.fetcher.__class__ = FakeFetcher
     assert module.handler(sqs_event([_message(0)]), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert len(events.finished) == 1
+
+
+class HalfQueue(MemoryQueue):
+    """SendMessageBatch fails part-way: only the first ``accepts`` bodies of a call get through."""
+
+    def __init__(self, accepts: int):
+        super().__init__()
+        self.accepts = accepts
+
+    def send_messages(self, bodies):
+        self.bodies.extend(bodies[: self.accepts])
+        raise EnqueueError("SendMessageBatch: ServiceUnavailable", sent=self.accepts,
+                           failed=len(bodies) - self.accepts)
+
+
+def test_a_job_enqueued_only_in_part_finishes_once_the_producer_is_invoked_again(files):
+    # GIVEN a job of four groups whose producer sent only two before SendMessageBatch failed
+    module = load_handler("worker")
+    job = Job(job_id=JOB, groups=tuple(
+        Group(group_id=f"g{i}", sources=(Source(f"https://o.example/{i}"),), key=f"k/{i}.bin",
+              merge=MergeMode.CONCAT) for i in range(4)))
+    ledger, store, events = MemoryLedger(), MemoryStore(), RecordingEvents()
+    half = HalfQueue(accepts=2)
+    with pytest.raises(EnqueueError):
+        enqueue_job(job, half, ledger=ledger)
+    ctx = GroupContext(fetcher=FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(4)}),
+                       store=store, files=files, clock=FakeClock())
+    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
+                            book=JobBook(ledger=ledger, events=events, store=store))
+    module.handler(sqs_event(half.bodies), FakeLambdaContext())
+    # THEN the job waits: two of four groups have a verdict, nothing is announced
+    assert (ledger.get_job(JOB).done, ledger.get_job(JOB).total_groups) == (2, 4) and events.finished == []
+    # WHEN the producer is invoked again with the same manifest (same job id) and the workers drain the queue
+    again = MemoryQueue()
+    assert enqueue_job(job, again, ledger=ledger).messages == 4
+    assert module.handler(sqs_event(again.bodies), FakeLambdaContext()) == {"batchItemFailures": []}
+    # THEN the two sent before are duplicates (not counted), the job finishes and is announced exactly once
+    finished = ledger.get_job(JOB)
+    assert (finished.done, finished.ok) == (4, 4) and finished.announced_at is not None
     assert len(events.finished) == 1
