@@ -124,6 +124,7 @@ class ChildRun:
     peak_rss_mib: float
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system CPU of the child (rusage)
 
     def check(self) -> ChildRun:
         if self.returncode != 0:
@@ -150,7 +151,8 @@ def run_child(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: st
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     os.unlink(out_path + ".out")
     os.unlink(out_path + ".err")
-    return ChildRun(tuple(argv), proc.returncode, wall, usage.ru_maxrss / 1024, stdout, stderr)
+    return ChildRun(tuple(argv), proc.returncode, wall, usage.ru_maxrss / 1024, stdout, stderr,
+                    cpu_s=usage.ru_utime + usage.ru_stime)
 
 
 def _scratch() -> str:

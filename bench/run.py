@@ -16,6 +16,7 @@ from typing import Any
 from bench.common import ScenarioFailed, Table, describe_machine
 from bench.fleet import FleetParams, run_fleet_scenario
 from bench.full_scale import FullScaleParams, run_full_scale
+from bench.high_concurrency import HighConcurrencyParams, run_high_concurrency
 from bench.large_files import LargeFilesParams, run_large_files
 from bench.memory import MemoryParams, run_memory
 from bench.producer import ProducerParams, run_producer
@@ -30,6 +31,7 @@ SCENARIOS: dict[str, tuple[Callable[..., Table], Any]] = {
     "memory": (run_memory, MemoryParams),
     "producer": (run_producer, ProducerParams),
     "full": (run_full_scale, FullScaleParams),
+    "hc": (run_high_concurrency, HighConcurrencyParams),
 }
 # Run only when named (``--only fleet``): 600 groups × 12 containers, twice, takes ~10 minutes.
 OPT_IN: dict[str, tuple[Callable[..., Table], Any]] = {
