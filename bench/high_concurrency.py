@@ -63,7 +63,7 @@ def run_high_concurrency(params: HighConcurrencyParams, *, workdir: str, prefer_
     table = Table(
         title=f"High concurrency: {dataset.files:,} files of ~{params.file_bytes} B ({params.groups} groups), "
               "side by side in one run",
-        columns=["c", "latency ms", "tool", "wall s", "files/s", "% of bound", "CPU ms/file", "vs curl files/s",
+        columns=["tool", "c / latency ms", "wall s", "files/s", "% of bound", "CPU ms/file", "vs curl files/s",
                  "CPU vs curl"],
         command="python -m bench.run --only hc",
     )
@@ -97,11 +97,14 @@ def _add_rows(table: Table, files: int, concurrency: int, latency: float, runs: 
     for tool, run in runs.items():
         rate, cpu_ms = files / run.wall_s, 1000 * run.cpu_s / files
         table.add(
-            concurrency, round(latency * 1000), tool if tool != "aria2c -j" else f"aria2c -j {concurrency}",
+            tool if tool != "aria2c -j" else f"aria2c -j {concurrency}", f"{concurrency} / {latency * 1000:.0f}",
             run.wall_s, rate, f"{100 * rate / bound:.0f} %" if bound else "—", f"{cpu_ms:.3f}",
             f"{rate / (files / curl.wall_s):.2f}×" if curl else None,
             f"{cpu_ms / (1000 * curl.cpu_s / files):.1f}×" if curl else None,
         )
+    if bound:
+        table.add("limit: concurrency / latency", f"{concurrency} / {latency * 1000:.0f}", files / bound, bound,
+                  "100 %", None, None, None)
     ours = runs["fanfetch run"]
     if curl is not None and latency:
         ratio = curl.wall_s / ours.wall_s
