@@ -31,10 +31,12 @@ from fanfetch.cli_args import (
     endpoint_url,
     latency_ms,
     merge_mode,
+    port_number,
     positive_float,
     positive_int,
 )
 from fanfetch.core.models import Job, MergeMode, OnMissing
+from fanfetch.core.units import plural
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
 from fanfetch.ops_cli import OpsDeps, add_ops_parsers, run_ops_command
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--stations", type=positive_int, default=200, help="number of stations (default 200)")
     demo.add_argument("--latency-ms", type=latency_ms, default=50, help="origin latency per request (default 50)")
     demo.add_argument("--concurrency", type=concurrency, default=32, help="downloads in flight (default 32)")
+    demo.add_argument("--port", type=port_number, default=None,
+                      help="the sample origin's port on 127.0.0.1 (default 47831: the same URLs, so the same job "
+                           "id, every run)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     _add_politeness_options(demo)
     add_plan_parser(commands)
@@ -197,8 +202,8 @@ def _command_run(args: argparse.Namespace, console: Console) -> int:
     job = load_job(args.manifest, default_merge=args.merge, key_prefix=prefix.rstrip("/") + "/" if prefix else "",
                    s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
     job = job.with_default_on_missing(OnMissing(args.on_missing))
-    console.print(f"job {job.job_id}: {len(job.groups):,} groups, {job.file_count:,} files → {args.out}",
-                  highlight=False, markup=False)
+    console.print(f"job {job.job_id}: {plural(len(job.groups), 'group')}, {plural(job.file_count, 'file')} "
+                  f"→ {args.out}", highlight=False, markup=False)
     allow = list(args.allow_host) + list(allow_hosts_from_env(os.environ))
     summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,
                           endpoint_url=args.endpoint_url, console=console, quiet=args.quiet, refresh=args.refresh,
@@ -212,7 +217,7 @@ def _command_demo(args: argparse.Namespace, console: Console) -> int:
 
     return run_demo(out=args.out, stations=args.stations, latency_s=args.latency_ms / 1000,
                     concurrency=args.concurrency, console=console, quiet=args.quiet,
-                    per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
+                    per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps, port=args.port)
 
 
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, ops_deps: OpsDeps | None = None) -> int:

@@ -15,7 +15,7 @@ from fanfetch.core.models import MergeMode
 from fanfetch.settings import check_allow_host
 
 __all__ = ["OneLineParser", "positive_int", "positive_float", "seconds", "merge_mode", "concurrency", "allow_host",
-           "destination", "endpoint_url", "latency_ms", "check_allow_host", "MAX_CONCURRENCY"]
+           "destination", "endpoint_url", "latency_ms", "port_number", "check_allow_host", "MAX_CONCURRENCY"]
 
 MAX_CONCURRENCY = 4096  # threads (and pooled connections) in one process: more only exhausts the machine
 # S3 bucket names: 3-63 characters of lower-case letters, digits, dots and hyphens, starting and ending
@@ -57,6 +57,14 @@ def latency_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
     if not 0 <= value <= 60_000:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 60000 ms")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 1-65535."""
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
     return value
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from fanfetch.adapters.manifests import load_job
 from fanfetch.core.models import MergeMode
+from fanfetch.core.units import plural
 from fanfetch.demo_origin import CSV_HEADER, DemoOrigin, Station, demo_stations, station_year_csv
 
 __all__ = ["run_demo", "write_demo_job", "expected_station_csv"]
@@ -57,34 +58,52 @@ def expected_station_csv(station: Station, versions: Mapping[tuple[int, int], in
 
 
 def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, console: Console,
-             quiet: bool = False, per_host_concurrency: int | None = None, per_host_rps: float | None = None) -> int:
+             quiet: bool = False, per_host_concurrency: int | None = None, per_host_rps: float | None = None,
+             port: int | None = None) -> int:
     from fanfetch.cli import execute_job
 
     table = demo_stations(stations)
-    with DemoOrigin(table, latency_s=latency_s, flaky_one_in=40) as origin:
+    with _start_origin(table, latency_s, port or DEMO_PORT) as origin:
         spec_path = write_demo_job(os.path.join(out, "_demo"), table, origin.url_template)
         job = load_job(spec_path, default_merge=MergeMode.CSV)
         console.print(
             f"demo: sample origin at http://{origin.host_port} ({latency_s * 1000:.0f} ms per request, "
             f"1 URL in 40 answers 503 once); job spec {spec_path}", highlight=False, markup=False)
-        console.print(f"job {job.job_id}: {len(job.groups):,} stations, {job.file_count:,} yearly CSVs → {out}",
+        console.print(f"job {job.job_id}: {plural(len(job.groups), 'station')}, "
+                      f"{plural(job.file_count, 'yearly CSV')} → {out}",
                       highlight=False, markup=False)
         summary = execute_job(job, dest=out, concurrency=concurrency, allow_hosts=[origin.host_port],
                               endpoint_url=None, console=console, quiet=quiet,
                               per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
         requests = origin.total_requests
-    wrong = [s.station_id for s in table
-             if not _matches(os.path.join(out, "stations", f"{s.station_id}.csv"), expected_station_csv(s))]
+    stored = {r.group_id for r in summary.results if r.ok}  # an interrupted demo checks what it stored
+    wrong = [s.station_id for s in table if str(s.station_id) in stored
+             and not _matches(os.path.join(out, "stations", f"{s.station_id}.csv"), expected_station_csv(s))]
     fetched = sum(1 for r in summary.results if r.ok and not r.skipped)
-    console.print(f"origin served {requests:,} requests ({requests - summary.files:,} of them retries); "
-                  f"{fetched} stations fetched, {summary.skipped} already stored", highlight=False, markup=False)
+    console.print(f"origin served {plural(requests, 'request')} ({requests - summary.files:,} of them retries); "
+                  f"{plural(fetched, 'station')} fetched, {summary.skipped:,} already stored", highlight=False,
+                  markup=False)
     if wrong:
-        console.print(f"[red]{len(wrong)} merged files differ from what the origin serves: {wrong[:5]}[/]")
+        console.print(f"{len(wrong)} merged files differ from what the origin serves: {wrong[:5]}", style="red",
+                      highlight=False, markup=False)
         return 1
-    console.print(f"checked: all {len(table)} merged station files are byte-exact. "
+    every = "all " if len(stored) == len(table) else ""
+    verb = "is" if len(stored) == 1 else "are"
+    console.print(f"checked: {every}{plural(len(stored), 'merged station file')} {verb} byte-exact. "
                   f"Look at {os.path.join(out, 'stations')}/ and {os.path.join(out, summary.results_key)}",
                   highlight=False, markup=False)
     return summary.exit_code
+
+
+DEMO_PORT = 47831  # a fixed port keeps the URLs, and so the job id, the same from one demo run to the next
+
+
+def _start_origin(table: list[Station], latency_s: float, port: int) -> DemoOrigin:
+    """The sample origin on ``port``, or on any free port when that one is taken (the job id then differs)."""
+    try:
+        return DemoOrigin(table, latency_s=latency_s, flaky_one_in=40, port=port)
+    except OSError:
+        return DemoOrigin(table, latency_s=latency_s, flaky_one_in=40)
 
 
 def _matches(path: str, expected: bytes) -> bool:

@@ -90,4 +90,5 @@ def _not_started(group: Group, reason: str) -> GroupResult:
         attempts=0,
         error=reason,
         retryable=True,
+        started=False,
     )

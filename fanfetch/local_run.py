@@ -58,7 +58,12 @@ class RunSummary:
 
     @property
     def failed(self) -> int:
-        return len(self.results) - self.ok
+        """Groups that ran and failed (groups an interrupted run never started are ``not_started``)."""
+        return sum(1 for r in self.results if not r.ok and r.started)
+
+    @property
+    def not_started(self) -> int:
+        return sum(1 for r in self.results if not r.started)
 
     @property
     def skipped(self) -> int:
@@ -82,7 +87,7 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.failed == 0 and not self.results_error else 1
+        return 0 if self.failed == 0 and self.not_started == 0 and not self.results_error else 1
 
 
 @dataclass
@@ -93,6 +98,7 @@ class RunProgress:
     total_files: int
     ok: int = 0
     failed: int = 0
+    not_started: int = 0
     skipped: int = 0
     files: int = 0
     bytes: int = 0
@@ -105,6 +111,8 @@ class RunProgress:
                 self.skipped += result.skipped
                 self.files += result.files
                 self.bytes += 0 if result.skipped else result.bytes
+            elif not result.started:
+                self.not_started += 1
             else:
                 self.failed += 1
 
@@ -137,7 +145,8 @@ def run_job(
 
     def record(result: GroupResult) -> None:
         skipped = result.ok and result.skipped
-        if ledger is not None and not (skipped and result.group_id in recorded_ok):
+        # a group never started has no verdict: the ledger keeps it pending, and the next run does it
+        if ledger is not None and result.started and not (skipped and result.group_id in recorded_ok):
             try:
                 ledger.record_latest(verdict_from_result(job.job_id, result, started_at=result.started_at,
                                                          finished_at=result.finished_at, change=result.change),
@@ -148,7 +157,7 @@ def run_job(
 
     results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=record,
                          keep_file_results=False, refresh=refresh)
-    lines = "".join(json.dumps(r.to_record(), ensure_ascii=False) + "\n" for r in results)
+    lines = "".join(json.dumps(_record(r), ensure_ascii=False) + "\n" for r in results)
     key = results_key(job.job_id)
     error = None
     try:
@@ -170,3 +179,11 @@ def run_job(
         interrupted=should_stop(),
         results_error=error,
     )
+
+
+def _record(result: GroupResult) -> dict[str, object]:
+    """A results line; a group the run never started says so (``not_started``) instead of ``failed``."""
+    record = result.to_record()
+    if not result.started:
+        record["status"] = "not_started"
+    return record

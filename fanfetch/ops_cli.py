@@ -32,7 +32,7 @@ from fanfetch.cli_args import (
 )
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.models import MergeMode, OnMissing
-from fanfetch.core.units import format_bytes
+from fanfetch.core.units import format_bytes, plural
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.ops import (
     InvocationFailed,
@@ -243,8 +243,9 @@ def _submit(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     if args.json:
         _print_json(console, dict(result.producer_response))
     else:
-        console.print(f"job {result.job_id}: {result.groups:,} groups, {result.messages:,} messages enqueued "
-                      f"(manifest {result.manifest_uri})", highlight=False, markup=False)
+        console.print(f"job {result.job_id}: {plural(result.groups, 'group')}, "
+                      f"{plural(result.messages, 'message')} enqueued (manifest {result.manifest_uri})",
+                      highlight=False, markup=False)
 
         console.print(f"follow it: fanfetch status {result.job_id} --stack {stack.name} --watch",
             highlight=False, markup=False)
@@ -356,7 +357,7 @@ def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
                       f"{report.task_handle})", highlight=False, markup=False)
 
     else:
-        console.print(f"moved {report.moved:,} messages back to the work queue"
+        console.print(f"moved {plural(report.moved, 'message')} back to the work queue"
                       + (f"; {report.failed:,} could not be sent and stay in the DLQ" if report.failed else "")
                       + (f"; {report.not_deleted:,} sent but not deleted (now in both queues)"
                          if report.not_deleted else ""), highlight=False, markup=False)
@@ -378,12 +379,15 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
                             per_host_concurrency=args.per_host_concurrency, per_host_rps=args.per_host_rps)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for chatty in ("botocore", "boto3", "urllib3"):  # "Found credentials in environment variables." and such
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     summary = serve(options, handle_signals=deps.handle_signals)
     if args.json:
         _print_json(console, summary.to_dict())
     else:
-        console.print(f"worker stopped ({summary.reason}): {summary.received:,} messages in {summary.batches:,} "
-                      f"batches, {summary.deleted:,} done, {summary.returned:,} returned for retry, "
+        console.print(f"worker stopped ({summary.reason}): {plural(summary.received, 'message')} in "
+                      f"{plural(summary.batches, 'batch', 'batches')}, {summary.deleted:,} done, "
+                      f"{summary.returned:,} returned for retry, "
                       f"{summary.dead_lettered:,} dead-lettered", highlight=False, markup=False)
 
     return EXIT_OK

@@ -35,13 +35,15 @@ def add_report_parser(subparsers: Any) -> None:
     report = subparsers.add_parser("report", help="write a job's HTML report (summary, throughput chart, failures)")
     report.add_argument("job", metavar="JOB", help="the job id (a unique prefix is enough for a local run)")
     where = report.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out-dir", metavar="DEST", help="the folder a local run wrote to (`fanfetch run --out`)")
+    where.add_argument("--out-dir", metavar="DEST",
+                       help="where a run wrote to (`fanfetch run --out`): a folder, or s3://bucket/prefix")
     where.add_argument("--stack", metavar="NAME", help="a deployed stack: read its job ledger (DynamoDB)")
     report.add_argument("--html", metavar="FILE",
                         help=f"where to write the page (default DEST/_jobs/JOB/{REPORT_NAME}, "
                              f"or ./fanfetch-report-JOB.html with --stack)")
     report.add_argument("--endpoint-url", type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        help="with --stack: AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
+                        help="with --stack or an s3:// --out-dir: AWS-compatible endpoint (default: "
+                             "AWS_ENDPOINT_URL, else AWS)")
 
 
 def command_report(args: argparse.Namespace, console: Console, *, stack_ledger: StackLedger | None = None) -> int:
@@ -53,6 +55,12 @@ def command_report(args: argparse.Namespace, console: Console, *, stack_ledger: 
         ledger, where = (stack_ledger or _dynamodb_ledger_of_stack)(args.stack, args.endpoint_url)
         job, groups = load_from_ledger(ledger, args.job)
         source = where
+        target = args.html or f"fanfetch-report-{job.job_id}.html"
+    elif args.out_dir.startswith("s3://"):  # a run into S3: its results manifest, read into a temp folder
+        with tempfile.TemporaryDirectory(prefix="fanfetch-report-") as scratch:
+            job_dir = _fetch_s3_results(args.out_dir, args.job, scratch, endpoint_url=args.endpoint_url)
+            job, groups, _ = load_local_run(job_dir)
+        source = f"{args.out_dir.rstrip('/')}/_jobs/{job.job_id}/{_RESULTS_NAME}"
         target = args.html or f"fanfetch-report-{job.job_id}.html"
     else:
         ledger_path = default_ledger_path(args.out_dir)
@@ -92,6 +100,38 @@ def _job_dir(dest: str, job: str, *, has_ledger: bool) -> str:
     listing = ", ".join(matches or known[:10]) or "none"
     problem = "matches several jobs" if matches else "is not a job here"
     raise InputError(f"{job!r} {problem} in {jobs_root} (jobs: {listing})")
+
+
+def _fetch_s3_results(dest: str, job: str, folder: str, *, endpoint_url: str | None) -> str:
+    """Copy ``DEST/_jobs/<job>/results.jsonl`` (a unique prefix of the id is enough) from S3 into
+    ``folder/_jobs/<job>/``; return that job folder. InputError naming the jobs there."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from fanfetch.adapters.s3 import parse_s3_uri
+    from fanfetch.bootstrap import aws_client
+
+    bucket, prefix = parse_s3_uri(dest)
+    root = f"{prefix.rstrip('/')}/_jobs/" if prefix.strip("/") else "_jobs/"
+    client = aws_client("s3", endpoint_url=endpoint_url)
+    try:
+        def jobs(start: str) -> list[str]:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root + start, Delimiter="/")
+            return sorted({p["Prefix"][len(root):].rstrip("/")
+                           for page in pages for p in page.get("CommonPrefixes", [])})
+
+        matches = jobs(job)
+        if job in matches:
+            matches = [job]
+        if len(matches) != 1:
+            problem = "matches several jobs" if matches else "is not a job here"
+            listing = ", ".join((matches or jobs(""))[:10]) or "none"
+            raise InputError(f"{job!r} {problem} in s3://{bucket}/{root} (jobs: {listing})")
+        job_dir = os.path.join(folder, "_jobs", matches[0])
+        os.makedirs(job_dir)
+        client.download_file(bucket, f"{root}{matches[0]}/{_RESULTS_NAME}", os.path.join(job_dir, _RESULTS_NAME))
+    except (ClientError, BotoCoreError) as exc:
+        raise InputError(f"cannot read s3://{bucket}/{root}{job}: {exc}") from None
+    return job_dir
 
 
 def load_local_run(job_dir: str, *, ledger_path: str | None = None) -> tuple[JobRecord, list[GroupRecord], str]:

@@ -194,7 +194,8 @@ def _process(
             return _stored_result(group, stored, files=len(group.sources))
         hold = _spool_hold(group, ctx, deadline, should_stop)
     except FanfetchError as exc:
-        return _failed_result(group, exc, attempts=0)
+        failed = _failed_result(group, exc, attempts=0)  # a stop or deadline while waiting for spool: never begun
+        return dataclasses.replace(failed, started=False) if isinstance(exc, DeadlineExceeded) else failed
     try:
         return _process_held(group, ctx, deadline, refresh, stored, hold)
     except OSError as exc:  # the spool disk (a full one above all): a failed group, never a crashed batch

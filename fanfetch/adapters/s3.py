@@ -6,6 +6,7 @@ file so memory stays bounded; the sha256 of the object rides along as object met
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import threading
 from typing import Any
@@ -35,6 +36,13 @@ _SHA_METADATA = "sha256"
 DEFAULT_TRANSFER = TransferConfig(
     multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4, use_threads=True
 )
+
+
+def content_type_of(key: str) -> str:
+    """The Content-Type of an output from its key's extension (``.csv`` → ``text/csv``), as browsers and
+    ``aws s3 cp`` expect; ``application/octet-stream`` when the extension says nothing."""
+    guessed, _ = mimetypes.guess_type(key, strict=False)
+    return guessed or "application/octet-stream"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -150,12 +158,11 @@ class S3Store:
     def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
         size = os.path.getsize(path)
         metadata = {_SHA_METADATA: sha256, _WRITE_METADATA: "replace" if overwrite else "create"}
+        extra = {"Metadata": metadata, "ContentType": content_type_of(key)}
         backoff = self._conflict_backoff
         for attempt in backoff.attempts():
             try:
-                self._client.upload_file(
-                    path, self.bucket, self._key(key), ExtraArgs={"Metadata": metadata}, Config=self._transfer
-                )
+                self._client.upload_file(path, self.bucket, self._key(key), ExtraArgs=extra, Config=self._transfer)
             except Exception as exc:  # boto3 wraps ClientError in S3UploadFailedError; classify its cause
                 if _error_code(exc) in _CONFLICT_CODES and not backoff.is_last(attempt):
                     backoff.pause(attempt)

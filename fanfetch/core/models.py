@@ -131,6 +131,7 @@ class GroupResult:
     started_at: float = 0.0  # epoch seconds (wall clock), for reports
     finished_at: float = 0.0  # epoch seconds (wall clock)
     missing: tuple[str, ...] = ()  # on_missing=skip: URLs left out because the origin answered 404/410
+    started: bool = True  # False: the run stopped (or its deadline passed) before this group began; no request
     file_results: tuple[FileResult, ...] = field(default=(), compare=False, repr=False)
 
     @property

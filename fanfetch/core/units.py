@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["format_bytes"]
+__all__ = ["plural", "format_bytes"]
 
 
 def format_bytes(count: float) -> str:
@@ -12,3 +12,8 @@ def format_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1000
     return f"{count:.1f} TB"
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 group``, ``2 groups``, ``1,234 files``."""
+    return f"{count:,} {noun if count == 1 else (plural_form or noun + 's')}"

@@ -181,5 +181,6 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(moto_server, tmp_path):
     # THEN it finished that group (stored, message deleted) and exited 0 having stopped on the signal
     assert process.returncode == 0, err
     assert "worker stopped (stopped)" in out and "1 done" in out
+    assert "Found credentials" not in err  # botocore's INFO chatter stays out of the worker's log
     assert s3.get_object(Bucket="out", Key="stations/5000.csv")["Body"].read() == expected_station_csv(station)
     assert _depth(sqs, queue) == 0
