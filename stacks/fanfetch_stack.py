@@ -129,6 +129,7 @@ class FanfetchStack(Stack):
                 batch_size=cfg.batch_size,
                 report_batch_item_failures=True,
                 max_concurrency=cfg.worker_max_concurrency,
+                enabled=cfg.worker_event_source,  # off: fixed-IP `fanfetch worker`s drain the queue instead
             )
         )
 

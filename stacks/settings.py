@@ -78,6 +78,9 @@ class StackSettings:
     schedule_manifest: str | None = None
     alarm_email: str | None = None
     on_missing: str = "fail"  # FANFETCH_ON_MISSING: 404/410 files of groups that name no on_missing
+    # false: the Lambda's SQS event source is created disabled, for deployments that drain the queue with
+    # `fanfetch worker` on fixed-IP machines (origins that allow-list one address)
+    worker_event_source: bool = True
 
     def __post_init__(self) -> None:
         problems = _find_problems(self)
@@ -150,6 +153,7 @@ _CONTEXT_KEYS: dict[str, str] = {
     "schedule_manifest": "scheduleManifest",
     "alarm_email": "alarmEmail",
     "on_missing": "onMissing",
+    "worker_event_source": "workerEventSource",
 }
 
 # field name -> (low, high) inclusive, for the integer settings
@@ -229,6 +233,17 @@ def _parse_hosts(value: object) -> str:
     return ",".join(hosts)
 
 
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _parse_on_missing(value: object) -> str:
     text = _parse_str(value).lower()
     if text not in ("fail", "skip"):
@@ -249,6 +264,7 @@ _PARSERS: dict[str, Callable[[object], object]] = {
     "schedule_manifest": _parse_optional_str,
     "alarm_email": _parse_optional_str,
     "on_missing": _parse_on_missing,
+    "worker_event_source": _parse_bool,
 }
 
 

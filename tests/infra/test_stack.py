@@ -343,6 +343,13 @@ def test_event_source_batch_and_concurrency_come_from_context(synth: Callable[..
     )
 
 
+def test_the_event_source_can_be_turned_off_for_fixed_ip_workers(synth: Callable[..., Template]) -> None:
+    # GIVEN -c workerEventSource=false: `fanfetch worker`s on fixed-IP machines drain the queue
+    template = synth({"workerEventSource": "false"})
+    # THEN the mapping exists (the function stays wired, and can be switched back on) but is disabled
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"Enabled": False, "BatchSize": 10})
+
+
 # --- schedule --------------------------------------------------------------------------------------------
 
 
