@@ -64,7 +64,8 @@ class FanfetchStack(Stack):
         self, scope: Construct, construct_id: str, *, settings: StackSettings | None = None, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.settings = settings or StackSettings.from_context(self.node.try_get_context)
+        self.settings = settings or StackSettings.from_context(self.node.try_get_context,
+                                                               all_keys=self.node.get_all_context())
         cfg = self.settings
 
         self.storage = Storage(self, "Storage")
@@ -105,7 +106,7 @@ class FanfetchStack(Stack):
             log_retention_days=cfg.log_retention_days,
             reserved_concurrency=cfg.worker_reserved_concurrency,
             per_host_concurrency=cfg.per_host_concurrency,
-            per_host_rps=cfg.per_host_rps,
+            per_host_rps=cfg.worker_per_host_rps,
             on_missing=cfg.on_missing,
             ephemeral_storage_mb=cfg.worker_ephemeral_storage_mb,
         )

@@ -5,8 +5,9 @@ Every bad value is reported in one ``ContextError`` naming each offending key, i
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 
 __all__ = [
@@ -51,6 +52,27 @@ _MAX_PREFIX_CHARS = 512
 class ContextError(ValueError):
     """One or more CDK context values are invalid; the message lists every problem at once."""
 
+    @property
+    def problems(self) -> list[str]:
+        return [line[4:] for line in str(self).splitlines()[1:]]
+
+
+# context keys of the CDK itself (feature flags have a ':' or start with '@'), and app.py's own
+_FOREIGN_KEYS = frozenset({"stackName", "cli-telemetry", "acknowledged-issue-numbers", "assets-path"})
+
+
+def unknown_context_keys(keys: Iterable[str]) -> list[str]:
+    """A problem for each context key that is not ours nor the CDK's, naming the nearest known key."""
+    known = sorted(_CONTEXT_KEYS.values())
+    problems = []
+    for key in keys:
+        if key in _FOREIGN_KEYS or key in known or ":" in key or key.startswith(("@", "aws-cdk", "cdk")):
+            continue
+        nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {nearest[0]!r}?" if nearest else f"known keys: {', '.join(known)}"
+        problems.append(f"{key}: unknown context key; {hint}")
+    return problems
+
 
 @dataclass(frozen=True)
 class StackSettings:
@@ -71,6 +93,8 @@ class StackSettings:
     allow_hosts: str = ""  # comma-separated; empty = no allow list
     per_host_concurrency: int | None = None  # requests in flight per origin host, per worker invocation
     per_host_rps: float | None = None  # requests per second per origin host, per worker invocation
+    # requests per second per origin host for the whole fleet: divided among workerMaxConcurrency invocations
+    fleet_per_host_rps: float | None = None
     max_receive_count: int = 5
     queue_age_alarm_s: int | None = None  # None = derived, see effective_queue_age_alarm_s
     log_retention_days: int = 30
@@ -88,10 +112,20 @@ class StackSettings:
             raise ContextError(_format_problems(problems))
 
     @classmethod
-    def from_context(cls, lookup: Callable[[str], object]) -> StackSettings:
-        """Build settings from CDK context via ``lookup`` (e.g. ``app.node.try_get_context``)."""
+    def from_context(cls, lookup: Callable[[str], object], *, all_keys: Iterable[str] = ()) -> StackSettings:
+        """Build settings from CDK context via ``lookup`` (e.g. ``app.node.try_get_context``); ``all_keys``
+        (``node.get_all_context()``) lets a misspelt key be refused, naming the nearest known one."""
         raw = {name: lookup(key) for name, key in _CONTEXT_KEYS.items()}
-        return cls.from_mapping({k: v for k, v in raw.items() if v is not None})
+        unknown = unknown_context_keys(all_keys)
+        try:
+            settings = cls.from_mapping({k: v for k, v in raw.items() if v is not None})
+        except ContextError as exc:
+            if unknown:
+                raise ContextError(_format_problems(unknown + exc.problems)) from None
+            raise
+        if unknown:
+            raise ContextError(_format_problems(unknown))
+        return settings
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> StackSettings:
@@ -104,10 +138,13 @@ class StackSettings:
             parser = _PARSERS[field.name]
             try:
                 parsed[field.name] = parser(values[field.name])
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:  # every key is checked: one bad type never hides the rest
                 problems.append(f"{_CONTEXT_KEYS[field.name]}={values[field.name]!r}: {exc}")
-        if problems:
-            raise ContextError(_format_problems(problems))
+        if problems:  # the values that did parse are checked too, so every problem is named at once
+            draft = object.__new__(cls)
+            for field in fields(cls):
+                object.__setattr__(draft, field.name, parsed.get(field.name, field.default))
+            raise ContextError(_format_problems(problems + _find_problems(draft)))
         return cls(**parsed)  # type: ignore[arg-type]  # __post_init__ checks ranges and combinations
 
     @property
@@ -125,6 +162,15 @@ class StackSettings:
         if self.queue_age_alarm_s is not None:
             return self.queue_age_alarm_s
         return max(3600, self.max_receive_count * self.queue_visibility_timeout_s)
+
+    @property
+    def worker_per_host_rps(self) -> float | None:
+        """FANFETCH_PER_HOST_RPS of each worker invocation: ``perHostRps``, or ``fleetPerHostRps`` shared
+        among ``workerMaxConcurrency`` invocations (the stricter of the two when both are given)."""
+        shares = [self.per_host_rps] if self.per_host_rps is not None else []
+        if self.fleet_per_host_rps is not None:
+            shares.append(self.fleet_per_host_rps / self.worker_max_concurrency)
+        return min(shares) if shares else None
 
     @property
     def has_schedule(self) -> bool:
@@ -146,6 +192,7 @@ _CONTEXT_KEYS: dict[str, str] = {
     "allow_hosts": "allowHosts",
     "per_host_concurrency": "perHostConcurrency",
     "per_host_rps": "perHostRps",
+    "fleet_per_host_rps": "fleetPerHostRps",
     "max_receive_count": "maxReceiveCount",
     "queue_age_alarm_s": "queueAgeAlarmS",
     "log_retention_days": "logRetentionDays",
@@ -257,6 +304,7 @@ _PARSERS: dict[str, Callable[[object], object]] = {
     "queue_age_alarm_s": _parse_optional_int,
     "per_host_concurrency": _parse_optional_int,
     "per_host_rps": _parse_optional_positive_float,
+    "fleet_per_host_rps": _parse_optional_positive_float,
     "log_retention_days": _parse_int,
     "output_prefix": _parse_str,
     "allow_hosts": _parse_hosts,
