@@ -4,12 +4,15 @@ running it. The per-file time is given (``--per-file-s``) or measured on a few o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +22,7 @@ from fanfetch.core.costmodel import PRICES, RAMP_PER_MINUTE, RAMP_START, Plan, P
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import Job, MergeMode, Source
 from fanfetch.core.politeness import FleetBound, bound_fleet
+from fanfetch.core.units import plural
 from fanfetch.errors import FetchError, InputError
 
 __all__ = ["add_plan_parser", "command_plan", "measure_per_file_s"]
@@ -74,6 +78,14 @@ def add_plan_parser(subparsers: Any) -> None:
         help="requests per second per host per worker (FANFETCH_PER_HOST_RPS; default: no limit)",
     )
     plan.add_argument(
+        "--fleet-per-host-rps",
+        type=positive_float,
+        default=None,
+        metavar="R",
+        help="requests per second per host for the whole fleet (-c fleetPerHostRps), shared among --concurrency "
+             "invocations as the stack does",
+    )
+    plan.add_argument(
         "--allow-host",
         type=allow_host,
         action="append",
@@ -91,15 +103,31 @@ def add_plan_parser(subparsers: Any) -> None:
 
 def measure_per_file_s(sources: Sequence[Source], *, allow_hosts: Sequence[str]) -> float:
     """Mean seconds per download over ``sources``, fetched one after another through the real fetcher."""
+    timed, failures = sample_downloads(sources, allow_hosts=allow_hosts)
+    if not timed:
+        raise failures[0]
+    return sum(timed) / len(timed)
+
+
+def sample_downloads(sources: Sequence[Source], *, allow_hosts: Sequence[str]) -> tuple[list[float], list[FetchError]]:
+    """Download ``sources`` one after another; the seconds of each that succeeded, and the failures (a 404 in
+    the sample is reported, not a reason to stop)."""
     from fanfetch.bootstrap import build_fetcher
 
     fetcher = build_fetcher(concurrency=1, allow_hosts=tuple(allow_hosts))
+    timed: list[float] = []
+    failures: list[FetchError] = []
     try:
-        started = time.monotonic()
         for source in sources:
-            with tempfile.TemporaryFile() as sink:
-                fetcher.fetch(source, sink)
-        return (time.monotonic() - started) / len(sources)
+            started = time.monotonic()
+            try:
+                with tempfile.TemporaryFile() as sink:
+                    fetcher.fetch(source, sink)
+            except FetchError as exc:
+                failures.append(exc)
+                continue
+            timed.append(time.monotonic() - started)
+        return timed, failures
     finally:
         fetcher.close()
 
@@ -123,12 +151,16 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
     if per_file_s is None:
         sample = [s for g in job.groups for s in g.sources][: args.sample]
         allow = list(args.allow_host) + list(allow_hosts_from_env(os.environ))
-        try:
-            per_file_s = measure_per_file_s(sample, allow_hosts=allow)
-        except FetchError as exc:
-            Console(stderr=True).print(f"fanfetch: could not sample {exc}", highlight=False, markup=False)
+        timed, failures = sample_downloads(sample, allow_hosts=allow)
+        errors = Console(stderr=True, soft_wrap=True)
+        for failure in failures[:10]:
+            errors.print(f"fanfetch: sample: {failure}", highlight=False, markup=False)
+        if not timed:
+            errors.print(f"fanfetch: none of the {plural(len(sample), 'sampled URL')} could be downloaded",
+                         highlight=False, markup=False)
             return 1
-        measured = f"measured on {len(sample)} file(s)"
+        per_file_s = sum(timed) / len(timed)
+        measured = f"measured on {plural(len(timed), 'file')}" + (f", {len(failures):,} failed" if failures else "")
     plan = estimate(
         PlanInput(
             groups=len(job.groups),
@@ -145,8 +177,13 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
         invocations=args.concurrency,
         files_in_flight=args.files_in_flight,
         per_host_concurrency=args.per_host_concurrency,
-        per_host_rps=args.per_host_rps,
+        per_host_rps=worker_rps(args),
     )
+    busiest_host, busiest_files = _busiest_host(job)
+    polite = args.per_host_concurrency is not None or fleet.rps is not None
+    host_floor_s = _host_floor_s(fleet, busiest_files, per_file_s) if polite else None
+    if host_floor_s is not None and host_floor_s > plan.wall_s:  # the one-host bound binds: it sets the pace
+        plan = dataclasses.replace(plan, wall_s=host_floor_s)
     if args.json:
         record = {
             "job_id": job.job_id,
@@ -160,7 +197,11 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
             **plan.to_dict(),
             "per_host": {
                 "per_worker_concurrency": args.per_host_concurrency,
-                "per_worker_rps": args.per_host_rps,
+                "per_worker_rps": worker_rps(args),
+                "fleet_per_host_rps": args.fleet_per_host_rps,
+                "busiest_host": busiest_host,
+                "busiest_host_files": busiest_files,
+                "busiest_host_min_wall_s": host_floor_s,
                 "fleet_in_flight": fleet.in_flight,
                 "fleet_rps": fleet.rps,
                 "one_host_min_wall_s": fleet.min_wall_s(job.file_count),
@@ -168,8 +209,33 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
         }
         console.print_json(json.dumps(record))
         return 0
-    _print_plan(plan, job, args, per_file_s, measured or "given", console, fleet)
+    _print_plan(plan, job, args, per_file_s, measured or "given", console, fleet,
+                host=(busiest_host, busiest_files, host_floor_s))
     return 0
+
+
+def worker_rps(args: argparse.Namespace) -> float | None:
+    """The per-worker rate the stack would set: ``--per-host-rps``, or ``--fleet-per-host-rps`` shared among
+    ``--concurrency`` invocations (the stricter when both are given), as ``StackSettings.worker_per_host_rps``."""
+    shares = [args.per_host_rps] if args.per_host_rps is not None else []
+    if args.fleet_per_host_rps is not None:
+        shares.append(args.fleet_per_host_rps / args.concurrency)
+    return min(shares) if shares else None
+
+
+def _busiest_host(job: Job) -> tuple[str, int]:
+    """The host most of the job's files come from, and how many."""
+    counts: Counter[str] = Counter(urlsplit(s.url).netloc.lower() for g in job.groups for s in g.sources)
+    return counts.most_common(1)[0] if counts else ("", 0)
+
+
+def _host_floor_s(fleet: FleetBound, files: int, per_file_s: float) -> float | None:
+    """Shortest time the busiest host's files can take: its rate bound, and its in-flight bound
+    (``in_flight`` requests of ``per_file_s`` each at once)."""
+    floors = [files * per_file_s / fleet.in_flight] if fleet.in_flight else []
+    if fleet.rps is not None:
+        floors.append(files / fleet.rps)
+    return max(floors) if floors else None
 
 
 def _mean_message_bytes(job: Job) -> int:
@@ -188,7 +254,8 @@ def _fleet_text(fleet: FleetBound, args: argparse.Namespace) -> str:
     text = f"≤ {fleet.in_flight:,} requests in flight ({fleet.invocations} invocations × {per_worker})"
     if fleet.rps is None:
         return text + ", no rate limit"
-    return text + f", ≤ {fleet.rps:,.4g} requests/s ({fleet.invocations} × {args.per_host_rps:g}/s)"
+    share = f"{args.fleet_per_host_rps:g}/s fleet-wide ÷ {fleet.invocations} = " if args.fleet_per_host_rps else ""
+    return text + f", ≤ {fleet.rps:,.4g} requests/s ({share}{fleet.invocations} × {worker_rps(args):.4g}/s)"
 
 
 def _duration(seconds: float) -> str:
@@ -209,7 +276,11 @@ def _print_plan(
     source: str,
     console: Console,
     fleet: FleetBound,
+    *,
+    host: tuple[str, int, float | None],
 ) -> None:
+    busiest_host, busiest_files, host_floor_s = host
+    host_bound_binds = host_floor_s is not None and host_floor_s >= plan.wall_s
     table = Table(title=f"fanfetch plan — job {job.job_id}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("estimate", justify="right")
@@ -227,13 +298,13 @@ def _print_plan(
         ("SQS requests", f"{plan.sqs_requests:,} = ${plan.sqs_usd:.4f}"),
         ("S3 PUTs", f"{plan.s3_puts:,} = ${plan.s3_usd:.4f}"),
         ("total cost (no free tier)", f"${plan.total_usd:.2f}"),
-        ("wall time", f"{_duration(plan.wall_s)} at ≤ {args.concurrency} concurrent invocations"),
+        ("wall time", f"{_duration(plan.wall_s)} at ≤ {args.concurrency} concurrent invocations"
+                      + (" (set by the per-host bound)" if host_bound_binds else "")),
         ("one file at a time would take", _duration(plan.serial_s)),
         ("load on one host, fleet-wide", _fleet_text(fleet, args)),
     ]
-    floor_s = fleet.min_wall_s(plan.files)
-    if floor_s is not None:
-        rows.append(("if every file is on one host", f"≥ {_duration(floor_s)} at {fleet.rps:,.4g} requests/s"))
+    if host_floor_s is not None:
+        rows.append((f"busiest host {busiest_host}", f"{busiest_files:,} files: ≥ {_duration(host_floor_s)}"))
     for row in rows:
         table.add_row(*row)
     console.print(table)

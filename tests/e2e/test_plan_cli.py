@@ -70,7 +70,7 @@ def test_plan_can_measure_the_per_file_time_on_a_sample(tmp_path, demo_origin):
     assert code == 0
     plan = json.loads(out)
     assert demo_origin.total_requests == 3
-    assert plan["per_file_source"] == "measured on 3 file(s)" and plan["per_file_s"] > 0
+    assert plan["per_file_source"] == "measured on 3 files" and plan["per_file_s"] > 0
 
 
 def test_sampling_a_host_that_is_not_allowed_fails_without_a_request(tmp_path, demo_origin):
@@ -93,3 +93,31 @@ def test_a_bad_manifest_is_an_input_error(tmp_path, capsys):
     bad.write_text('{"group": "a", "urls": ["ftp://x"]}\n')
     code, _ = _plan([str(bad), "--per-file-s", "1"])
     assert code == 2 and f"fanfetch: error: {bad}:1: urls[0]" in capsys.readouterr().err
+
+
+def test_a_404_in_the_sample_is_reported_and_the_plan_rests_on_the_rest(tmp_path, demo_origin, capsys):
+    # GIVEN a manifest whose first URL does not exist at the origin
+    ghost = {"group": "ghost", "urls": [demo_origin.url_template.format(station_id=1000, year=1800)]}
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(ghost) + "\n" + open(_manifest(tmp_path, demo_origin)).read())
+    # WHEN 3 URLs are sampled
+    code, out = _plan([str(path), "--sample", "3", "--allow-host", demo_origin.host_port, "--json"])
+    # THEN the 404 is named on stderr and the estimate uses the 2 that worked
+    assert code == 0
+    assert "404" in capsys.readouterr().err
+    assert json.loads(out)["per_file_source"] == "measured on 2 files, 1 failed"
+
+
+def test_a_fleet_wide_rate_is_shared_and_sets_the_wall_time_when_it_binds(tmp_path, demo_origin):
+    # GIVEN 14 files on one host, 1 s each, 50 invocations, and a fleet-wide 0.5 requests/s for that host
+    manifest = _manifest(tmp_path, demo_origin)
+    code, out = _plan([manifest, "--per-file-s", "1", "--fleet-per-host-rps", "0.5", "--json"])
+    plan = json.loads(out)
+    # THEN each worker gets 0.5/50 requests/s, and the wall time is the host's: 14 files / 0.5 per second
+    assert code == 0
+    assert plan["per_host"]["per_worker_rps"] == pytest.approx(0.01)
+    assert plan["per_host"]["busiest_host"] == demo_origin.host_port and plan["per_host"]["busiest_host_files"] == 14
+    assert plan["wall_s"] == pytest.approx(28.0)
+    # AND the table says the per-host bound set it
+    code, text = _plan([manifest, "--per-file-s", "1", "--fleet-per-host-rps", "0.5"])
+    assert "(set by the per-host bound)" in text and "0.5/s fleet-wide ÷ 50" in text
