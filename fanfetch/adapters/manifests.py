@@ -14,7 +14,7 @@ __all__ = ["load_job"]
 
 
 def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[], Any] | None = None,
-             key_prefix: str = "") -> Job:
+             key_prefix: str = "", max_spec_urls: int | None = None) -> Job:
     """Parse and validate the manifest at ``location``; files a job spec names are read beside it.
     ``key_prefix``: the output prefix, when known, for the S3 key length checks.
 
@@ -33,4 +33,4 @@ def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[],
         return read_s3_bytes(client, f"s3://{bucket}/{posixpath.normpath(posixpath.join(folder, relative))}")
 
     return parse_manifest(read_s3_bytes(client, location), source=location, default_merge=default_merge,
-                          read_related=read_related, key_prefix=key_prefix)
+                          read_related=read_related, key_prefix=key_prefix, max_spec_urls=max_spec_urls)

@@ -67,6 +67,7 @@ def parse_manifest(
     read_related: Callable[[str], bytes] | None = None,
     fmt: str | None = None,
     key_prefix: str = "",
+    max_spec_urls: int | None = None,
 ) -> Job:
     """Parse and validate a whole manifest. ``source`` names it in errors (and picks the format when
     ``fmt`` is None); ``read_related(path)`` reads files a spec refers to, relative to the spec."""
@@ -74,7 +75,7 @@ def parse_manifest(
         fmt = detect_format(data, source=source)
     if fmt == "spec":
         return load_spec(data, source=source, read_related=read_related, default_merge=default_merge,
-                         key_prefix=key_prefix)
+                         key_prefix=key_prefix, **({"max_urls": max_spec_urls} if max_spec_urls else {}))
     problems = Problems()  # up to MAX_PROBLEMS reported at once
     if fmt == "jsonl":
         drafts = read_jsonl(decode_lines(data, source=source), source=source, problems=problems)

@@ -121,6 +121,7 @@ def load_spec(
     read_related: Callable[[str], bytes] | None = None,
     default_merge: MergeMode = MergeMode.CONCAT,
     key_prefix: str = "",
+    max_urls: int = MAX_SPEC_URLS,
 ) -> Job:
     """Decode a TOML job spec and expand it (see the module docstring)."""
     text = decode_text(data, source=source)
@@ -137,7 +138,7 @@ def load_spec(
             line=int(position.group(1)),
         ) from None
     return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=text,
-                   key_prefix=key_prefix)
+                   key_prefix=key_prefix, max_urls=max_urls)
 
 
 def parse_spec(
@@ -147,10 +148,11 @@ def parse_spec(
     read_related: Callable[[str], bytes] | None = None,
     default_merge: MergeMode = MergeMode.CONCAT,
     key_prefix: str = "",
+    max_urls: int = MAX_SPEC_URLS,
 ) -> Job:
     """Expand an already-decoded spec mapping (the TOML document's shape, e.g. inline in an event)."""
     return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=None,
-                   key_prefix=key_prefix)
+                   key_prefix=key_prefix, max_urls=max_urls)
 
 
 def _expand(
@@ -161,6 +163,7 @@ def _expand(
     default_merge: MergeMode,
     text: str | None,
     key_prefix: str = "",
+    max_urls: int = MAX_SPEC_URLS,
 ) -> Job:
     locate = _Locator(text)
 
@@ -177,6 +180,7 @@ def _expand(
     columns, rows = _read_table(sections.get("table"), axes, source=source, read_related=read_related, at=at)
     _check_names(templates, axes, columns, at)
     url, group, key = templates[0], templates[1], (templates[2] if len(templates) > 2 else None)
+    _check_size(rows, axes, max_urls, at)  # counted from the table and ranges: nothing expanded yet
     drafts = list(_draft_groups(rows, axes, url, group, key, merge))
     if "on_missing" in job:
         policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing")
@@ -376,6 +380,21 @@ def _check_names(
                 "so a group would have several keys",
                 key.field,
             )
+
+
+def _check_size(rows: Sequence[_Row], axes: Sequence[_Axis], max_urls: int, at: Callable[[str], Where]) -> None:
+    """Refuse a spec that expands to more than ``max_urls`` URLs, counting rows × range lengths (O(rows)),
+    before one URL is rendered: a producer would otherwise run out of memory or time half-way."""
+    total = 0
+    for row in rows:
+        count = 1
+        for axis in axes:
+            count *= len(_axis_values(axis, row))
+        total += count
+    if total > max_urls:
+        field = "expand" if axes else "table"
+        raise at(field).error(f"the spec expands to {total:,} URLs, over the limit of {max_urls:,} here "
+                              "(a producer's memory bounds it); split the job", field)
 
 
 def _draft_groups(

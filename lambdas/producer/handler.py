@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from fanfetch.bootstrap import aws_client, build_ledger, build_queue
-from fanfetch.events import request_from_event
+from fanfetch.events import producer_max_urls, request_from_event
 from fanfetch.jobs import results_key_for
 from fanfetch.preflight import preflight_producer
 from fanfetch.services import enqueue_job
@@ -19,7 +19,8 @@ from fanfetch.settings import Settings
 def handler(event: dict[str, Any], context: Any) -> dict[str, object]:
     settings = Settings.from_env(os.environ, require=("QUEUE_URL",))
     request = request_from_event(event, s3_client=lambda: aws_client("s3"), bucket=settings.bucket_name,
-                                 key_prefix=settings.output_key_prefix)
+                                 key_prefix=settings.output_key_prefix,
+                                 max_spec_urls=producer_max_urls(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")))
     # where the worker's store (BUCKET_NAME + OUTPUT_PREFIX, the same variables) writes the results manifest
     results = f"s3://{settings.bucket_name}/{settings.output_key_prefix}{results_key_for(request.job.job_id)}"
     ledger = build_ledger(settings)
