@@ -80,6 +80,7 @@ class CurlEngine:
         self._cancel = False
         self._thread: threading.Thread | None = None
         self._last_silence_check = 0.0
+        self._wake_sent = False  # a wake-up byte is on its way: more submits need no syscall of their own
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -120,6 +121,10 @@ class CurlEngine:
             self._release()
 
     def _wake(self) -> None:
+        with self._lock:
+            if self._wake_sent:
+                return
+            self._wake_sent = True
         try:
             self._wake_w.send(b"x")
         except (BlockingIOError, OSError):
@@ -153,6 +158,7 @@ class CurlEngine:
         try:
             while True:
                 with self._lock:
+                    self._wake_sent = False  # from here on a submit must wake the loop again
                     closed, cancel = self._closed, self._cancel
                     self._cancel = False
                     pending = list(self._pending)

@@ -49,6 +49,7 @@ __all__ = ["CurlFetcher", "HttpSettings"]
 
 _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 _MAX_ERROR_BODY = 1 << 20  # an error response's body is read (keeping the connection) up to this, then cut
+_LITERAL_PINS = 1024  # IP-literal hosts whose guard verdict is remembered (no DNS involved)
 _MAX_BUFFER = 512 * 1024  # libcurl's receive buffer per transfer (one write callback per buffer at most)
 _DEADLINE_SLACK = 0.9  # a timeout (28) after this share of the total budget is the deadline, not a stall
 # libcurl results that will be the same on every attempt: the origin speaks broken HTTP.
@@ -469,6 +470,7 @@ class CurlFetcher:
         self._closed = False
         self._cancelled = False
         self._wake = threading.Event()
+        self._literal_pins: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
 
     def __enter__(self) -> CurlFetcher:
         return self
@@ -626,12 +628,18 @@ class CurlFetcher:
         host = parts.hostname or ""
         if not host:
             raise PermanentFetchError(url, "URL has no host")
+        literal = self._literal_pins.get((host, port))
+        if literal is not None:
+            return literal
         try:
             addresses = self._guard.resolve(host, port)
         except FetchError as exc:
             reason = exc.reason if hop == url else f"redirected to {hop}: {exc.reason}"
             raise type(exc)(url, reason, status=exc.status) from None
-        return host, port, tuple(normalise_ip(a) for a in addresses)
+        pins = host, port, tuple(normalise_ip(a) for a in addresses)
+        if normalise_ip(host) == pins[2][0] and len(self._literal_pins) < _LITERAL_PINS:
+            self._literal_pins[(host, port)] = pins  # an IP literal: no DNS, the guard's verdict cannot change
+        return pins
 
     def _run(self, request: _Request, end: float) -> Any:
         """Admit, pin, submit and wait for one request; return its outcome."""
