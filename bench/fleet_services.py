@@ -64,12 +64,14 @@ class ConflictFreeDynamoDB:
             elif operation == "BatchWriteItem":
                 request = json.loads(body or b"{}")
                 self._counts["plain_writes"] += sum(len(v) for v in request.get("RequestItems", {}).values())
+        with self._backend_lock:
+            reply = self._backend.call(target, body, dict(headers or {}))
+        # then the time the double's writes keep their items (after moto applied them), holding nothing here
         if operation == "TransactWriteItems":
             self._hold(self.hold_s)
         elif operation in _PLAIN_WRITES and self.write_hold_s:
             self._hold(self.write_hold_s)
-        with self._backend_lock:
-            return self._backend.call(target, body, dict(headers or {}))
+        return reply
 
     def stats(self) -> ConflictStats:
         with self._state:
