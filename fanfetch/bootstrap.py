@@ -19,6 +19,7 @@ from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.http_settings import HttpSettings
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.ledger import Validator
+from fanfetch.core.redact import configure_secret_params, parse_secret_params
 from fanfetch.ports import ObjectStore
 from fanfetch.services import GroupContext
 from fanfetch.settings import Settings, aws_region
@@ -102,6 +103,8 @@ def build_fetcher(
     """One libcurl fetcher (connections ≥ concurrency) behind the SSRF guard, polite per host when asked."""
     from fanfetch.adapters.curl_fetcher import CurlFetcher
 
+    # Every process that downloads builds its fetcher here: the one place the extra secret parameters are read.
+    configure_secret_params(parse_secret_params(os.environ.get("FANFETCH_REDACT_PARAMS", "")))
     settings = HttpSettings(pool_size=max(concurrency, 1), per_host_concurrency=per_host_concurrency,
                             per_host_rps=per_host_rps)
     if max_file_bytes is not None:

@@ -38,6 +38,8 @@ boundary, so services and handlers never see a foreign exception::
 
 from __future__ import annotations
 
+from fanfetch.core.redact import redact_text, redact_url
+
 __all__ = [
     "FanfetchError",
     "Retryable",
@@ -74,7 +76,11 @@ __all__ = [
 
 
 class FanfetchError(Exception):
-    """Base of every error fanfetch raises on purpose."""
+    """Base of every error fanfetch raises on purpose. ``str()`` is redacted (``fanfetch.core.redact``):
+    URL passwords and signature/token query values never reach a log, a results line or a DLQ attribute."""
+
+    def __str__(self) -> str:
+        return redact_text(super().__str__())
 
 
 class Retryable:
@@ -125,11 +131,11 @@ class FetchError(FanfetchError):
     """Downloading one URL failed."""
 
     def __init__(self, url: str, reason: str, *, status: int | None = None, attempts: int = 1):
-        self.url = url
-        self.reason = reason
+        self.url = redact_url(url)  # errors carry only the redacted URL: it is what every sink records
+        self.reason = redact_text(reason)
         self.status = status
         self.attempts = attempts
-        super().__init__(f"{url}: {reason}" + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+        super().__init__(f"{self.url}: {self.reason}" + (f" (after {attempts} attempts)" if attempts > 1 else ""))
 
     def with_attempts(self, attempts: int) -> FetchError:
         """Return the same error recording how many attempts were made in total."""

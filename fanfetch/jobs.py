@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
 from fanfetch.core.models import GroupResult
+from fanfetch.core.redact import redact_url
 from fanfetch.errors import FinishDeferred, LedgerError
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
 
@@ -51,7 +52,7 @@ def verdict_from_result(
 ) -> GroupRecord:
     """The ledger record of a group's outcome; the files' ETag / Last-Modified become its validators."""
     validators = tuple(
-        Validator(url=f.url, etag=f.etag, last_modified=f.last_modified)
+        Validator(url=redact_url(f.url), etag=f.etag, last_modified=f.last_modified)  # matched redacted
         for f in result.file_results
         if f.etag is not None or f.last_modified is not None
     )

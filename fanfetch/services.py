@@ -22,6 +22,7 @@ from fanfetch.core.ledger import Validator
 from fanfetch.core.merge import html_part, merge_streams, name_files
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode, OnMissing
+from fanfetch.core.redact import redact_text, redact_url
 from fanfetch.errors import (
     DeadlineExceeded,
     FanfetchError,
@@ -123,7 +124,7 @@ def _stored_result(group: Group, stored: StoredObject, *, files: int) -> GroupRe
 
 
 def _failed_result(group: Group, error: BaseException, *, attempts: int) -> GroupResult:
-    reason = str(error) if isinstance(error, FanfetchError) else f"{type(error).__name__}: {error}"
+    reason = str(error) if isinstance(error, FanfetchError) else redact_text(f"{type(error).__name__}: {error}")
     return GroupResult(
         group_id=group.group_id,
         status=GroupStatus.FAILED,
@@ -218,7 +219,7 @@ def _process_held(
             raise DeadlineExceeded(f"group {group.group_id!r} not started: the deadline has passed")
         validators: dict[str, Validator] = {}
         if refresh and stored is not None and ctx.previous is not None:
-            validators = {v.url: v for v in ctx.previous(group.key)[1]}
+            validators = {v.url: v for v in ctx.previous(group.key)[1]}  # kept under redacted URLs
     except FanfetchError as exc:
         return _failed_result(group, exc, attempts=0)
     missing: dict[int, FetchError] = {}  # on_missing=skip: files the origin says are gone (404/410)
@@ -370,7 +371,9 @@ def _download_all(
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {source.url}")
         options: dict[str, object] = {"deadline": deadline}
-        validator = validators.get(source.url)
+        validator = validators.get(redact_url(source.url))
+        if validator is not None:
+            validator = dataclasses.replace(validator, url=source.url)
         if validator is not None:
             options["validator"] = validator
         if digest:  # only then: a fetcher without either option still serves the other groups
@@ -500,7 +503,7 @@ def _store_each(
         except OutputExists:
             size = result.bytes  # stored by an earlier delivery that died before writing the marker
         total += size
-        entries.append({"name": name, "url": result.url, "bytes": size, "sha256": digest})
+        entries.append({"name": name, "url": redact_url(result.url), "bytes": size, "sha256": digest})
     index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()
     group_digest = hashlib.sha256(index).hexdigest()
     # The marker goes last: its presence means every file of the group is stored.
