@@ -33,7 +33,7 @@ SCENARIOS: dict[str, tuple[Callable[..., Table], Any]] = {
     "full": (run_full_scale, FullScaleParams),
     "hc": (run_high_concurrency, HighConcurrencyParams),
 }
-# Run only when named (``--only fleet``): 600 groups × 12 containers, twice, takes ~10 minutes.
+# Run only when named (``--only fleet``): 600 groups × 12 containers, twice: ~10–15 minutes on 2 cores.
 OPT_IN: dict[str, tuple[Callable[..., Table], Any]] = {
     "fleet": (run_fleet_scenario, FleetParams),
 }
