@@ -108,6 +108,7 @@ class FanfetchStack(Stack):
             per_host_concurrency=cfg.per_host_concurrency,
             per_host_rps=cfg.worker_per_host_rps,
             on_missing=cfg.on_missing,
+            redact_params=cfg.redact_params,
             ephemeral_storage_mb=cfg.worker_ephemeral_storage_mb,
         )
 

@@ -165,6 +165,7 @@ class WorkerFunction(FanfetchFunction):
         per_host_rps: float | None = None,
         on_missing: str = "fail",
         ephemeral_storage_mb: int | None = None,
+        redact_params: str = "",
     ) -> None:
         politeness = {}  # per-host limits, per invocation; fleet-wide bound = max concurrency x these
         if per_host_concurrency is not None:
@@ -191,6 +192,7 @@ class WorkerFunction(FanfetchFunction):
                 "FANFETCH_CONCURRENCY": str(download_concurrency),
                 "FANFETCH_ALLOW_HOSTS": allow_hosts,
                 "FANFETCH_ON_MISSING": on_missing,  # groups that name no on_missing of their own
+                "FANFETCH_REDACT_PARAMS": redact_params,  # extra secret query parameters, never logged
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
                 **politeness,

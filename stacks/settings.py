@@ -102,6 +102,7 @@ class StackSettings:
     schedule_manifest: str | None = None
     alarm_email: str | None = None
     on_missing: str = "fail"  # FANFETCH_ON_MISSING: 404/410 files of groups that name no on_missing
+    redact_params: str = ""  # FANFETCH_REDACT_PARAMS: extra secret query parameter names, comma-separated
     # false: the Lambda's SQS event source is created disabled, for deployments that drain the queue with
     # `fanfetch worker` on fixed-IP machines (origins that allow-list one address)
     worker_event_source: bool = True
@@ -200,6 +201,7 @@ _CONTEXT_KEYS: dict[str, str] = {
     "schedule_manifest": "scheduleManifest",
     "alarm_email": "alarmEmail",
     "on_missing": "onMissing",
+    "redact_params": "redactParams",
     "worker_event_source": "workerEventSource",
 }
 
@@ -291,6 +293,16 @@ def _parse_bool(value: object) -> bool:
     raise ValueError("expected true or false")
 
 
+def _parse_redact_params(value: object) -> str:
+    """Accept "api_key, sig2" (from -c) or ["api_key", "sig2"] (from cdk.json)."""
+    items = [_parse_str(v) for v in value] if isinstance(value, list | tuple) else _parse_str(value).split(",")
+    names = [item.strip() for item in items if item.strip()]
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9_.~%+-]+", n)]
+    if bad:
+        raise ValueError(f"not a query parameter name: {', '.join(repr(b) for b in bad)}")
+    return ",".join(names)
+
+
 def _parse_on_missing(value: object) -> str:
     text = _parse_str(value).lower()
     if text not in ("fail", "skip"):
@@ -312,6 +324,7 @@ _PARSERS: dict[str, Callable[[object], object]] = {
     "schedule_manifest": _parse_optional_str,
     "alarm_email": _parse_optional_str,
     "on_missing": _parse_on_missing,
+    "redact_params": _parse_redact_params,
     "worker_event_source": _parse_bool,
 }
 

@@ -232,6 +232,7 @@ def test_worker_environment(template: Template, default_stack: FanfetchStack) ->
                     "FANFETCH_CONCURRENCY": "16",
                     "FANFETCH_ALLOW_HOSTS": "",
                     "FANFETCH_ON_MISSING": "fail",
+                    "FANFETCH_REDACT_PARAMS": "",
                     "POWERTOOLS_SERVICE_NAME": "fanfetch",
                     "POWERTOOLS_METRICS_NAMESPACE": "fanfetch",
                 }
@@ -557,6 +558,14 @@ def test_on_missing_reaches_the_worker_from_context_and_a_bad_value_is_named(syn
     # AND a value that is neither fail nor skip stops synth, naming the key
     with pytest.raises(Exception, match="onMissing"):
         synth({"onMissing": "ignore"})
+
+
+def test_redact_params_reach_the_worker_from_context(synth: Callable[..., Template]) -> None:
+    template = synth({"redactParams": "api_key, X-Goog-Signature"})
+    template.has_resource_properties("AWS::Lambda::Function", {"Environment": {"Variables": Match.object_like(
+        {"FANFETCH_REDACT_PARAMS": "api_key,X-Goog-Signature"})}})
+    with pytest.raises(Exception, match="redactParams"):
+        synth({"redactParams": "bad name"})
 
 
 def test_a_bad_politeness_value_is_named(synth: Callable[..., Template]) -> None:
