@@ -17,7 +17,7 @@ from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome
 from fanfetch.core.models import GroupResult, Job
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError
-from fanfetch.jobs import verdict_from_result
+from fanfetch.jobs import results_key_for, verdict_from_result
 from fanfetch.services import GroupContext
 
 __all__ = ["RunLedger", "RunSummary", "run_job", "results_key"]
@@ -38,7 +38,7 @@ class RunLedger(Protocol):
 
 
 def results_key(job_id: str) -> str:
-    return f"_jobs/{job_id}/results.jsonl"
+    return results_key_for(job_id)
 
 
 @dataclass(frozen=True)

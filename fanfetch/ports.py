@@ -55,6 +55,8 @@ class StoredObject:
     key: str
     size: int
     sha256: str | None  # recorded at write time; None if the object was written by someone else
+    fingerprint: str | None = None  # of the group definition that produced it (core.fingerprint); None: not ours
+    version: str | None = None  # this very object (S3 ETag, local file identity), for a conditional replace
 
 
 class ObjectStore(Protocol):
@@ -64,17 +66,22 @@ class ObjectStore(Protocol):
         """The stored object at ``key``, or None when there is none."""
         ...
 
-    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
-        """Store the file at ``path`` under ``key`` atomically (all or nothing), recording its sha256.
+    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False, fingerprint: str | None = None,
+                 replaces: str | None = None) -> StoredObject:
+        """Store the file at ``path`` under ``key`` atomically (all or nothing), recording its sha256 and
+        the ``fingerprint`` of the definition that produced it.
 
-        Without ``overwrite`` the write is conditional: if ``key`` exists, ``OutputExists`` is raised
-        and the stored object is left alone (duplicate deliveries). ``overwrite=True`` is for refresh
-        runs replacing an output whose source changed. Raises ``fanfetch.errors.StoreError`` subclasses.
+        By default the write is conditional: if ``key`` exists, ``OutputExists`` is raised and the stored
+        object is left alone (duplicate deliveries). ``replaces=version`` replaces the object only while it
+        is still that version (``StoredObject.version``; else ``OutputExists``): of two deliveries replacing
+        a stale output only one writes. ``overwrite=True`` replaces unconditionally (refresh runs).
+        Raises ``fanfetch.errors.StoreError`` subclasses.
         """
         ...
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
-        """Store a small object (results manifests, failure records) atomically."""
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
+                  fingerprint: str | None = None) -> None:
+        """Store a small object (results manifests, failure records, index markers) atomically."""
         ...
 
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO
 
+from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.ledger import Validator
-from fanfetch.core.merge import html_part, merge_streams, name_files
+from fanfetch.core.merge import INDEX_NAME, html_part, merge_streams, name_files
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import FileResult, Group, GroupResult, GroupStatus, Job, MergeMode, OnMissing
 from fanfetch.core.redact import redact_text, redact_url
@@ -31,6 +32,7 @@ from fanfetch.errors import (
     OutputExists,
     PermanentFetchError,
     RetryableFetchError,
+    RetryableStoreError,
     StoreError,
     is_retryable,
 )
@@ -76,7 +78,7 @@ def enqueue_job(
 
 def done_marker_key(group: Group) -> str:
     """For merge mode ``none`` (many objects per group): the object whose presence means "group done"."""
-    return f"{group.key.rstrip('/')}/_fanfetch.json"
+    return f"{group.key.rstrip('/')}/{INDEX_NAME}"  # name_files never gives a file this name
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,25 @@ def process_group(
     return dataclasses.replace(result, started_at=started_at, finished_at=ctx.now())
 
 
+@dataclass(frozen=True)
+class _Write:
+    """How the output is written: created (conditional), replacing a stale one, or overwritten (refresh)."""
+
+    fingerprint: str
+    overwrite: bool = False
+    replaces: str | None = None
+
+
+def _plan_write(stored: StoredObject | None, fingerprint: str, *, refresh: bool) -> _Write:
+    """Only an output carrying this definition's fingerprint is current. Anything else at the key (an older
+    definition, or an object fanfetch did not write) is replaced, conditionally on that very object."""
+    if stored is None:
+        return _Write(fingerprint)
+    if stored.fingerprint == fingerprint:
+        return _Write(fingerprint, overwrite=refresh)
+    return _Write(fingerprint, overwrite=stored.version is None, replaces=stored.version)
+
+
 def _spool_hold(
     group: Group, ctx: GroupContext, deadline: float | None, should_stop: Callable[[], bool]
 ) -> SpoolHold | None:
@@ -189,16 +210,17 @@ def _process(
     group: Group, ctx: GroupContext, deadline: float | None, refresh: bool, should_stop: Callable[[], bool]
 ) -> GroupResult:
     hold: SpoolHold | None = None
+    fingerprint = fingerprint_group(group)
     try:
         stored = _already_done(group, ctx.store)
-        if stored is not None and not refresh:
+        if stored is not None and stored.fingerprint == fingerprint and not refresh:
             return _stored_result(group, stored, files=len(group.sources))
         hold = _spool_hold(group, ctx, deadline, should_stop)
     except FanfetchError as exc:
         failed = _failed_result(group, exc, attempts=0)  # a stop or deadline while waiting for spool: never begun
         return dataclasses.replace(failed, started=False) if isinstance(exc, DeadlineExceeded) else failed
     try:
-        return _process_held(group, ctx, deadline, refresh, stored, hold)
+        return _process_held(group, ctx, deadline, refresh, stored, hold, fingerprint)
     except OSError as exc:  # the spool disk (a full one above all): a failed group, never a crashed batch
         return _failed_result(group, classify_spool_error(exc, hold), attempts=0)
     finally:
@@ -213,8 +235,13 @@ def _process_held(
     refresh: bool,
     stored: StoredObject | None,
     hold: SpoolHold | None,
+    fingerprint: str,
 ) -> GroupResult:
     try:
+        write = _plan_write(stored, fingerprint, refresh=refresh)
+        existed = stored is not None
+        if stored is not None and stored.fingerprint != fingerprint:
+            stored = None  # a stale or foreign output is neither skipped nor compared against
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r} not started: the deadline has passed")
         validators: dict[str, Validator] = {}
@@ -251,18 +278,18 @@ def _process_held(
         if html is not None:  # strict csv: an error or login page must not become rows
             error = RetryableFetchError(html, "served as text/html, not CSV (merge csv-lenient keeps it)", status=200)
             return _failed_result(group, error, attempts=attempts)
-        replace = refresh and stored is not None
         try:
             if group.merge is MergeMode.NONE:
-                result = _store_each(group, ctx, parts, results, attempts, overwrite=replace)
+                result = _store_each(group, ctx, parts, results, attempts, write=write)
             else:
-                result = _store_merged(group, ctx, parts, results, attempts, overwrite=replace,
-                                       unchanged_sha256=stored.sha256 if replace and stored else None)
+                result = _store_merged(group, ctx, parts, results, attempts, write=write,
+                                       unchanged_sha256=stored.sha256 if refresh and stored else None)
         except OutputExists:
             # A concurrent or earlier delivery stored it first: done, and counted once (as skipped).
             stored = _already_done(group, ctx.store)
-            if stored is None:
-                error = StoreError("output reported as existing but not found")
+            if stored is None or stored.fingerprint != fingerprint:
+                what = "not found" if stored is None else "holds another definition's output"
+                error = RetryableStoreError(f"{group.key!r}: another writer changed it meanwhile and it {what}")
                 return _failed_result(group, error, attempts=attempts)
             return dataclasses.replace(_stored_result(group, stored, files=len(group.sources)), attempts=attempts)
         except (StoreError, MergeError) as exc:
@@ -270,7 +297,7 @@ def _process_held(
         except OSError as exc:  # spooling the merged output (a full disk): classified, the batch goes on
             return _failed_result(group, classify_spool_error(exc, hold), attempts=attempts)
         if refresh and result.change is None:
-            result = dataclasses.replace(result, change="changed" if stored is not None else "new")
+            result = dataclasses.replace(result, change="changed" if existed else "new")
         if missing:
             result = dataclasses.replace(result, missing=tuple(e.url for _, e in sorted(missing.items())))
         return result
@@ -458,7 +485,7 @@ def _store_merged(
     results: list[FileResult],
     attempts: int,
     *,
-    overwrite: bool = False,
+    write: _Write,
     unchanged_sha256: str | None = None,
 ) -> GroupResult:
     with ExitStack() as stack:
@@ -478,7 +505,8 @@ def _store_merged(
         if unchanged_sha256 is not None and digest == unchanged_sha256:
             # A refresh found the same bytes (no validators, or new ones): leave the output alone.
             return stored(bytes=size, change="unchanged")
-        return stored(bytes=ctx.store.put_file(group.key, path, sha256=digest, overwrite=overwrite).size)
+        return stored(bytes=ctx.store.put_file(group.key, path, sha256=digest, overwrite=write.overwrite,
+                                               fingerprint=write.fingerprint, replaces=write.replaces).size)
 
 
 def _store_each(
@@ -488,7 +516,7 @@ def _store_each(
     results: list[FileResult],
     attempts: int,
     *,
-    overwrite: bool = False,
+    write: _Write,
 ) -> GroupResult:
     prefix = group.key.rstrip("/")
     names = name_files([r.url for r in results])  # the files stored (on_missing=skip leaves some out)
@@ -497,17 +525,16 @@ def _store_each(
     for name, part, result in zip(names, parts, results, strict=True):
         digest, _ = _digest_of(part, result, ctx.chunk_bytes)
         part.close()
-        try:
-            size = ctx.store.put_file(f"{prefix}/{name}", part.name, sha256=digest,  # type: ignore[attr-defined]
-                                      overwrite=overwrite).size
-        except OutputExists:
-            size = result.bytes  # stored by an earlier delivery that died before writing the marker
+        size = _put_part(ctx.store, f"{prefix}/{name}", part.name, digest,  # type: ignore[attr-defined]
+                         overwrite=write.overwrite)
         total += size
         entries.append({"name": name, "url": redact_url(result.url), "bytes": size, "sha256": digest})
-    index = json.dumps({"group": group.group_id, "files": entries}, indent=1).encode()
+    index = json.dumps({"group": group.group_id, "fingerprint": write.fingerprint, "files": entries},
+                       indent=1).encode()
     group_digest = hashlib.sha256(index).hexdigest()
-    # The marker goes last: its presence means every file of the group is stored.
-    ctx.store.put_bytes(done_marker_key(group), index, content_type="application/json")  # unconditional
+    # The marker goes last: its presence (with this fingerprint) means every file of the group is stored.
+    ctx.store.put_bytes(done_marker_key(group), index, content_type="application/json",  # unconditional
+                        fingerprint=write.fingerprint)
     return GroupResult(
         group_id=group.group_id,
         status=GroupStatus.OK,
@@ -518,3 +545,17 @@ def _store_each(
         attempts=attempts,
         file_results=tuple(results),
     )
+
+
+def _put_part(store: ObjectStore, key: str, path: str, digest: str, *, overwrite: bool) -> int:
+    """Store one file of a ``none`` group. A file already there is kept only if it holds these very bytes
+    (an earlier delivery that died before writing the index); a stale one (an interrupted run of another
+    definition, or a file fanfetch did not write) is replaced, so the index never lists a hash it lacks."""
+    try:
+        return store.put_file(key, path, sha256=digest, overwrite=overwrite).size
+    except OutputExists:
+        there = store.head(key)
+        if there is not None and there.sha256 == digest:
+            return there.size
+        return store.put_file(key, path, sha256=digest, overwrite=there is None or there.version is None,
+                              replaces=there.version if there is not None else None).size

@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from fanfetch.core.bookkeeping import encode_component
 from fanfetch.core.messages import JobMessage, decode_message
 from fanfetch.core.models import GroupResult, OnMissing
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError, GroupFailed, MessageError
-from fanfetch.jobs import settle_outcome, verdict_from_result
+from fanfetch.jobs import job_dir_name, settle_outcome, verdict_from_result
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
 from fanfetch.services import GroupContext
 
@@ -72,7 +73,8 @@ class BatchOutcome:
 
 
 def failure_record_key(job_id: str, group_id: str) -> str:
-    return f"_jobs/{job_id}/failed/{group_id}.json"
+    """``_jobs/<job>/failed/<group>.json``, both ids encoded: no id can name a path of its own."""
+    return f"_jobs/{job_dir_name(job_id)}/failed/{encode_component(group_id)}.json"
 
 
 def _receive_count(record: Mapping[str, object]) -> int:
@@ -137,8 +139,9 @@ def run_batch(
             decoded[message_id] = decode_message(bodies[message_id])
         except MessageError as exc:
             record_doc = {"message_id": message_id, "error": str(exc), "error_type": type(exc).__name__}
+            poison_key = f"_jobs/_poison/{encode_component(message_id)}.json"
             verdicts[message_id] = _dead_letter_or_retry(
-                dead_letters, ctx.store, bodies[message_id], exc, f"_jobs/_poison/{message_id}.json", record_doc)
+                dead_letters, ctx.store, bodies[message_id], exc, poison_key, record_doc)
     ids = list(decoded)
     groups = [decoded[i].group.with_default_on_missing(on_missing) for i in ids]  # the message's own policy wins
     results = run_groups(groups, ctx, group_workers=groups_in_flight, deadline=deadline,

@@ -71,14 +71,18 @@ class FakeFetcher:
 
 
 class MemoryStore:
-    """An ObjectStore in a dict: ``objects[key] = bytes``; ``puts`` counts writes per key."""
+    """An ObjectStore in a dict: ``objects[key] = bytes``; ``puts`` counts writes per key. Like S3, each write
+    gets a new version and records the sha256 and fingerprint it was given (``put_bytes``: its own sha256)."""
 
     def __init__(self):
         self.objects: dict[str, bytes] = {}
         self.sha: dict[str, str] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.versions: dict[str, str] = {}
         self.puts: dict[str, int] = {}
         self.fail_with: BaseException | None = None
         self._lock = threading.Lock()
+        self._writes = 0
 
     def head(self, key):
         from fanfetch.ports import StoredObject
@@ -86,31 +90,41 @@ class MemoryStore:
         with self._lock:
             if key not in self.objects:
                 return None
-            return StoredObject(key=key, size=len(self.objects[key]), sha256=self.sha.get(key))
+            return StoredObject(key=key, size=len(self.objects[key]), sha256=self.sha.get(key),
+                                fingerprint=self.fingerprints.get(key), version=self.versions.get(key))
 
-    def put_file(self, key, path, *, sha256, overwrite=False):
+    def _record(self, key, data, sha256, fingerprint):
+        self._writes += 1
+        self.objects[key] = data
+        self.sha[key] = sha256
+        self.versions[key] = f"v{self._writes}"
+        if fingerprint is None:
+            self.fingerprints.pop(key, None)
+        else:
+            self.fingerprints[key] = fingerprint
+        self.puts[key] = self.puts.get(key, 0) + 1
+
+    def put_file(self, key, path, *, sha256, overwrite=False, fingerprint=None, replaces=None):
         from fanfetch.errors import OutputExists
         from fanfetch.ports import StoredObject
 
         if self.fail_with is not None:
             raise self.fail_with
-        if not overwrite and key in self.objects:
-            raise OutputExists(f"{key!r} is already stored")
         with open(path, "rb") as handle:
             data = handle.read()
         with self._lock:
-            self.objects[key] = data
-            self.sha[key] = sha256
-            self.puts[key] = self.puts.get(key, 0) + 1
-        return StoredObject(key=key, size=len(data), sha256=sha256)
+            if replaces is not None and not overwrite and self.versions.get(key) != replaces:
+                raise OutputExists(f"{key!r} was changed by another writer")
+            if replaces is None and not overwrite and key in self.objects:
+                raise OutputExists(f"{key!r} is already stored")
+            self._record(key, data, sha256, fingerprint)
+        return StoredObject(key=key, size=len(data), sha256=sha256, fingerprint=fingerprint)
 
-    def put_bytes(self, key, data, *, content_type="application/octet-stream"):
+    def put_bytes(self, key, data, *, content_type="application/octet-stream", fingerprint=None):
         import hashlib
 
         with self._lock:
-            self.objects[key] = bytes(data)
-            self.sha[key] = hashlib.sha256(data).hexdigest()
-            self.puts[key] = self.puts.get(key, 0) + 1
+            self._record(key, bytes(data), hashlib.sha256(data).hexdigest(), fingerprint)
 
 
 class MemoryQueue:

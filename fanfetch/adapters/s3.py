@@ -1,11 +1,13 @@
 """S3 as an ``ObjectStore`` (and as a place manifests are read from), via boto3's transfer manager.
 
 Uploads are one PUT or a completed multipart upload (all or nothing), streamed from a spooled
-file so memory stays bounded; the sha256 of the object rides along as object metadata.
+file so memory stays bounded; the sha256 of the object and the fingerprint of the group definition
+that produced it ride along as object metadata (``x-amz-meta-sha256``, ``x-amz-meta-fanfetch-fingerprint``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
 import threading
@@ -32,6 +34,8 @@ _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _CONFLICT_CODES = frozenset({"ConditionalRequestConflict"})
 CONFLICT_BACKOFF = Backoff(max_attempts=5, base_s=0.1, max_s=2.0)
 _SHA_METADATA = "sha256"
+_FINGERPRINT_METADATA = "fanfetch-fingerprint"
+_IF_MATCH = "fanfetch-if-match"  # carried to the hooks inside Metadata, removed before the request is built
 # 16 MiB parts: big enough for few requests, small enough for bounded memory (a few parts in flight).
 DEFAULT_TRANSFER = TransferConfig(
     multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=4, use_threads=True
@@ -80,17 +84,18 @@ _WRITE_METADATA = "fanfetch-write"  # "create" (conditional) or "replace" (refre
 
 
 class _ConditionalWrites:
-    """botocore hooks that make output writes conditional (``If-None-Match: *``).
+    """botocore hooks that make output writes conditional (``If-None-Match: *``, or ``If-Match: <ETag>``).
 
-    boto3's transfer manager does not pass ``IfNoneMatch`` through (it is not in its allowed upload
-    arguments), so the hooks add it to the call that creates the object: a PutObject whose metadata
-    says ``fanfetch-write: create``, or the CompleteMultipartUpload of an upload created with that
-    metadata (its UploadId is remembered between the two calls, which may run on other threads).
-    Plain ``put_bytes`` writes and ``replace`` writes stay unconditional.
+    boto3's transfer manager does not pass ``IfNoneMatch``/``IfMatch`` through (they are not in its allowed
+    upload arguments), so the hooks add them to the call that creates the object: a PutObject whose
+    metadata says ``fanfetch-write: create`` (or carries the ETag to replace), or the
+    CompleteMultipartUpload of an upload created with that metadata (its UploadId is remembered between
+    the two calls, which may run on other threads). Plain ``put_bytes`` writes and refresh ``replace``
+    writes stay unconditional.
     """
 
     def __init__(self, client: Any):
-        self._uploads: set[str] = set()
+        self._uploads: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         events = client.meta.events
         events.register_first("before-parameter-build.s3.PutObject", self._put, unique_id="fanfetch-cond-put")
@@ -101,27 +106,34 @@ class _ConditionalWrites:
                               unique_id="fanfetch-cond-complete")
 
     @staticmethod
-    def _conditional(params: dict[str, Any]) -> bool:
-        return (params.get("Metadata") or {}).get(_WRITE_METADATA) == "create"
+    def _condition(params: dict[str, Any]) -> tuple[str, str] | None:
+        """The precondition a write carries in its metadata (taken out of it), or None."""
+        metadata = params.get("Metadata") or {}
+        etag = metadata.pop(_IF_MATCH, None)
+        if etag is not None:
+            return "IfMatch", etag
+        if metadata.get(_WRITE_METADATA) == "create":
+            return "IfNoneMatch", "*"
+        return None
 
     def _put(self, params: dict[str, Any], **_: Any) -> None:
-        if self._conditional(params):
-            params.setdefault("IfNoneMatch", "*")
+        condition = self._condition(params)
+        if condition is not None:
+            params.setdefault(*condition)
 
     def _create(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["fanfetch_conditional"] = self._conditional(params)
+        context["fanfetch_condition"] = self._condition(params)
 
     def _created(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        if context.get("fanfetch_conditional") and parsed.get("UploadId"):
+        if context.get("fanfetch_condition") and parsed.get("UploadId"):
             with self._lock:
-                self._uploads.add(parsed["UploadId"])
+                self._uploads[parsed["UploadId"]] = context["fanfetch_condition"]
 
     def _complete(self, params: dict[str, Any], **_: Any) -> None:
         with self._lock:
-            conditional = params.get("UploadId") in self._uploads
-            self._uploads.discard(params.get("UploadId", ""))
-        if conditional:
-            params.setdefault("IfNoneMatch", "*")
+            condition = self._uploads.pop(params.get("UploadId", ""), None)
+        if condition is not None:
+            params.setdefault(*condition)
 
 
 class S3Store:
@@ -153,27 +165,43 @@ class S3Store:
         except BotoCoreError as exc:
             raise classify_client_error(exc, f"head s3://{self.bucket}/{self._key(key)}") from exc
         metadata = response.get("Metadata") or {}
-        return StoredObject(key=key, size=int(response["ContentLength"]), sha256=metadata.get(_SHA_METADATA))
+        return StoredObject(key=key, size=int(response["ContentLength"]), sha256=metadata.get(_SHA_METADATA),
+                            fingerprint=metadata.get(_FINGERPRINT_METADATA), version=response.get("ETag"))
 
-    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False) -> StoredObject:
+    def put_file(self, key: str, path: str, *, sha256: str, overwrite: bool = False, fingerprint: str | None = None,
+                 replaces: str | None = None) -> StoredObject:
+        """Upload ``path``: ``If-None-Match: *`` by default, ``If-Match: <replaces>`` to replace a stale object
+        (S3 answers 412 when another writer changed it first: ``OutputExists``), unconditional with ``overwrite``."""
         size = os.path.getsize(path)
-        metadata = {_SHA_METADATA: sha256, _WRITE_METADATA: "replace" if overwrite else "create"}
-        extra = {"Metadata": metadata, "ContentType": content_type_of(key)}
+        metadata = {_SHA_METADATA: sha256,
+                    _WRITE_METADATA: "replace" if overwrite or replaces is not None else "create"}
+        if fingerprint is not None:
+            metadata[_FINGERPRINT_METADATA] = fingerprint
         backoff = self._conflict_backoff
         for attempt in backoff.attempts():
+            extra = dict(metadata)  # the hooks take the If-Match out of the metadata: a fresh copy per attempt
+            if replaces is not None and not overwrite:
+                extra[_IF_MATCH] = replaces
             try:
-                self._client.upload_file(path, self.bucket, self._key(key), ExtraArgs=extra, Config=self._transfer)
+                self._client.upload_file(path, self.bucket, self._key(key),
+                                         ExtraArgs={"Metadata": extra, "ContentType": content_type_of(key)},
+                                         Config=self._transfer)
             except Exception as exc:  # boto3 wraps ClientError in S3UploadFailedError; classify its cause
                 if _error_code(exc) in _CONFLICT_CODES and not backoff.is_last(attempt):
                     backoff.pause(attempt)
                     continue
                 raise classify_client_error(exc, f"upload s3://{self.bucket}/{self._key(key)}") from exc
             break
-        return StoredObject(key=key, size=size, sha256=sha256)
+        return StoredObject(key=key, size=size, sha256=sha256, fingerprint=fingerprint)
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream",
+                  fingerprint: str | None = None) -> None:
+        extra: dict[str, Any] = {}
+        if fingerprint is not None:
+            extra["Metadata"] = {_SHA_METADATA: hashlib.sha256(data).hexdigest(), _FINGERPRINT_METADATA: fingerprint}
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
+                                    **extra)
         except (ClientError, BotoCoreError) as exc:
             raise classify_client_error(exc, f"put s3://{self.bucket}/{self._key(key)}") from exc
 

@@ -22,6 +22,7 @@ from fanfetch.core.limits import (
     first_sqs_refused,
     utf8_bytes,
 )
+from fanfetch.core.manifest_rules import key_identity
 from fanfetch.core.manifest_text import excerpt
 from fanfetch.core.merge import name_files
 from fanfetch.core.models import Group, Job, MergeMode, OnMissing, Source
@@ -259,20 +260,20 @@ def _check_stored_keys(group: Group, draft: Draft, key_prefix: str) -> None:
 def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:
     """No key may be a folder of another key (a file cannot also be a folder on disk), and no key
     may fall inside another group's ``none`` folder (their files could overwrite each other)."""
-    files: dict[str, int] = {}
+    files: dict[str, int] = {}  # by key_identity: a case-insensitive filesystem sees one name
     folders: dict[str, int] = {}
     for index, group in enumerate(groups):
         if group.key.endswith("/"):
-            folders[group.key] = index
+            folders[key_identity(group.key)] = index
         else:
-            files[group.key] = index
+            files[key_identity(group.key)] = index
     for index, group in enumerate(groups):
         here = drafts[index].where
         field = "key" if drafts[index].key is not None else "group"
         parts = group.key.rstrip("/").split("/")
         for depth in range(1, len(parts)):
             prefix = "/".join(parts[:depth])
-            other = files.get(prefix)
+            other = files.get(key_identity(prefix))
             if other is not None:
                 raise here.error(
                     f"output key {excerpt(group.key)} needs {excerpt(prefix)} to be a folder, but that is "
@@ -280,7 +281,7 @@ def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:
                     f"({drafts[other].where.describe(here)})",
                     field,
                 )
-            other = folders.get(prefix + "/")
+            other = folders.get(key_identity(prefix + "/"))
             if other is not None:
                 raise here.error(
                     f"output key {excerpt(group.key)} lies inside {excerpt(prefix + '/')}, the output folder "
@@ -288,7 +289,7 @@ def _check_key_layout(groups: Sequence[Group], drafts: Sequence[Draft]) -> None:
                     field,
                 )
         if group.key.endswith("/"):
-            other = files.get(group.key[:-1])
+            other = files.get(key_identity(group.key[:-1]))
             if other is not None:
                 raise here.error(
                     f"output folder {excerpt(group.key)} has the same name as the output file of group "
@@ -330,16 +331,21 @@ def assemble_job(
         except ManifestError as exc:
             note(problems, exc)
             continue
-        taken = seen_keys.get(group.key)
+        identity = key_identity(group.key)
+        taken = seen_keys.get(identity)
         if taken is not None:
             other, other_group = taken
-            note(problems, draft.where.error(
-                f"output key {excerpt(group.key)} is already the key of group "
-                f"{excerpt(other_group.group_id)} ({other.where.describe(draft.where)})",
-                "key" if draft.key is not None else "group",
-            ))
+            field = "key" if draft.key is not None else "group"
+            owner = f"group {excerpt(other_group.group_id)} ({other.where.describe(draft.where)})"
+            if other_group.key == group.key:
+                note(problems, draft.where.error(f"output key {excerpt(group.key)} is already the key of {owner}",
+                                                 field))
+            else:
+                note(problems, draft.where.error(
+                    f"output key {excerpt(group.key)} names the same file as {excerpt(other_group.key)}, the key of "
+                    f"{owner}, on a file system that ignores case or Unicode normalisation (macOS, Windows)", field))
             continue
-        seen_keys[group.key] = (draft, group)
+        seen_keys[identity] = (draft, group)
         groups.append(group)
         kept.append(draft)
     if problems:

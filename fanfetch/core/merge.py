@@ -48,7 +48,11 @@ from urllib.parse import unquote, urlsplit
 from fanfetch.core.models import MergeMode
 from fanfetch.errors import MergeError
 
-__all__ = ["merge_streams", "name_files", "html_part", "DEFAULT_CHUNK_BYTES", "HEADER_CAP_BYTES", "MAX_NAME_BYTES"]
+__all__ = ["merge_streams", "name_files", "html_part", "DEFAULT_CHUNK_BYTES", "HEADER_CAP_BYTES", "MAX_NAME_BYTES",
+           "INDEX_NAME"]
+
+# A ``none`` group's index, stored last in its folder: its presence marks the group done.
+INDEX_NAME = "_fanfetch.json"
 
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB per read/write
 HEADER_CAP_BYTES = 1 << 20  # the most of a part's start held in memory to find its first line
@@ -252,11 +256,13 @@ def name_files(urls: Sequence[str]) -> list[str]:
     characters and control characters replaced by ``_``, leading/trailing dots and spaces removed
     (no hidden files, never ``.``/``..``), at most 255 UTF-8 bytes (extension kept); ``file`` when
     nothing is left. Names that collide (ignoring case, for case-insensitive filesystems) all get
-    their zero-based position as a prefix, e.g. ``0003-bulk_data_e.html``.
+    their zero-based position as a prefix, e.g. ``0003-bulk_data_e.html``; so does a file named like the
+    group's index (``INDEX_NAME``), which keeps that name to itself.
     """
     names = [_name_of(url) for url in urls]
     counts = Counter(name.casefold() for name in names)
-    taken = {name.casefold() for name in names if counts[name.casefold()] == 1}
+    counts[INDEX_NAME.casefold()] += 1  # never handed to a file
+    taken = {name.casefold() for name in names if counts[name.casefold()] == 1} | {INDEX_NAME.casefold()}
     width = max(4, len(str(len(names) - 1)))
     result: list[str] = []
     for index, name in enumerate(names):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from fanfetch.core.bookkeeping import is_valid_job_id
 from fanfetch.core.manifest_groups import Where, read_group_id, read_hex, read_key, read_size, read_url
 from fanfetch.core.manifest_text import excerpt
 from fanfetch.core.models import Group, MergeMode, OnMissing, Source
@@ -138,6 +139,9 @@ def decode_message(text: str | bytes) -> JobMessage:
         raise MessageError(f"unknown message schema version {excerpt(version)} (this worker reads v{SCHEMA_VERSION})")
     job_id = str(_require(body, "job", str))
     _encodable(job_id, "job")
+    if not is_valid_job_id(job_id):
+        raise MessageError(f"message field 'job' is not a job id (letters, digits, '.', '_', '-'; at most 128; "
+                           f"no '..'): {excerpt(job_id)}")
     where = Where("message")
     try:
         group_id = read_group_id(_require(body, "group", str), where, "group")

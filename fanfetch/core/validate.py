@@ -10,6 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 from fanfetch.core.limits import MAX_GROUP_ID_BYTES, utf8_bytes
+from fanfetch.core.manifest_rules import key_problem
 from fanfetch.errors import ManifestError
 
 __all__ = ["check_key", "check_url", "check_group_id", "MAX_KEY_BYTES"]
@@ -45,8 +46,9 @@ def check_key(key: str, *, source: str, line: int | None = None, field: str = "k
     """Return ``key`` if it is a safe relative object key; raise ManifestError otherwise.
 
     Safe means: non-empty, no leading ``/``, no ``.``/``..``/empty segments, no backslashes, no
-    control characters, at most 1024 UTF-8 bytes. The same key is then safe as an S3 key and as a
-    path below a local destination folder.
+    control characters, at most 1024 UTF-8 bytes, and ``manifest_rules.key_problem``'s rules (not in a
+    reserved folder, no component over 255 bytes, no invisible or bidi characters). The same key is then
+    safe as an S3 key and as a path below a local destination folder.
     """
     if not isinstance(key, str) or not key:
         raise ManifestError(source, "empty output key", line=line, field=field)
@@ -63,8 +65,11 @@ def check_key(key: str, *, source: str, line: int | None = None, field: str = "k
             raise ManifestError(
                 source, f"output key has an empty, '.' or '..' segment: {key!r}", line=line, field=field
             )
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise ManifestError(source, f"output key is longer than {MAX_KEY_BYTES} bytes", line=line, field=field)
+    problem = key_problem(key)
+    if problem is not None:
+        raise ManifestError(source, problem, line=line, field=field)
     return key
 
 

@@ -87,3 +87,50 @@ def test_a_redelivery_after_a_crash_between_store_and_ack_downloads_nothing(tmp_
         assert first.ok and not first.skipped
         assert second.ok and second.skipped and second.sha256 == first.sha256
         assert fetcher.calls == calls
+
+
+CHANGED = Group(group_id="g", sources=(*GROUP.sources, Source("https://o.example/3")), key=GROUP.key,
+                merge=MergeMode.CSV)
+
+
+def _race_changed(store, spool_dir) -> list:
+    fetcher = _LockstepFetcher()
+    with ThreadPoolExecutor(max_workers=8) as files, ThreadPoolExecutor(max_workers=2) as deliveries:
+        ctx = GroupContext(fetcher=fetcher, store=store, files=files, clock=FakeClock(), spool_dir=spool_dir)
+        return list(deliveries.map(lambda _: process_group(CHANGED, ctx), range(2)))
+
+
+def test_two_concurrent_deliveries_of_a_changed_definition_replace_a_stale_local_output_once(tmp_path):
+    # GIVEN the output of the group's earlier definition (two files)
+    store = LocalStore(str(tmp_path / "out"))
+    spool = store.ensure_tmp_dir()
+    with ThreadPoolExecutor(max_workers=2) as files:
+        fetcher = _LockstepFetcher()
+        fetcher.barrier = threading.Barrier(1)
+        assert process_group(GROUP, GroupContext(fetcher=fetcher, store=store, files=files, clock=FakeClock(),
+                                                 spool_dir=spool)).ok
+    # WHEN the definition gains a file and two deliveries of it race
+    results = _race_changed(store, spool)
+    # THEN exactly one replaces the stale output, the other counts it as done; the output is the new one
+    assert all(r.ok for r in results)
+    assert sorted(r.skipped for r in results) == [False, True]
+    assert (tmp_path / "out" / "stations" / "g.csv").read_bytes() == b"h\n1\n2\n3\n"
+
+
+def test_two_concurrent_deliveries_of_a_changed_definition_replace_a_stale_s3_output_once(tmp_path, aws_env):
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="out")
+        store = S3Store(client, "out")
+        with ThreadPoolExecutor(max_workers=2) as files:
+            fetcher = _LockstepFetcher()
+            fetcher.barrier = threading.Barrier(1)
+            assert process_group(GROUP, GroupContext(fetcher=fetcher, store=store, files=files, clock=FakeClock()))
+        puts = []
+        client.meta.events.register("after-call.s3.PutObject",
+                                    lambda **kw: puts.append(kw["http_response"].status_code))
+        results = _race_changed(store, str(tmp_path))
+        assert all(r.ok for r in results)
+        assert sorted(r.skipped for r in results) == [False, True]
+        assert sorted(puts) == [200, 412]  # If-Match on the stale object's ETag: the second replace is refused
+        assert client.get_object(Bucket="out", Key="stations/g.csv")["Body"].read() == b"h\n1\n2\n3\n"

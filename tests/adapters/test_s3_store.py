@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -161,3 +163,85 @@ def test_a_conflict_that_persists_fails_retryable_after_bounded_attempts(s3, tmp
             store.put_file("k.csv", str(path), sha256="abc")
         stub.assert_no_pending_responses()
     assert len(clock.sleeps) == 4  # five attempts, four pauses
+
+
+def test_the_fingerprint_rides_along_as_object_metadata_and_head_reports_it(s3, tmp_path):
+    # GIVEN an output stored with the fingerprint of its definition
+    path = tmp_path / "merged"
+    path.write_bytes(b"h\n1\n")
+    store = S3Store(s3, "out", "p")
+    store.put_file("k.csv", str(path), sha256="abc", fingerprint="v1-0123")
+    # THEN it is x-amz-meta-fanfetch-fingerprint on the object, and head gives it back with the ETag
+    raw = s3.head_object(Bucket="out", Key="p/k.csv")
+    assert raw["Metadata"] == {"sha256": "abc", "fanfetch-fingerprint": "v1-0123", "fanfetch-write": "create"}
+    head = store.head("k.csv")
+    assert (head.fingerprint, head.version) == ("v1-0123", raw["ETag"])
+    # AND an object someone else wrote has no fingerprint
+    s3.put_object(Bucket="out", Key="p/theirs.csv", Body=b"x")
+    assert store.head("theirs.csv").fingerprint is None
+
+
+class _AwsIfMatchOnComplete:
+    """moto honours If-Match on PutObject but ignores it on CompleteMultipartUpload; AWS answers 412
+    PreconditionFailed there when the object's ETag differs (or 404 NoSuchKey when there is none). This
+    double does what AWS does, in front of moto, and records the header it saw."""
+
+    def __init__(self, client):
+        self.seen: list[str | None] = []
+        self._peek = boto3.client("s3", region_name="us-east-1")
+        client.meta.events.register_first("before-send.s3.CompleteMultipartUpload", self._check)
+
+    def _check(self, request, **_):
+        from botocore.awsrequest import AWSResponse
+
+        expected = request.headers.get("If-Match")
+        self.seen.append(expected.decode() if isinstance(expected, bytes) else expected)
+        if expected is None:
+            return None
+        key = urlsplit(request.url).path.rsplit("/", 1)[-1]  # the tests' keys have no folder
+        current = self._peek.head_object(Bucket="out", Key=key)["ETag"]
+        if current.strip('"') == self.seen[-1].strip('"'):
+            return None
+        body = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you " \
+               b"specified did not hold</Message></Error>"
+
+        class _Raw:
+            def stream(self, **_):
+                yield body
+
+        response = AWSResponse(request.url, 412, {"Content-Type": "application/xml"}, _Raw())
+        # Every before-send handler runs: point the request where moto's handler (after this one) does not
+        # answer, so the refused completion never reaches moto. Nothing is sent: this response is used.
+        request.url = "http://127.0.0.1:9/refused-by-the-double"
+        return response
+
+
+@pytest.mark.parametrize("size", [10, 6 * 2**20])
+def test_replacing_a_stale_object_is_conditional_on_its_etag_single_part_and_multipart(s3, tmp_path, size):
+    from boto3.s3.transfer import TransferConfig
+
+    from fanfetch.errors import OutputExists
+
+    aws = _AwsIfMatchOnComplete(s3)
+    # GIVEN a stale object whose ETag a worker read, then someone else replaced it
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.write_bytes(b"o" * size)
+    new.write_bytes(b"n" * size)
+    store = S3Store(s3, "out", transfer=TransferConfig(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20))
+    store.put_file("k.bin", str(old), sha256="old", fingerprint="v1-old")
+    seen = store.head("k.bin").version
+    s3.put_object(Bucket="out", Key="k.bin", Body=b"theirs")
+    # WHEN the worker replaces what it saw
+    # THEN S3 refuses (412): the object is not the one it saw
+    with pytest.raises(OutputExists):
+        store.put_file("k.bin", str(new), sha256="new", fingerprint="v1-new", replaces=seen)
+    assert s3.get_object(Bucket="out", Key="k.bin")["Body"].read() == b"theirs"
+    # AND with the current ETag the replacement goes through, carrying the new fingerprint (no If-Match left
+    # behind in the metadata)
+    current = store.head("k.bin").version
+    store.put_file("k.bin", str(new), sha256="new", fingerprint="v1-new", replaces=current)
+    assert s3.get_object(Bucket="out", Key="k.bin")["Body"].read(1) == b"n"
+    assert "fanfetch-if-match" not in s3.head_object(Bucket="out", Key="k.bin")["Metadata"]
+    assert store.head("k.bin").fingerprint == "v1-new"
+    if size > 5 * 2**20:  # the multipart upload's completion carried the precondition both times
+        assert aws.seen[-2:] == [seen, current]

@@ -150,7 +150,7 @@ def test_a_key_that_only_the_output_prefix_pushes_past_s3s_limit_is_refused_befo
     module, _, sqs, url = producer
     monkeypatch.setenv("OUTPUT_PREFIX", "runs/" + "p" * 60)
     event = {"groups": [{"group": "a", "urls": ["https://d.example/1"]},
-                        {"group": "b", "urls": ["https://d.example/2"], "key": "k" * 1000}]}
+                        {"group": "b", "urls": ["https://d.example/2"], "key": "/".join(["k" * 200] * 5)}]}
     # WHEN the producer runs / THEN it names the group's line and field; the queue stays empty
     with pytest.raises(ManifestError, match=r"^event.groups:2: key: output key .* with the output prefix"):
         module.handler(event, FakeLambdaContext())

@@ -49,27 +49,27 @@ def test_a_group_id_is_limited_in_utf8_bytes_not_characters():
     error = _error([{"group": "€" * 200, "urls": [URL]}])
     # THEN it is refused, naming its size in bytes; 512 ASCII characters pass
     assert str(error).startswith("m.jsonl:1: group: group id is 600 bytes in UTF-8, over the 512 limit")
-    assert parse_groups([{"group": "g" * 512, "urls": [URL]}]).groups[0].group_id == "g" * 512
+    assert parse_groups([{"group": "g" * 512, "urls": [URL], "key": "k.csv"}]).groups[0].group_id == "g" * 512
 
 
 def test_an_output_key_counts_the_output_prefix_in_bytes():
-    # GIVEN a key of 1,000 bytes (500 two-byte characters): S3 takes it alone
-    key = "é" * 500
+    # GIVEN a key of 1,004 bytes (five folders of 100 two-byte characters; a file name stays <= 255 bytes)
+    key = "/".join(["é" * 100] * 5)
     assert parse_groups([{"group": "g", "urls": [URL], "key": key}]).groups[0].key == key
     # WHEN the output prefix is 30 bytes / THEN it is refused, naming the bytes with the prefix
     prefix = "p" * 29 + "/"
     with pytest.raises(ManifestError) as info:
         parse_groups([{"group": "g", "urls": [URL], "key": key}], source="event.groups", key_prefix=prefix)
     assert str(info.value).startswith("event.groups:1: key: output key ")
-    assert f"is {1000 + 30:,} bytes in UTF-8 with the output prefix" in str(info.value)
+    assert f"is {1004 + 30:,} bytes in UTF-8 with the output prefix" in str(info.value)
 
 
 def test_merge_none_counts_the_longest_file_name_and_the_done_marker():
     # GIVEN a merge-none folder key that fits alone but not with the file stored below it
-    key = "k" * 1000 + "/"
+    key = "/".join(["k" * 200] * 5) + "/"  # 1,005 bytes, no component over 255
     long_name = "n" * 40 + ".csv"
     error = _error([{"group": "g", "urls": [f"https://example.org/{long_name}"], "key": key, "merge": "none"}])
-    assert str(error).startswith("m.jsonl:1: key: output key ") and f"{1001 + len(long_name):,} bytes" in str(error)
+    assert str(error).startswith("m.jsonl:1: key: output key ") and f"{1005 + len(long_name):,} bytes" in str(error)
 
 
 def test_a_group_id_too_long_for_its_failure_record_below_the_prefix_is_refused():

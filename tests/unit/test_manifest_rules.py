@@ -139,3 +139,64 @@ def test_the_job_id_is_deterministic_and_changes_with_the_content() -> None:
     swapped = parse_groups([{"group": "a", "urls": urls[::-1]}])
     as_csv_mode = parse_groups(records, default_merge=MergeMode.CSV)
     assert len({first.job_id, swapped.job_id, as_csv_mode.job_id}) == 3
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("stations/A.csv", "stations/a.csv"),  # case
+        ("Stations/a.csv", "stations/a.csv"),  # case in a folder
+        ("caf\u00e9.csv", "cafe\u0301.csv"),  # NFC vs NFD
+        ("STRASSE.csv", "stra\u00dfe.csv"),  # full case folding (ß)
+    ],
+)
+def test_keys_that_collide_after_case_folding_or_unicode_normalisation_are_rejected(first: str, second: str) -> None:
+    # GIVEN two keys that are one file on macOS / Windows
+    data = jsonl({"group": "a", "urls": ["https://h.example/1"], "key": first},
+                 {"group": "b", "urls": ["https://h.example/2"], "key": second})
+    # THEN the second is rejected on one line naming file, line and field, and the first key
+    message = error_of(data)
+    assert message.startswith(f"m.jsonl:2: key: output key {second!r} names the same file as {first!r}, "
+                              f"the key of group 'a' (line 1)")
+    assert "\n" not in message
+
+
+def test_a_key_below_another_groups_file_after_case_folding_is_rejected() -> None:
+    data = jsonl({"group": "a", "urls": ["https://h.example/1"], "key": "Out/a"},
+                 {"group": "b", "urls": ["https://h.example/2"], "key": "out/A/b.csv"})
+    assert error_of(data).startswith("m.jsonl:2: key: output key 'out/A/b.csv' needs 'out/A' to be a folder")
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("_jobs/ledger.sqlite", "lies in _jobs/, a folder fanfetch reserves"),
+        ("_JOBS/x/results.jsonl", "lies in _JOBS/, a folder fanfetch reserves"),
+        (".fanfetch-tmp/x", "lies in .fanfetch-tmp/, a folder fanfetch reserves"),
+        ("a/" + "x" * 256 + ".csv", "path component of 260 bytes, over the 255-byte"),
+        ("a/" + "\u00e9" * 128, "path component of 256 bytes, over the 255-byte"),
+        ("report\u202egnp.csv", "invisible or bidi control character U+202E"),
+        ("a\u200bb.csv", "invisible or bidi control character U+200B"),
+        ("a\u2066b\u2069.csv", "invisible or bidi control character U+2066"),
+        ("\ufeffa.csv", "invisible or bidi control character U+FEFF"),
+    ],
+)
+def test_reserved_folders_long_components_and_invisible_characters_are_rejected_in_keys(key: str,
+                                                                                          expected: str) -> None:
+    # GIVEN a key in fanfetch's bookkeeping folder, with a component over NAME_MAX, or hiding characters
+    message = error_of(jsonl({"group": "ok", "urls": ["https://h.example/1"]},
+                             {"group": "g", "urls": ["https://h.example/1"], "key": key}))
+    # THEN one line names file, line and field
+    assert message.startswith("m.jsonl:2: key: ") and expected in message and "\n" not in message
+
+
+def test_a_component_of_exactly_255_bytes_and_reserved_names_deeper_down_are_fine() -> None:
+    job = parse_manifest(jsonl({"group": "g", "urls": ["https://h.example/1"], "key": "a/" + "x" * 255},
+                               {"group": "h", "urls": ["https://h.example/2"], "key": "data/_jobs/x.csv"}),
+                         source="m.jsonl")
+    assert [g.key for g in job.groups] == ["a/" + "x" * 255, "data/_jobs/x.csv"]
+
+
+def test_a_csv_manifest_gets_the_same_key_rules_naming_its_line() -> None:
+    data = b"group,url,key\na,https://h.example/1,_jobs/ledger.sqlite\n"
+    assert error_of(data, source="m.csv").startswith("m.csv:2: key: output key '_jobs/ledger.sqlite' lies in _jobs/")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fanfetch import services
+from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.messages import decode_message
 from fanfetch.core.models import Group, GroupStatus, Job, MergeMode, Source
 from fanfetch.engine import NOT_STARTED, run_groups
@@ -50,9 +51,9 @@ def test_a_group_is_merged_in_manifest_order_and_stored_once(pool):
 
 
 def test_a_group_already_stored_is_skipped_without_any_request(pool):
-    # GIVEN the output exists (stores are atomic: existing means complete)
+    # GIVEN the output exists with this definition's fingerprint (stores are atomic: existing means complete)
     store = MemoryStore()
-    store.put_bytes("stations/s1.csv", b"done\n")
+    store.put_bytes("stations/s1.csv", b"done\n", fingerprint=fingerprint_group(_group("s1", ["a"])))
     fetcher = FakeFetcher({f"{H}/a": b"x"})
     # WHEN the group is processed again
     result = process_group(_group("s1", ["a"]), _ctx(fetcher, store, pool))
@@ -131,10 +132,10 @@ class _CheckingStore(MemoryStore):
         super().__init__()
         self.sha_right: dict[str, bool] = {}
 
-    def put_file(self, key, path, *, sha256, overwrite=False):
+    def put_file(self, key, path, *, sha256, **options):
         with open(path, "rb") as handle:
             self.sha_right[key] = hashlib.sha256(handle.read()).hexdigest() == sha256
-        return super().put_file(key, path, sha256=sha256, overwrite=overwrite)
+        return super().put_file(key, path, sha256=sha256, **options)
 
 
 class _NoDigestFetcher(FakeFetcher):
