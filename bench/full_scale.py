@@ -79,6 +79,7 @@ def run_full_scale(params: FullScaleParams, *, workdir: str, prefer_origin: str 
 
 def _results(out: str) -> list[dict[str, object]]:
     jobs = os.path.join(out, "_jobs")
-    (job,) = [name for name in os.listdir(jobs) if os.path.isdir(os.path.join(jobs, name))]  # beside ledger.sqlite
+    # beside ledger.sqlite and the output sidecars' _outputs/ (fanfetch's own names start with "_")
+    (job,) = [name for name in os.listdir(jobs) if os.path.isdir(os.path.join(jobs, name)) and name[0] not in "_."]
     with open(os.path.join(jobs, job, "results.jsonl"), encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
