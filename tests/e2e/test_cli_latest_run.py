@@ -31,7 +31,7 @@ def _results(dest) -> dict[str, dict]:
 
 def _ledger(dest):
     ledger = SqliteLedger(default_ledger_path(str(dest)))
-    (job_id,) = [p.name for p in (dest / "_jobs").iterdir() if p.is_dir()]
+    (job_id,) = [p.name for p in (dest / "_jobs").iterdir() if p.is_dir() and p.name[0] not in "_."]  # not _outputs/
     return ledger, job_id
 
 
