@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.conftest import FakeLambdaContext, sqs_event
 
 
 @pytest.fixture
-def worker(demo_origin, monkeypatch, aws_env):
-    with mock_aws():
-        s3, sqs = boto3.client("s3"), boto3.client("sqs")
-        s3.create_bucket(Bucket="out")
-        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-        monkeypatch.setenv("BUCKET_NAME", "out")
-        monkeypatch.setenv("DLQ_URL", dlq)
-        monkeypatch.setenv("FANFETCH_MAX_RECEIVE_COUNT", "3")
-        monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", demo_origin.host_port)
-        yield load_handler("worker"), s3, sqs, dlq, demo_origin
+def worker_env() -> dict[str, str]:
+    return {"FANFETCH_MAX_RECEIVE_COUNT": "3"}
 
 
 def _message(origin, group_id: str, years, station_id: int = 1000) -> str:

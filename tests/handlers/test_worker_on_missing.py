@@ -3,28 +3,18 @@ name none, the message's own on_missing otherwise; a bad value is named at the f
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, OnMissing, Source
 from fanfetch.errors import InputError
 from fanfetch.settings import Settings
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.conftest import FakeLambdaContext, sqs_event
 
 
 @pytest.fixture
-def worker(demo_origin, monkeypatch, aws_env):
-    with mock_aws():
-        s3, sqs = boto3.client("s3"), boto3.client("sqs")
-        s3.create_bucket(Bucket="out")
-        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-        monkeypatch.setenv("BUCKET_NAME", "out")
-        monkeypatch.setenv("DLQ_URL", dlq)
-        monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", demo_origin.host_port)
-        monkeypatch.setenv("FANFETCH_ON_MISSING", "skip")
-        yield load_handler("worker"), s3, sqs, dlq, demo_origin
+def worker_env() -> dict[str, str]:
+    return {"FANFETCH_ON_MISSING": "skip"}
 
 
 def _message(origin, group_id: str, on_missing: OnMissing | None = None) -> str:
