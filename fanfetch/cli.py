@@ -21,7 +21,7 @@ from rich.console import Console
 from fanfetch import __version__
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
-from fanfetch.adapters.manifests import load_job
+from fanfetch.adapters.manifests import load_streamed_job
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
 from fanfetch.cli_args import (
     OneLineParser,
@@ -35,7 +35,8 @@ from fanfetch.cli_args import (
     positive_float,
     positive_int,
 )
-from fanfetch.core.models import Job, MergeMode, OnMissing
+from fanfetch.core.manifest_stream import StreamedJob
+from fanfetch.core.models import GroupResult, Job, MergeMode, OnMissing
 from fanfetch.core.units import plural
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.local_run import RunProgress, RunSummary, run_job
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a job on this machine (no AWS account needed)")
-    run.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path or s3://bucket/key")
+    run.add_argument("manifest", help="JSON Lines, CSV or TOML job spec; a path, - for stdin, or s3://bucket/key")
     run.add_argument("--out", type=destination, required=True, metavar="DEST", help="a local folder or s3://bucket/prefix")
     run.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
                      help="merge mode for groups that do not name one: csv, concat (default), none, csv-lenient")
@@ -135,12 +136,15 @@ class _StopFlag:
         self._console.print("[yellow]stopping: finishing groups in flight (signal again to abort)[/]")
 
 
-def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[str], endpoint_url: str | None,
-                console: Console, quiet: bool = False, refresh: bool = False,
+def execute_job(job: Job | StreamedJob, *, dest: str, concurrency: int, allow_hosts: Sequence[str],
+                endpoint_url: str | None, console: Console, quiet: bool = False, refresh: bool = False,
                 per_host_concurrency: int | None = None, per_host_rps: float | None = None,
-                ledger_path: str | None = None) -> RunSummary:
+                ledger_path: str | None = None,
+                on_result: Callable[[GroupResult], None] = lambda result: None) -> RunSummary:
     """Compose the real adapters for a local run, check that it can finish (pre-flight: exit 2 before any
-    download), and run ``job`` into ``dest``."""
+    download), and run ``job`` into ``dest`` (``on_result`` sees each group's result as it finishes)."""
+    if isinstance(job, Job):
+        job = StreamedJob.from_job(job)
     store = build_store(dest, endpoint_url=endpoint_url)
     # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
     if ledger_path is None and isinstance(store, LocalStore):
@@ -166,11 +170,15 @@ def execute_job(job: Job, *, dest: str, concurrency: int, allow_hosts: Sequence[
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    counters = RunProgress(total_groups=len(job.groups), total_files=job.file_count)
+    counters = RunProgress(total_groups=job.group_count, total_files=job.file_count)
     try:
         view = ProgressView(counters, console if not quiet else Console(quiet=True))
         with view:
-            summary = run_job(job, ctx, group_workers=concurrency, should_stop=stop, on_result=view.update,
+            def update(result: GroupResult) -> None:
+                view.update(result)
+                on_result(result)
+
+            summary = run_job(job, ctx, group_workers=concurrency, should_stop=stop, on_result=update,
                               refresh=refresh, ledger=ledger)
     finally:
         for sig, handler in previous.items():
@@ -199,10 +207,12 @@ def _open_ledger(path: str | None) -> tuple[SqliteLedger | None, list[str]]:
 def _command_run(args: argparse.Namespace, console: Console) -> int:
     # an s3:// destination's prefix counts against S3's key limit; a local folder's does not
     prefix = args.out.split("/", 3)[3] if args.out.startswith("s3://") and args.out.count("/") >= 3 else ""
-    job = load_job(args.manifest, default_merge=args.merge, key_prefix=prefix.rstrip("/") + "/" if prefix else "",
-                   s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
+    # checked whole now, its groups read again as they run: a million groups are never held at once
+    job = load_streamed_job(args.manifest, default_merge=args.merge,
+                            key_prefix=prefix.rstrip("/") + "/" if prefix else "",
+                            s3_client=lambda: aws_client("s3", endpoint_url=args.endpoint_url))
     job = job.with_default_on_missing(OnMissing(args.on_missing))
-    console.print(f"job {job.job_id}: {plural(len(job.groups), 'group')}, {plural(job.file_count, 'file')} "
+    console.print(f"job {job.job_id}: {plural(job.group_count, 'group')}, {plural(job.file_count, 'file')} "
                   f"→ {args.out}", highlight=False, markup=False)
     allow = list(args.allow_host) + list(allow_hosts_from_env(os.environ))
     summary = execute_job(job, dest=args.out, concurrency=args.concurrency, allow_hosts=allow,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from rich.console import Console
 
 from fanfetch.adapters.manifests import load_job
-from fanfetch.core.models import MergeMode
+from fanfetch.core.models import GroupResult, MergeMode
 from fanfetch.core.units import plural
 from fanfetch.demo_origin import CSV_HEADER, DemoOrigin, Station, demo_stations, station_year_csv
 
@@ -72,16 +72,24 @@ def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, con
         console.print(f"job {job.job_id}: {plural(len(job.groups), 'station')}, "
                       f"{plural(job.file_count, 'yearly CSV')} → {out}",
                       highlight=False, markup=False)
+        stored: set[str] = set()  # an interrupted demo checks what it stored
+        fetched: list[str] = []
+
+        def note(result: GroupResult) -> None:
+            if result.ok:
+                stored.add(result.group_id)
+                if not result.skipped:
+                    fetched.append(result.group_id)
+
         summary = execute_job(job, dest=out, concurrency=concurrency, allow_hosts=[origin.host_port],
                               endpoint_url=None, console=console, quiet=quiet,
-                              per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
+                              per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps,
+                              on_result=note)
         requests = origin.total_requests
-    stored = {r.group_id for r in summary.results if r.ok}  # an interrupted demo checks what it stored
     wrong = [s.station_id for s in table if str(s.station_id) in stored
              and not _matches(os.path.join(out, "stations", f"{s.station_id}.csv"), expected_station_csv(s))]
-    fetched = sum(1 for r in summary.results if r.ok and not r.skipped)
     console.print(f"origin served {plural(requests, 'request')} ({requests - summary.files:,} of them retries); "
-                  f"{plural(fetched, 'station')} fetched, {summary.skipped:,} already stored", highlight=False,
+                  f"{plural(len(fetched), 'station')} fetched, {summary.skipped:,} already stored", highlight=False,
                   markup=False)
     if wrong:
         console.print(f"{len(wrong)} merged files differ from what the origin serves: {wrong[:5]}", style="red",

@@ -30,6 +30,7 @@ def run_groups(
     on_result: Callable[[GroupResult], None] = lambda result: None,
     keep_file_results: bool = True,
     refresh: Sequence[bool] | bool = False,
+    keep_results: bool = True,
 ) -> list[GroupResult]:
     """Process ``groups`` with up to ``group_workers`` in flight; return results in input order.
 
@@ -38,8 +39,9 @@ def run_groups(
     when ``should_stop()`` turns true, or when ``deadline`` (absolute ``ctx.clock.monotonic()``) has
     passed, are reported failed and retryable without any request. ``on_result`` is called once per
     group, from worker threads, as each finishes. With ``keep_file_results=False`` the returned results
-    drop their per-file details once ``on_result`` has seen them. ``refresh`` (one flag for all, or one
-    per group) re-checks existing outputs against the origin.
+    drop their per-file details once ``on_result`` has seen them; with ``keep_results=False`` nothing is
+    kept (``on_result`` is the only output, the list is empty: a million-group run holds no result per
+    group). ``refresh`` (one flag for all, or one per group) re-checks existing outputs against the origin.
     """
     if group_workers < 1:
         raise ValueError("group_workers must be at least 1")
@@ -59,8 +61,9 @@ def run_groups(
                 again = refresh if isinstance(refresh, bool) else refresh[index]
                 result = process_group(group, ctx, deadline=deadline, refresh=again, should_stop=should_stop)
             on_result(result)
-            with lock:
-                results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())
+            if keep_results:
+                with lock:
+                    results[index] = result if keep_file_results else dataclasses.replace(result, file_results=())
         except BaseException as exc:  # noqa: BLE001 - a bug in run_one: re-raised below, never a lost group
             with lock:
                 failures.append(exc)
@@ -73,8 +76,9 @@ def run_groups(
             if failures:
                 window.release()
                 break
-            with lock:
-                results.append(None)
+            if keep_results:
+                with lock:
+                    results.append(None)
             pool.submit(run_one, index, group)
     if failures:
         raise failures[0]

@@ -6,21 +6,29 @@ output that exists is complete, and a second run skips it without a request.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome
-from fanfetch.core.models import GroupResult, Job
+from fanfetch.core.manifest_stream import StreamedJob
+from fanfetch.core.models import Group, GroupResult, Job
 from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError
 from fanfetch.jobs import results_key_for, verdict_from_result
 from fanfetch.services import GroupContext
 
 __all__ = ["RunLedger", "RunSummary", "run_job", "results_key"]
+
+SHOWN_FAILURES = 10  # failures a summary names; the results manifest has them all
 
 
 class RunLedger(Protocol):
@@ -30,7 +38,7 @@ class RunLedger(Protocol):
         self, job_id: str, *, total_groups: int, total_files: int, results_location: str, now: float
     ) -> JobRecord: ...
 
-    def ok_groups(self, job_id: str) -> frozenset[str]: ...
+    def ok_group_ids(self, job_id: str) -> Iterator[str]: ...
 
     def record_latest(self, record: GroupRecord, *, skipped: bool = False) -> RecordOutcome: ...
 
@@ -43,47 +51,24 @@ def results_key(job_id: str) -> str:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run did, for the closing summary and the exit code."""
+    """What a run did, for the closing summary and the exit code: counts, not one result per group (a
+    million-group run keeps its results in the results manifest only)."""
 
     job_id: str
-    results: tuple[GroupResult, ...]
     elapsed_s: float
     results_key: str
+    ok: int = 0
+    failed: int = 0  # groups that ran and failed (groups an interrupted run never started are ``not_started``)
+    not_started: int = 0
+    skipped: int = 0
+    files: int = 0
+    bytes: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    refreshed: bool = False  # some group has a refresh verdict (changed / new / unchanged)
+    failures: tuple[tuple[str, str], ...] = ()  # the first SHOWN_FAILURES (group id, error), in finishing order
     interrupted: bool = False
     results_error: str | None = None
-
-    @property
-    def ok(self) -> int:
-        return sum(1 for r in self.results if r.ok)
-
-    @property
-    def failed(self) -> int:
-        """Groups that ran and failed (groups an interrupted run never started are ``not_started``)."""
-        return sum(1 for r in self.results if not r.ok and r.started)
-
-    @property
-    def not_started(self) -> int:
-        return sum(1 for r in self.results if not r.started)
-
-    @property
-    def skipped(self) -> int:
-        return sum(1 for r in self.results if r.skipped)
-
-    @property
-    def files(self) -> int:
-        return sum(r.files for r in self.results if r.ok and not r.skipped and r.change != "unchanged")
-
-    @property
-    def bytes(self) -> int:
-        return sum(r.bytes for r in self.results if r.ok and not r.skipped and r.change != "unchanged")
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for r in self.results if r.ok and r.change in ("changed", "new"))
-
-    @property
-    def unchanged(self) -> int:
-        return sum(1 for r in self.results if r.ok and r.change == "unchanged")
 
     @property
     def exit_code(self) -> int:
@@ -117,8 +102,103 @@ class RunProgress:
                 self.failed += 1
 
 
+class _Tally:
+    """RunSummary's counts, added up as groups finish (from worker threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys(("ok", "failed", "not_started", "skipped", "files", "bytes", "changed",
+                                     "unchanged"), 0)
+        self.refreshed = False
+        self.failures: list[tuple[str, str]] = []
+
+    def add(self, result: GroupResult) -> None:
+        with self._lock:
+            counts = self.counts
+            if result.change:
+                self.refreshed = True
+            if not result.started:
+                counts["not_started"] += 1
+                return
+            if not result.ok:
+                counts["failed"] += 1
+                if len(self.failures) < SHOWN_FAILURES:
+                    self.failures.append((result.group_id, result.error or ""))
+                return
+            counts["ok"] += 1
+            counts["skipped"] += result.skipped
+            if not result.skipped and result.change != "unchanged":
+                counts["files"] += result.files
+                counts["bytes"] += result.bytes
+            counts["changed"] += result.change in ("changed", "new")
+            counts["unchanged"] += result.change == "unchanged"
+
+
+class _ResultsSpool:
+    """The results manifest, one line per group, in manifest order, without holding the lines: each is
+    appended to a temp file as its group finishes, its offset noted by the group's position (8 bytes a
+    group); ``write_ordered`` then copies them out in order."""
+
+    def __init__(self, groups: int, *, folder: str | None):
+        self._lock = threading.Lock()
+        self._file = tempfile.TemporaryFile(prefix="fanfetch-results-", dir=folder)
+        self._offsets = array("q", [-1]) * groups
+        self._end = 0
+
+    def add(self, index: int, line: bytes) -> None:
+        with self._lock:
+            self._file.seek(self._end)
+            self._file.write(line)
+            if index < len(self._offsets):
+                self._offsets[index] = self._end
+            self._end += len(line)
+
+    def write_ordered(self, path: str) -> str:
+        """Write the lines in manifest order to ``path``; return their sha256."""
+        digest = hashlib.sha256()
+        self._file.flush()
+        fd = self._file.fileno()
+        with open(path, "wb") as out:
+            for offset in self._offsets:
+                if offset < 0:
+                    continue
+                line = _read_line(fd, offset)
+                digest.update(line)
+                out.write(line)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _read_line(fd: int, offset: int) -> bytes:
+    chunk = os.pread(fd, 4096, offset)
+    end = chunk.find(b"\n")
+    while end < 0:  # a long line (many missing URLs, a long error)
+        more = os.pread(fd, 65536, offset + len(chunk))
+        if not more:
+            return chunk
+        chunk += more
+        end = chunk.find(b"\n")
+    return chunk[: end + 1]
+
+
+class _StoredFilter:
+    """The groups the ledger has stored, as a sorted array of 64-bit hashes of their ids (8 bytes a group, not a
+    set of strings). A hash match may, once in ~2^64 / groups, be a different group: that group's skip is then
+    not re-recorded (its output is stored; the ledger keeps its earlier verdict)."""
+
+    def __init__(self, ids: Iterable[str]):
+        self._hashes = array("q", sorted(hash(group_id) for group_id in ids))
+
+    def __contains__(self, group_id: str) -> bool:
+        wanted = hash(group_id)
+        at = bisect_left(self._hashes, wanted)
+        return at < len(self._hashes) and self._hashes[at] == wanted
+
+
 def run_job(
-    job: Job,
+    job: Job | StreamedJob,
     ctx: GroupContext,
     *,
     group_workers: int,
@@ -129,19 +209,33 @@ def run_job(
 ) -> RunSummary:
     """Process every group of ``job`` and store the results manifest beside the outputs.
 
-    With ``refresh`` existing outputs are re-checked against the origin (see ``process_group``).
-    With a ``ledger`` (SQLite under the destination) the job and each group's verdict are recorded, this
-    run's replacing earlier runs' (validators, hashes, timings, errors), which gives ``fanfetch report``
-    its timeline and the next ``--refresh`` its validators. A group found stored is recorded only when the
-    ledger does not have it stored (a run that died between storing and recording it).
+    Groups are read from the job as the engine takes them (a streamed job re-reads its manifest: nothing
+    per group is held but a results-manifest offset). With ``refresh`` existing outputs are re-checked
+    against the origin (see ``process_group``). With a ``ledger`` (SQLite under the destination) the job and
+    each group's verdict are recorded, this run's replacing earlier runs' (validators, hashes, timings,
+    errors), which gives ``fanfetch report`` its timeline and the next ``--refresh`` its validators. A group
+    found stored is recorded only when the ledger does not have it stored (a run that died between storing
+    and recording it).
     """
+    if isinstance(job, Job):
+        job = StreamedJob.from_job(job)
     started = time.monotonic()
     ledger_errors: list[str] = []
-    recorded_ok: frozenset[str] = frozenset()
+    recorded_ok = _StoredFilter(())
     if ledger is not None:
-        ledger.start_run(job.job_id, total_groups=len(job.groups), total_files=job.file_count,
+        ledger.start_run(job.job_id, total_groups=job.group_count, total_files=job.file_count,
                          results_location=results_key(job.job_id), now=time.time())
-        recorded_ok = ledger.ok_groups(job.job_id)
+        recorded_ok = _StoredFilter(ledger.ok_group_ids(job.job_id))
+    tally = _Tally()
+    spool = _ResultsSpool(job.group_count, folder=ctx.spool_dir)
+    positions: dict[str, int] = {}  # group id -> manifest position, for the groups in flight only
+    positions_lock = threading.Lock()
+
+    def numbered() -> Iterator[Group]:
+        for index, group in enumerate(job.iter_groups()):
+            with positions_lock:
+                positions[group.group_id] = index
+            yield group
 
     def record(result: GroupResult) -> None:
         skipped = result.ok and result.skipped
@@ -153,17 +247,20 @@ def run_job(
                                      skipped=skipped)
             except FanfetchError as exc:
                 ledger_errors.append(str(exc))
+        with positions_lock:
+            index = positions.pop(result.group_id, -1)
+        spool.add(index, (json.dumps(_record(result), ensure_ascii=False) + "\n").encode("utf-8"))
+        tally.add(result)
         on_result(result)
 
-    results = run_groups(job.groups, ctx, group_workers=group_workers, should_stop=should_stop, on_result=record,
-                         keep_file_results=False, refresh=refresh)
-    lines = "".join(json.dumps(_record(r), ensure_ascii=False) + "\n" for r in results)
     key = results_key(job.job_id)
     error = None
     try:
-        ctx.store.put_bytes(key, lines.encode("utf-8"), content_type="application/x-ndjson")
-    except FanfetchError as exc:
-        error = f"could not store the results manifest: {exc}"
+        run_groups(numbered(), ctx, group_workers=group_workers, should_stop=should_stop, on_result=record,
+                   keep_file_results=False, refresh=refresh, keep_results=False)
+        error = _store_results(spool, ctx, key)
+    finally:
+        spool.close()
     if ledger is not None:  # every group has a verdict (an interrupted run's unstarted ones failed)
         try:
             ledger.finish_run(job.job_id, now=time.time())
@@ -173,12 +270,31 @@ def run_job(
         error = f"{len(ledger_errors)} verdicts could not be recorded in the ledger; first: {ledger_errors[0]}"
     return RunSummary(
         job_id=job.job_id,
-        results=tuple(results),
         elapsed_s=time.monotonic() - started,
         results_key=key,
+        **tally.counts,
+        refreshed=tally.refreshed,
+        failures=tuple(tally.failures),
         interrupted=should_stop(),
         results_error=error,
     )
+
+
+def _store_results(spool: _ResultsSpool, ctx: GroupContext, key: str) -> str | None:
+    """Store the results manifest (a temp file the store moves or uploads); the error to report, or None."""
+    fd, path = tempfile.mkstemp(prefix="fanfetch-results-", suffix=".jsonl", dir=ctx.spool_dir)
+    os.close(fd)
+    try:
+        sha256 = spool.write_ordered(path)
+        ctx.store.put_file(key, path, sha256=sha256, overwrite=True)
+    except FanfetchError as exc:
+        return f"could not store the results manifest: {exc}"
+    except OSError as exc:
+        return f"could not store the results manifest: {exc.strerror or exc}"
+    finally:
+        if os.path.lexists(path):
+            os.unlink(path)
+    return None
 
 
 def _record(result: GroupResult) -> dict[str, object]:

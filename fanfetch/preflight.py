@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import Job
 from fanfetch.errors import BlockedAddressError, FanfetchError, InputError
 from fanfetch.ports import Ledger, ObjectStore
@@ -61,8 +62,10 @@ def preflight_key(job_id: str) -> str:
     return f"_jobs/{job_id}/preflight.json"
 
 
-def hosts_of(job: Job) -> list[HostUse]:
-    """Each distinct (host, port) of the job, in manifest order."""
+def hosts_of(job: Job | StreamedJob) -> list[HostUse]:
+    """Each distinct (host, port) of the job, in manifest order (a streamed job's, as its check found them)."""
+    if isinstance(job, StreamedJob):
+        return [HostUse(seen.host, seen.port, seen.group_id) for seen in job.hosts]
     seen: dict[tuple[str, int], HostUse] = {}
     for group in job.groups:
         for source in group.sources:
@@ -74,7 +77,8 @@ def hosts_of(job: Job) -> list[HostUse]:
     return list(seen.values())
 
 
-def check_hosts(job: Job, resolve: Callable[[str, int], object], *, allow_hint: Callable[[HostUse], str]) -> list[str]:
+def check_hosts(job: Job | StreamedJob, resolve: Callable[[str, int], object], *,
+                allow_hint: Callable[[HostUse], str]) -> list[str]:
     """A problem for each host the guard refuses. ``resolve(host, port)`` is ``AddressGuard.resolve``;
     names that do not resolve now are left to the download's own retries (DNS may heal), only a
     refusal by the guard is final. ``allow_hint`` says how to allow a host where this runs."""
@@ -95,10 +99,11 @@ def check_hosts(job: Job, resolve: Callable[[str, int], object], *, allow_hint: 
         return [problem for problem in pool.map(verdict, uses) if problem]
 
 
-def check_destination(store: ObjectStore, job: Job, *, where: str, now: float) -> list[str]:
+def check_destination(store: ObjectStore, job: Job | StreamedJob, *, where: str, now: float) -> list[str]:
     """Write ``_jobs/<job>/preflight.json`` where the results will go: proves the bucket (or folder)
     exists and accepts writes with the credentials and region at hand."""
-    body = json.dumps({"job_id": job.job_id, "checked_at": now, "groups": len(job.groups)}).encode()
+    groups = job.group_count if isinstance(job, StreamedJob) else len(job.groups)
+    body = json.dumps({"job_id": job.job_id, "checked_at": now, "groups": groups}).encode()
     try:
         store.put_bytes(preflight_key(job.job_id), body, content_type="application/json")
     except FanfetchError as exc:
@@ -108,7 +113,7 @@ def check_destination(store: ObjectStore, job: Job, *, where: str, now: float) -
     return []
 
 
-def check_ledger(ledger: Ledger | None, job: Job, *, where: str) -> list[str]:
+def check_ledger(ledger: Ledger | None, job: Job | StreamedJob, *, where: str) -> list[str]:
     """Read the job's record: proves the ledger (table, database file) opens and answers."""
     if ledger is None:
         return []

@@ -100,15 +100,15 @@ def print_summary(summary: RunSummary, *, dest: str, console: Console, show_fail
         f"in {summary.elapsed_s:.1f} s ({rate:,.0f} files/s)",
         highlight=False, markup=False,
     )
-    if any(r.change for r in summary.results):
+    if summary.refreshed:
         console.print(f"refresh: {summary.changed:,} changed or new, {summary.unchanged:,} unchanged, "
                       f"{summary.failed:,} failed", highlight=False, markup=False)
     console.print(f"outputs: {dest}   results: {dest.rstrip('/')}/{summary.results_key}", highlight=False, markup=False)
-    failures = [r for r in summary.results if not r.ok and r.started]
-    for result in failures[:show_failures]:
-        console.print(f"  failed {result.group_id}: {result.error}", highlight=False, markup=False)
-    if len(failures) > show_failures:
-        console.print(f"  … and {len(failures) - show_failures:,} more (see the results manifest)",
+    for group_id, error in summary.failures[:show_failures]:
+        console.print(f"  failed {group_id}: {error}", highlight=False, markup=False)
+    shown = min(len(summary.failures), show_failures)
+    if summary.failed > shown:
+        console.print(f"  … and {summary.failed - shown:,} more (see the results manifest)",
                       highlight=False, markup=False)
     if summary.not_started:
         console.print(f"  {plural(summary.not_started, 'group')} not started: run the same command again to "

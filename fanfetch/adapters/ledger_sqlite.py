@@ -185,6 +185,18 @@ class SqliteLedger:
             rows = conn.execute("SELECT group_id FROM groups WHERE job_id = ? AND status = 'ok'", (job_id,))
             return frozenset(str(row[0]) for row in rows)
 
+    def ok_group_ids(self, job_id: str, *, page_size: int = 10_000) -> Iterator[str]:
+        """``ok_groups`` a page at a time (keyset pagination by group id): bounded memory at any size."""
+        after = ""
+        while True:
+            with self._transaction(f"list stored groups of job {job_id!r}", write=False) as conn:
+                rows = conn.execute("SELECT group_id FROM groups WHERE job_id = ? AND status = 'ok' AND group_id > ? "
+                                    "ORDER BY group_id LIMIT ?", (job_id, after, page_size)).fetchall()
+            yield from (str(row[0]) for row in rows)
+            if len(rows) < page_size:
+                return
+            after = str(rows[-1][0])
+
     def record_latest(self, record: GroupRecord, *, skipped: bool = False) -> RecordOutcome:
         """Record this run's verdict for a group, replacing an earlier run's: status, timings, error, hash and
         validators (counters move by the difference). A ``skipped`` group (its output was already stored, so

@@ -1,16 +1,23 @@
-"""Reads a manifest from where the user keeps it (a local path or ``s3://``) into a validated Job."""
+"""Reads a manifest from where the user keeps it (a local path, ``-`` for stdin, or ``s3://``) into a validated
+Job, or (``load_streamed_job``, the local runner's way) checks it whole and reads its groups again when run."""
 
 from __future__ import annotations
 
+import io
 import posixpath
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
-from fanfetch.adapters.local_files import load_manifest
-from fanfetch.core.manifest import parse_manifest
-from fanfetch.core.models import Job, MergeMode
+from fanfetch.adapters.local_files import ManifestFile, load_manifest
+from fanfetch.core.manifest import detect_format, parse_manifest
+from fanfetch.core.manifest_stream import StreamedJob, scan_drafts, scan_lines, stream_drafts, stream_lines
+from fanfetch.core.models import Group, Job, MergeMode
+from fanfetch.core.spec import spec_drafts
+from fanfetch.errors import ManifestError
 
-__all__ = ["load_job"]
+__all__ = ["load_job", "load_streamed_job"]
+
+_DETECT_BYTES = 65536  # what detect_format looks at
 
 
 def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[], Any] | None = None,
@@ -34,3 +41,71 @@ def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[],
 
     return parse_manifest(read_s3_bytes(client, location), source=location, default_merge=default_merge,
                           read_related=read_related, key_prefix=key_prefix, max_spec_urls=max_spec_urls)
+
+
+def load_streamed_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[], Any] | None = None,
+                      key_prefix: str = "", max_spec_urls: int | None = None) -> StreamedJob:
+    """Check the whole manifest at ``location`` as ``load_job`` does (pass 1), holding hashes of its ids and keys
+    instead of its groups; the job reads the groups again, one at a time, when iterated (pass 2). ``-`` is stdin
+    (kept in a temp file meanwhile). A problem is worded by the whole-manifest parser, so the error is exactly
+    ``load_job``'s (ManifestError); so is a CSV whose rows of one group are not adjacent held whole, as before."""
+    if location.startswith("s3://"):
+        if s3_client is None:
+            raise ValueError("an s3:// manifest needs an s3_client factory")
+        from fanfetch.adapters.s3 import parse_s3_uri, read_s3_bytes  # boto3 only when a manifest is in S3
+        client = s3_client()
+        bucket, key = parse_s3_uri(location)
+        folder = posixpath.dirname(key)
+        data = read_s3_bytes(client, location)  # held as bytes: a fraction of the groups it makes
+
+        def read_related(relative: str) -> bytes:
+            return read_s3_bytes(client, f"s3://{bucket}/{posixpath.normpath(posixpath.join(folder, relative))}")
+
+        return _stream_job(lambda: io.BytesIO(data), source=location, read_related=read_related,
+                           default_merge=default_merge, key_prefix=key_prefix, max_spec_urls=max_spec_urls)
+    manifest = ManifestFile(location)
+    return _stream_job(manifest.open, source=manifest.source, read_related=manifest.read_related,
+                       default_merge=default_merge, key_prefix=key_prefix, max_spec_urls=max_spec_urls)
+
+
+def _stream_job(open_bytes: Callable[[], BinaryIO], *, source: str, read_related: Callable[[str], bytes],
+                default_merge: MergeMode, key_prefix: str, max_spec_urls: int | None) -> StreamedJob:
+    with open_bytes() as handle:
+        fmt = detect_format(handle.read(_DETECT_BYTES), source=source)
+
+    def read_all() -> bytes:
+        with open_bytes() as handle:
+            return handle.read()
+
+    def whole() -> StreamedJob:  # raises the exact error; returns the job when the scan's doubt was unfounded
+        return StreamedJob.from_job(parse_manifest(read_all(), source=source, default_merge=default_merge,
+                                                   read_related=read_related, fmt=fmt, key_prefix=key_prefix,
+                                                   max_spec_urls=max_spec_urls))
+
+    if fmt == "spec":
+        spec = read_all()
+        try:
+            drafts = spec_drafts(spec, source=source, read_related=read_related,
+                                 **({"max_urls": max_spec_urls} if max_spec_urls else {}))
+        except ManifestError:
+            return whole()
+        scan = scan_drafts(drafts, default_merge=default_merge, key_prefix=key_prefix)
+        if scan is None:
+            return whole()
+        count = scan.groups
+        return StreamedJob(job_id=scan.job_id, group_count=scan.groups, file_count=scan.files, hosts=scan.hosts,
+                           read_groups=lambda: stream_drafts(drafts, source=source, default_merge=default_merge,
+                                                             key_prefix=key_prefix, expected=count))
+    with open_bytes() as handle:
+        scan = scan_lines(handle, fmt=fmt, source=source, default_merge=default_merge, key_prefix=key_prefix)
+    if scan is None:
+        return whole()
+    count = scan.groups
+
+    def read_groups() -> Iterator[Group]:
+        with open_bytes() as handle:
+            yield from stream_lines(handle, fmt=fmt, source=source, default_merge=default_merge,
+                                    key_prefix=key_prefix, expected=count)
+
+    return StreamedJob(job_id=scan.job_id, group_count=scan.groups, file_count=scan.files, hosts=scan.hosts,
+                       read_groups=read_groups)

@@ -46,7 +46,7 @@ from fanfetch.core.manifest_text import decode_lines, decode_text, excerpt
 from fanfetch.core.models import Job, MergeMode, Source
 from fanfetch.errors import ManifestError
 
-__all__ = ["MAX_SPEC_URLS", "load_spec", "parse_spec"]
+__all__ = ["MAX_SPEC_URLS", "load_spec", "parse_spec", "spec_drafts"]
 
 # A guard against a typo such as ``to = 20200`` turning one spec into a billion requests.
 MAX_SPEC_URLS = 5_000_000
@@ -125,8 +125,33 @@ def load_spec(
 ) -> Job:
     """Decode a TOML job spec and expand it (see the module docstring)."""
     text = decode_text(data, source=source)
+    return _expand(_decode_toml(text, source), source=source, read_related=read_related, default_merge=default_merge,
+                   text=text, key_prefix=key_prefix, max_urls=max_urls)
+
+
+def spec_drafts(
+    data: bytes,
+    *,
+    source: str,
+    read_related: Callable[[str], bytes] | None = None,
+    max_urls: int = MAX_SPEC_URLS,
+) -> Callable[[], Iterator[Draft]]:
+    """The spec's groups as drafts, expanded lazily each time the returned function is called (the table is
+    read once, the groups never held). Raises ManifestError on a problem found before expanding; problems
+    met while expanding raise from the iterator (``load_spec`` words them all the same way)."""
+    text = decode_text(data, source=source)
+    spec = _decode_toml(text, source)
+    expand, job, at = _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
+    policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing") if "on_missing" in job \
+        else None
+    if policy is None:
+        return expand
+    return lambda: (draft._replace(on_missing=policy) for draft in expand())
+
+
+def _decode_toml(text: str, source: str) -> object:
     try:
-        spec = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         position = _TOML_POSITION.search(message)
@@ -137,8 +162,6 @@ def load_spec(
             f"invalid TOML: {message[: position.start()]} (column {position.group(2)})",
             line=int(position.group(1)),
         ) from None
-    return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=text,
-                   key_prefix=key_prefix, max_urls=max_urls)
 
 
 def parse_spec(
@@ -165,6 +188,23 @@ def _expand(
     key_prefix: str = "",
     max_urls: int = MAX_SPEC_URLS,
 ) -> Job:
+    expand, job, at = _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
+    drafts = list(expand())
+    if "on_missing" in job:
+        policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing")
+        drafts = [draft._replace(on_missing=policy) for draft in drafts]
+    return assemble_job(drafts, source=source, default_merge=default_merge, key_prefix=key_prefix)
+
+
+def _prepare(
+    spec: object,
+    *,
+    source: str,
+    read_related: Callable[[str], bytes] | None,
+    text: str | None,
+    max_urls: int,
+) -> tuple[Callable[[], Iterator[Draft]], Mapping[str, object], Callable[[str], Where]]:
+    """Everything but the expansion: (a function expanding the drafts afresh, the [job] table, ``at``)."""
     locate = _Locator(text)
 
     def at(path: str) -> Where:
@@ -181,11 +221,7 @@ def _expand(
     _check_names(templates, axes, columns, at)
     url, group, key = templates[0], templates[1], (templates[2] if len(templates) > 2 else None)
     _check_size(rows, axes, max_urls, at)  # counted from the table and ranges: nothing expanded yet
-    drafts = list(_draft_groups(rows, axes, url, group, key, merge))
-    if "on_missing" in job:
-        policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing")
-        drafts = [draft._replace(on_missing=policy) for draft in drafts]
-    return assemble_job(drafts, source=source, default_merge=default_merge, key_prefix=key_prefix)
+    return lambda: _draft_groups(rows, axes, url, group, key, merge), job, at
 
 
 def _check_sections(
