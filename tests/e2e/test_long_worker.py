@@ -23,6 +23,7 @@ from fanfetch.demo_origin import DemoOrigin, Station
 from fanfetch.long_worker import PollSettings, WorkerOptions, build_long_worker
 from fanfetch.ops_cli import OpsDeps
 from tests.conftest import REPO
+from tests.doubles.dynamodb_conflicts import ConflictingDynamoDB, DynamoDBConflictServer, MotoUpstream, fetch_stats
 from tests.e2e.cli_process import FANFETCH
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,17 @@ def _run_workers(count: int, options: WorkerOptions) -> list:
     return summaries
 
 
-def test_three_workers_share_one_queue_and_every_group_is_fetched_and_stored_once(moto_server):
+@pytest.fixture
+def dynamodb_front(moto_server, monkeypatch):
+    """DynamoDB through the conflict double in front of moto's server: it serialises requests (moto's
+    server DynamoDB is not thread-safe: concurrent writers lost a ledger update) and answers conflicts as
+    AWS does. botocore takes the per-service endpoint from the environment; S3 and SQS stay on moto."""
+    with DynamoDBConflictServer(ConflictingDynamoDB(MotoUpstream(moto_server))) as front:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", front.url)
+        yield front.url
+
+
+def test_three_workers_share_one_queue_and_every_group_is_fetched_and_stored_once(moto_server, dynamodb_front):
     # GIVEN 20 station groups (62 files) on one queue, an origin with a little latency, three workers
     stations = [Station(2000 + i, 2000, 2000 + i % 5) for i in range(20)]
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
@@ -84,8 +95,8 @@ def test_three_workers_share_one_queue_and_every_group_is_fetched_and_stored_onc
                         results_location="", now=0.0)
         _enqueue(sqs, queue, groups)
         options = WorkerOptions(queue_url=queue, dest="s3://out/p", concurrency=8, allow_hosts=(origin.host_port,),
-                                endpoint_url=moto_server, poll=PollSettings(wait_time_s=1, batch_size=4, idle_exit_s=1),
-                                ledger_table="ledger")
+                                poll=PollSettings(wait_time_s=1, batch_size=4, idle_exit_s=1),
+                                ledger_table="ledger")  # endpoints from the environment: DynamoDB's own
 
         # WHEN the three drain it side by side
         summaries = _run_workers(3, options)
@@ -103,6 +114,7 @@ def test_three_workers_share_one_queue_and_every_group_is_fetched_and_stored_onc
     # AND the job ledger counted each group once and saw the job finish
     job = ledger.get_job("job-w")
     assert (job.ok, job.failed, job.finished) == (20, 0, True)
+    assert fetch_stats(dynamodb_front).transactions - fetch_stats(dynamodb_front).transactions_cancelled >= 20
 
 
 def test_the_heartbeat_keeps_a_long_group_from_a_second_worker(moto_server):
