@@ -695,7 +695,9 @@ class CurlFetcher:
         if source.size is not None and source.size != declared:
             return False  # one stream: it fails the size check with the usual reason
         try:
-            sink = OffsetSink.open(request.dest, size=declared, need_read=bool(_hash_names(source, request.digest)))
+            # digest: the file is stored as it is (the store fsyncs it), so it is written behind to disk
+            sink = OffsetSink.open(request.dest, size=declared, need_read=bool(_hash_names(source, request.digest)),
+                                   write_behind=request.digest)
         except OSError as exc:
             request._fail(_SinkFailed(exc))
             return False
