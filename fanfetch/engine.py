@@ -79,7 +79,10 @@ def run_groups(
             if keep_results:
                 with lock:
                     results.append(None)
-            pool.submit(run_one, index, group)
+            if should_stop():  # nothing to fetch: answered here, not handed to a worker (a stopped run drains fast)
+                run_one(index, group)
+            else:
+                pool.submit(run_one, index, group)
     if failures:
         raise failures[0]
     return [r for r in results if r is not None]

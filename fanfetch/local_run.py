@@ -146,8 +146,7 @@ class _ResultsSpool:
         self._end = 0
 
     def add(self, index: int, line: bytes) -> None:
-        with self._lock:
-            self._file.seek(self._end)
+        with self._lock:  # appends only (lines are read back with pread, which leaves the position alone)
             self._file.write(line)
             if index < len(self._offsets):
                 self._offsets[index] = self._end

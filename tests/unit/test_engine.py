@@ -67,3 +67,20 @@ def test_a_bug_while_processing_a_group_surfaces_and_stops_taking_groups():
         with pytest.raises(RuntimeError, match="bug in on_result"):
             run_groups(_groups(1_000, pulled), ctx, group_workers=2, on_result=broken)
     assert pulled[0] < 1_000
+
+
+def test_a_stopped_run_answers_the_remaining_groups_itself_and_can_keep_no_results():
+    # GIVEN a run already told to stop, 2,000 groups, and a hook noting which thread answers each
+    pulled = [0]
+    fetcher = FakeFetcher({})
+    answered_by: list[str] = []
+    with ThreadPoolExecutor(max_workers=2) as files:
+        ctx = GroupContext(fetcher=fetcher, store=MemoryStore(), files=files, clock=FakeClock())
+        # WHEN it runs keeping no results (a million-group run's way)
+        results = run_groups(_groups(2_000, pulled), ctx, group_workers=4, should_stop=lambda: True,
+                             on_result=lambda r: answered_by.append(threading.current_thread().name),
+                             keep_results=False)
+    # THEN every group was answered "not started" by the caller's thread (no hand-off to a worker), nothing kept
+    assert results == [] and pulled[0] == 2_000
+    assert answered_by == [threading.current_thread().name] * 2_000
+    assert fetcher.calls == {}
