@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
@@ -414,6 +415,9 @@ def _download_all(
             return FileResult(source.url, 0, exc.attempts)
 
     indices = list(range(len(group.sources))) if only is None else only
+    fetch_async = getattr(ctx.fetcher, "fetch_async", None)
+    if fetch_async is not None:
+        return _download_async(group, ctx, parts, deadline, validators, indices, missing, digest, fetch_async)
     futures: list[Future[FileResult]] = [ctx.files.submit(fetch_one, i) for i in indices]
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     first_error = _first_error(futures)
@@ -427,6 +431,78 @@ def _download_all(
         # judged again once the running files ended: a 404 finishing after a 503 still makes the group permanent
         raise _GroupDownloadFailed(_first_error(futures) or first_error, attempts)
     return [f.result() for f in futures]
+
+
+def _download_async(
+    group: Group,
+    ctx: GroupContext,
+    parts: list[BinaryIO],
+    deadline: float | None,
+    validators: Mapping[str, Validator],
+    indices: list[int],
+    missing: dict[int, FetchError] | None,
+    digest: bool,
+    fetch_async: Callable[..., Future[FileResult]],
+) -> list[FileResult]:
+    """``_download_all`` over a fetcher that needs no thread per file: the same checks, the same fail-fast,
+    one wake-up of this thread per group (when its last file ends)."""
+    cancelled = False
+    all_done = threading.Event()
+    lock = threading.Lock()
+    remaining = [len(indices)]
+    skipped: dict[int, FileResult] = {}  # on_missing=skip: the empty result standing for a missing file
+
+    def before(index: int) -> None:
+        if cancelled:
+            raise _Cancelled()
+        if deadline is not None and ctx.clock.monotonic() >= deadline:
+            raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {group.sources[index].url}")
+
+    def start(index: int) -> Future[FileResult]:
+        source = group.sources[index]
+        validator = validators.get(redact_url(source.url))
+        if validator is not None:
+            validator = dataclasses.replace(validator, url=source.url)
+        return fetch_async(source, parts[index], deadline=deadline, validator=validator, digest=digest,
+                           before=partial(before, index))
+
+    futures: list[Future[FileResult]] = []
+
+    def ended(index: int, future: Future[FileResult]) -> None:
+        nonlocal cancelled
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, PermanentFetchError) and missing is not None \
+                and group.on_missing is OnMissing.SKIP and error.status in MISSING_STATUSES:
+            missing[index] = error
+            skipped[index] = FileResult(group.sources[index].url, 0, error.attempts)
+        elif error is not None and not isinstance(error, _Cancelled) and not cancelled:
+            cancelled = True  # fail fast: files not yet started are not fetched; running ones finish
+            for other in list(futures):  # the ones not yet asked for are refused by ``before``
+                other.cancel()
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            all_done.set()
+
+    for index in indices:
+        future = start(index)
+        futures.append(future)
+        future.add_done_callback(partial(ended, index))
+    all_done.wait()
+    outcomes = [_SkippedFuture(skipped[i]) if i in skipped else f for i, f in zip(indices, futures, strict=True)]
+    error = _first_error(outcomes)  # type: ignore[arg-type]
+    if error is not None:
+        raise _GroupDownloadFailed(error, sum(_attempts_of(f) for f in outcomes))  # type: ignore[arg-type]
+    return [f.result() for f in outcomes]
+
+
+class _SkippedFuture(Future):  # type: ignore[type-arg]
+    """A missing file's stand-in result (on_missing=skip), read like the other futures."""
+
+    def __init__(self, result: FileResult):
+        super().__init__()
+        self.set_result(result)
 
 
 MISSING_STATUSES = frozenset({404, 410})  # what on_missing=skip leaves out; 5xx and network failures still fail

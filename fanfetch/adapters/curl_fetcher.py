@@ -7,11 +7,14 @@ libcurl's result codes become ``fanfetch.errors`` here, by code (never by messag
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
@@ -119,6 +122,17 @@ class _Body:
 @dataclass(frozen=True)
 class _Redirect:
     target: str
+
+
+class _AsyncFile:
+    """One fetch_async file: its arguments and its future (``end``/``validator`` set once it starts)."""
+
+    __slots__ = ("future", "source", "dest", "deadline", "validator", "digest", "before", "end")
+
+    def __init__(self, future: Future[FileResult], source: Source, dest: BinaryIO, deadline: float | None,
+                 validator: Validator | None, digest: bool, before: Callable[[], None] | None):
+        self.future, self.source, self.dest, self.deadline = future, source, dest, deadline
+        self.validator, self.digest, self.before, self.end = validator, digest, before, 0.0
 
 
 class _Request:
@@ -281,7 +295,8 @@ class _Stream(_Request):
         self.first: Part | None = None
         self.follower: Any = None
         self.offset = 0
-        self.decided = threading.Event()  # set once the mode is known (headers read) or the transfer ended
+        self.decided = threading.Event()  # set once a probe is decided (headers read) or the transfer ended
+        self.on_probe: Callable[[], None] | None = None  # fetch_async: a probe continues on a thread at once
 
     def _headers_done(self) -> bool:
         status, url, settings = self.status, self.url, self.fetcher.settings
@@ -303,6 +318,8 @@ class _Stream(_Request):
         if self.rangeable is not None and self.rangeable(self):
             self.mode = "probe"
             self.decided.set()
+            if self.on_probe is not None:
+                self.on_probe()
             return True
         try:
             self.dest.seek(0)
@@ -312,8 +329,7 @@ class _Stream(_Request):
             return False
         self.hashers = _hashers(self.source, self.digest)
         self.decoder = StreamDecoder(plan, max_out=settings.chunk_bytes)
-        self.mode = "store"
-        self.decided.set()
+        self.mode = "store"  # the caller waits for the end (``decided`` is set then): one wake-up per file
         return True
 
     def _write(self, data: bytes) -> int | None:
@@ -471,6 +487,10 @@ class CurlFetcher:
         self._cancelled = False
         self._wake = threading.Event()
         self._literal_pins: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
+        self._slots_lock = threading.Lock()
+        self._in_flight = 0  # fetch_async files running (each holds a slot until its future is done)
+        self._waiting: deque[_AsyncFile] = deque()
+        self._slow: Any = None
 
     def __enter__(self) -> CurlFetcher:
         return self
@@ -497,9 +517,10 @@ class CurlFetcher:
         """Stop the engine's I/O thread and the part threads; later fetches raise RuntimeError."""
         self._closed = True
         self._engine.close()
-        parts, self._parts = self._parts, None
-        if parts is not None:
-            parts.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._parts, self._slow):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._parts = self._slow = None
 
     def fetch(
         self,
@@ -512,29 +533,41 @@ class CurlFetcher:
     ) -> FileResult:
         """Download ``source`` into ``dest``: see ``fanfetch.ports.Fetcher``. Raises FetchError subclasses
         (each naming the URL, last status and attempts); an ``OSError`` writing ``dest`` propagates as is."""
+        end, validator = self._prepare(source, deadline, validator)
+        return self._fetch(source, dest, end, validator, digest, [])
+
+    def _prepare(self, source: Source, deadline: float | None,
+                 validator: Validator | None) -> tuple[float, Validator | None]:
         if self._closed:
             raise RuntimeError("CurlFetcher is closed")
-        settings, clock, url = self.settings, self._clock, source.url
-        end = clock.monotonic() + settings.file_deadline_s
+        end = self._clock.monotonic() + self.settings.file_deadline_s
         if deadline is not None:
             end = min(end, deadline)
-        if validator is not None and validator.url != url:
+        if validator is not None and validator.url != source.url:
             validator = None  # another URL's validators would skip the wrong file
+        return end, validator
+
+    def _fetch(self, source: Source, dest: BinaryIO, end: float, validator: Validator | None, digest: bool,
+               first: list[tuple[_Stream, Callable[[], Any]]]) -> FileResult:
+        """The attempt loop; ``first`` may hold attempt 1's first request, already sent (fetch_async)."""
+        settings, clock, url = self.settings, self._clock, source.url
         attempts = 0
         extra_requests = [0]
         ranged = settings.connections_per_file > 1
         restart_allowed = True
         while True:
-            if self._cancelled:
-                raise RetryableFetchError(url, "download cancelled: the run is aborting", attempts=attempts)
-            if clock.monotonic() >= end:
-                raise RetryableFetchError(url, "deadline passed before the download could start", attempts=attempts)
+            if not first:
+                if self._cancelled:
+                    raise RetryableFetchError(url, "download cancelled: the run is aborting", attempts=attempts)
+                if clock.monotonic() >= end:
+                    raise RetryableFetchError(url, "deadline passed before the download could start",
+                                              attempts=attempts)
             attempts += 1
             if attempts > 1:
                 dest.seek(0)
                 dest.truncate()
             try:
-                body = self._attempt(source, dest, end, validator, ranged, extra_requests, digest)
+                body = self._attempt(source, dest, end, validator, ranged, extra_requests, digest, first)
             except _DeadlinePassed:
                 raise RetryableFetchError(url, "deadline exceeded", attempts=attempts) from None
             except _Cancelled:
@@ -570,6 +603,158 @@ class CurlFetcher:
                 content_type=body.content_type,
             )
 
+    def _stream(self, source: Source, hop: str, conditional: list[str], dest: BinaryIO, digest: bool,
+                ranged: bool) -> _Stream:
+        return _Stream(self, source, hop, None, 0.0, conditional, dest, digest, bool(conditional),
+                       self._rangeable if ranged else None)
+
+    # --- fetch_async: no thread per file -------------------------------------------------------------------
+
+    def fetch_async(
+        self,
+        source: Source,
+        dest: BinaryIO,
+        *,
+        deadline: float | None = None,
+        validator: Validator | None = None,
+        digest: bool = False,
+        before: Callable[[], None] | None = None,
+    ) -> Future[FileResult]:
+        """``fetch`` without a waiting thread: the same outcome, as a Future. At most ``pool_size`` files run at
+        once (later ones wait in order; a queued future can still be cancelled). ``before`` runs as the file
+        starts and may raise to fail it. A first attempt that ends well completes on the engine's I/O thread;
+        anything else (an error, a redirect, a ranged download, politeness) continues as ``fetch`` on a thread."""
+        future: Future[FileResult] = Future()
+        item = _AsyncFile(future, source, dest, deadline, validator, digest, before)
+        with self._slots_lock:
+            if self._in_flight >= self.settings.pool_size:
+                self._waiting.append(item)
+                return future
+            self._in_flight += 1
+        self._run_started(item)
+        return future
+
+    def _run_started(self, item: _AsyncFile | None) -> None:
+        """Begin ``item`` (it holds a slot); when it ends at once, hand its slot on to the next in line."""
+        while item is not None:
+            if self._begin(item):
+                return
+            item = self._next_in_line()
+
+    def _next_in_line(self) -> _AsyncFile | None:
+        with self._slots_lock:
+            if self._waiting:
+                return self._waiting.popleft()  # the slot passes on
+            self._in_flight -= 1
+            return None
+
+    def _end_async(self, item: _AsyncFile, result: FileResult | None, error: BaseException | None) -> None:
+        if error is not None:
+            item.future.set_exception(error)
+        else:
+            item.future.set_result(result)  # type: ignore[arg-type]
+        self._run_started(self._next_in_line())
+
+    def _begin(self, item: _AsyncFile) -> bool:
+        """Send ``item``'s first request; False when it already ended (cancelled, refused, failed)."""
+        if not item.future.set_running_or_notify_cancel():
+            return False
+        source = item.source
+        try:
+            if item.before is not None:
+                item.before()
+            end, validator = self._prepare(source, item.deadline, item.validator)
+            item.end, item.validator = end, validator
+            pins = self._literal_pin(source.url) if self._gate is None else None
+            if pins is None:  # DNS (the guard resolves, blocking) or politeness (may wait): on a thread
+                self._continue(item, [])
+                return True
+            if self._cancelled:
+                raise RetryableFetchError(source.url, "download cancelled: the run is aborting", attempts=0)
+            remaining = end - self._clock.monotonic()
+            if remaining <= 0:
+                raise RetryableFetchError(source.url, "deadline passed before the download could start", attempts=0)
+            request = self._stream(source, source.url, _conditional_headers(validator), item.dest, item.digest,
+                                   self.settings.connections_per_file > 1)
+            request.pins, request.timeout_s = pins, remaining
+            read_timeout = self.settings.read_timeout_s
+            request.silence_s = read_timeout if read_timeout < remaining else None
+            waiting = self._engine.submit(request)
+        except BaseException as exc:  # noqa: BLE001 - the file's outcome, as fetch would raise it
+            item.future.set_exception(exc)
+            return False
+
+        def resume() -> Any:
+            return request.outcome(waiting.result())
+
+        request.on_probe = lambda: self._continue(item, [(request, resume)])
+        waiting.add_done_callback(lambda _: self._first_done(item, request, waiting))
+        return True
+
+    def _literal_pin(self, url: str) -> tuple[str, int, tuple[str, ...]] | None:
+        """The guard's remembered verdict for an IP-literal host (checked now if new); None for a host name
+        (DNS may block: a thread resolves it) or a refused address (``fetch`` reports it as ever)."""
+        key = _pin_key(url)
+        if key is None:
+            return None
+        pins = self._literal_pins.get(key)
+        if pins is not None:
+            return pins
+        try:
+            ipaddress.ip_address(key[0])
+            return self._pins(url, url)
+        except (ValueError, FetchError):
+            return None
+
+    def _first_done(self, item: _AsyncFile, request: _Stream, waiting: Future[Done]) -> None:
+        """The first request ended (I/O thread): a plain body completes the file here; anything else goes on."""
+        request.decided.set()
+        if request.mode == "probe":
+            return  # continued on a thread at its headers
+        try:
+            outcome: Any = request.outcome(waiting.result())
+        except BaseException as exc:  # noqa: BLE001 - judged by the attempt loop, as fetch would
+            error = exc
+
+            def again() -> Any:
+                raise error
+
+            self._continue(item, [(request, again)])
+            return
+        if not isinstance(outcome, _Body) or (outcome.not_modified and item.validator is not None):
+            self._continue(item, [(request, lambda: outcome)])
+            return
+        self._end_async(item, FileResult(
+            item.source.url, outcome.size, 1, etag=outcome.etag, last_modified=outcome.last_modified,
+            not_modified=outcome.not_modified, sha256=outcome.sha256 if item.digest else None,
+            content_type=outcome.content_type,
+        ), None)
+
+    def _continue(self, item: _AsyncFile, first: list[tuple[_Stream, Callable[[], Any]]]) -> None:
+        """Go on as ``fetch`` does, on a thread of its own (retries, redirects, ranged parts, DNS)."""
+
+        def run() -> None:
+            try:
+                if first:
+                    result = self._fetch(item.source, item.dest, item.end, item.validator, item.digest, first)
+                else:
+                    result = self.fetch(item.source, item.dest, deadline=item.deadline, validator=item.validator,
+                                        digest=item.digest)
+            except BaseException as exc:  # noqa: BLE001 - the file's outcome
+                self._end_async(item, None, exc)
+                return
+            self._end_async(item, result, None)
+
+        self._slow_pool().submit(run)
+
+    def _slow_pool(self) -> Any:
+        with self._slots_lock:
+            if self._slow is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._slow = ThreadPoolExecutor(max_workers=self.settings.pool_size, thread_name_prefix="fanfetch-file")
+            return self._slow
+
     def _back_off(self, error: RetryableFetchError, attempts: int, end: float) -> None:
         """Sleep before the next attempt, or raise if that would end past the deadline."""
         settings, clock = self.settings, self._clock
@@ -592,15 +777,18 @@ class CurlFetcher:
             clock.sleep(delay)
 
     def _attempt(self, source: Source, dest: BinaryIO, end: float, validator: Validator | None, ranged: bool,
-                 extra_requests: list[int], digest: bool) -> _Body:
+                 extra_requests: list[int], digest: bool,
+                 first: list[tuple[_Stream, Callable[[], Any]]] | None = None) -> _Body:
         """One attempt: follow redirect hops (each guarded, pinned, counted), then the body."""
         url, hop = source.url, source.url
         seen = {hop}
         conditional = _conditional_headers(validator)
         for _ in range(self.settings.max_redirects + 1):
-            request = _Stream(self, source, hop, None, 0.0, conditional, dest, digest, bool(conditional),
-                              self._rangeable if ranged else None)
-            waiting = self._submit(request, end)
+            if first:
+                request, waiting = first.pop()  # already sent by fetch_async
+            else:
+                request = self._stream(source, hop, conditional, dest, digest, ranged)
+                waiting = self._submit(request, end)
             request.decided.wait()
             if request.mode == "probe":
                 return self._receive_ranged(source, request, waiting, hop, end, extra_requests, digest)
@@ -792,6 +980,16 @@ def _conditional_headers(validator: Validator | None) -> list[str]:
     if validator.last_modified:
         headers.append(f"If-Modified-Since: {validator.last_modified}")
     return headers
+
+
+def _pin_key(url: str) -> tuple[str, int] | None:
+    """(host, port) as ``CurlFetcher._pins`` keys its remembered verdicts; None for a URL it would refuse."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname or "", port)
 
 
 def _host_of(url: str) -> str:

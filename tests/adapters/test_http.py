@@ -54,8 +54,9 @@ TINY_DEADLINE_S = 0.3
 class Harness:
     """A fetcher wired to the origin: FakeClock for backoff, mid-window jitter, origin allow-listed."""
 
-    def __init__(self, origin: FaultOrigin, **settings):
+    def __init__(self, origin: FaultOrigin, mode: str = "fetch", **settings):
         self.origin = origin
+        self.mode = mode  # "fetch" (a waiting thread) or "fetch_async" (a future, no thread per file)
         self.clock = FakeClock()
         options = {"max_attempts": 4, "backoff_base_s": 0.5, "backoff_max_s": 8.0} | settings
         self.settings = HttpSettings(**options)
@@ -69,7 +70,10 @@ class Harness:
     def fetch(self, path_or_url: str, *, deadline: float | None = None, **source):
         url = path_or_url if "://" in path_or_url else self.origin.url(path_or_url)
         dest = io.BytesIO()
-        result = self.fetcher.fetch(Source(url, **source), dest, deadline=deadline)
+        if self.mode == "fetch_async":
+            result = self.fetcher.fetch_async(Source(url, **source), dest, deadline=deadline).result(timeout=60)
+        else:
+            result = self.fetcher.fetch(Source(url, **source), dest, deadline=deadline)
         return result, dest.getvalue()
 
     def fail(self, path: str, *, deadline: float | None = None, **source) -> FetchError:
@@ -78,12 +82,12 @@ class Harness:
         return caught.value
 
 
-@pytest.fixture
-def make(fault_origin):
+@pytest.fixture(params=["fetch", "fetch_async"])
+def make(fault_origin, request):
     made: list[Harness] = []
 
     def build(**settings) -> Harness:
-        harness = Harness(fault_origin, **settings)
+        harness = Harness(fault_origin, request.param, **settings)
         made.append(harness)
         return harness
 
