@@ -95,6 +95,8 @@ class SpoolBudget:
         with self._cond:
             self._files += len(file_sizes)
             self._file_bytes += sum(file_sizes)
+            if self._files:
+                self._cond.notify_all()  # groups of unknown size waiting to run alone can now be sized
 
     def estimate(self, sizes: Sequence[int | None], *, factor: int) -> int | None:
         """A group's need in bytes: declared sizes, the running mean for the others; None when unknown."""
@@ -120,7 +122,7 @@ class SpoolBudget:
 
         Raises TooLargeForSpool at once when declared sizes alone exceed the budget, and ``give_up()``'s
         error when it returns one while waiting (a stop request, a passed deadline); waiting is woken by
-        every release, so it needs no timer.
+        every release and every measurement (a group of unknown size is sized again then), so it needs no timer.
         """
         declared = all(s is not None for s in sizes)
         need = self.estimate(sizes, factor=factor)
@@ -136,6 +138,8 @@ class SpoolBudget:
                 error = give_up()
                 if error is not None:
                     raise error
+                if need is None:  # sizes measured since (by the groups in flight) may size it now
+                    need = self.estimate(sizes, factor=factor)
                 if self.holders == 0 or (need is not None and self.used + need <= self.total):
                     break
                 self._cond.wait()

@@ -125,6 +125,34 @@ def test_sizes_measured_so_far_size_the_next_undeclared_groups(pool, tmp_path):
     alone.release()
 
 
+def test_groups_of_unknown_size_waiting_to_run_alone_start_together_once_sizes_are_measured():
+    # GIVEN nothing measured yet: a first group of unknown size runs alone, a second one waits behind it
+    spool = SpoolBudget(lambda: 100 * 1024)
+    first = spool.hold("first", [None], factor=1)
+    checked = threading.Event()
+    admitted: list[object] = []
+
+    def give_up():
+        checked.set()
+        return None
+
+    def second():
+        admitted.append(spool.hold("second", [None, None], factor=2, give_up=give_up))
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    assert checked.wait(5)
+    assert admitted == [] and spool.holders == 1
+    # WHEN the first group's files are measured (1 KiB each), while it still holds its place
+    spool.observe([1024, 1024])
+    waiter.join(5)
+    # THEN the waiting group is sized from them (2 files x 1 KiB x 2) and runs beside the first, not after it
+    assert len(admitted) == 1 and spool.holders == 2 and spool.used == 4 * 1024
+    admitted[0].release()  # type: ignore[attr-defined]
+    first.release()
+    assert spool.holders == 0 and spool.used == 0
+
+
 def test_a_waiting_group_gives_up_when_the_run_stops_instead_of_starting(pool, tmp_path):
     # GIVEN the spool fully held by another group, and a group that must wait for it
     spool = SpoolBudget(lambda: 100 * 1024)
