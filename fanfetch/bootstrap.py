@@ -20,7 +20,7 @@ from fanfetch.adapters.http_settings import HttpSettings
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.core.ledger import Validator
 from fanfetch.core.redact import configure_secret_params, parse_secret_params
-from fanfetch.ports import ObjectStore
+from fanfetch.ports import Clock, ObjectStore
 from fanfetch.services import GroupContext
 from fanfetch.settings import Settings, aws_region
 from fanfetch.spool import SpoolBudget
@@ -28,12 +28,13 @@ from fanfetch.worker import JobBook
 
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
     # local folder never pays boto3's import time; pycurl likewise loads when the fetcher is built
+    from fanfetch.adapters.call_deadline import CallDeadline
     from fanfetch.adapters.curl_fetcher import CurlFetcher
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
     from fanfetch.adapters.sqs import SqsQueue
 
-__all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "build_fetcher", "build_store",
-           "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger"]
+__all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config", "build_fetcher",
+           "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger"]
 
 
 # Every AWS call has a known worst case (issue 8): botocore's "standard" retry mode (AWS's documented
@@ -42,9 +43,13 @@ __all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "
 AWS_MAX_ATTEMPTS = 3  # total attempts per call, the first included (standard mode's own default)
 AWS_CONNECT_TIMEOUT_S = 5.0
 AWS_READ_TIMEOUT_S = 30.0  # above SQS long polling's longest wait (20 s); S3 parts stream within it
-# The worker's bookkeeping calls (DynamoDB, DLQ sends, EventBridge) are small requests AWS answers in
-# milliseconds; a short read timeout keeps their worst case inside the Lambda's last seconds.
-BOOKKEEPING_READ_TIMEOUT_S = 5.0
+# The worker's bookkeeping calls (DynamoDB, DLQ sends, EventBridge, failure records, results) are small requests
+# AWS answers in milliseconds; short timeouts keep an attempt's worst case inside the Lambda's last seconds. Each
+# attempt checks the time left first (adapters/call_deadline.py): 1 + 2 s, plus the pause that may follow it
+# (9 s, 10 s, 5 s for attempts 1-3), all within the 15 s FANFETCH_DEADLINE_RESERVE_S kept after the downloads.
+BOOKKEEPING_CONNECT_TIMEOUT_S = 1.0
+BOOKKEEPING_READ_TIMEOUT_S = 2.0
+BOOKKEEPING_LOOP_PAUSE_S = 2.0  # the longest pause of our own retry loops (ledger conflicts, PutEvents, S3 409)
 # botocore standard mode pauses after attempt n at most min(2**(n-1), 20) s (throttling scale), raised by an
 # x-amz-retry-after header to at most 5 s more (botocore/retries/standard.py ExponentialBackoff)
 _STANDARD_MAX_BACKOFF_S = 20.0
@@ -99,6 +104,7 @@ def build_fetcher(
     max_file_bytes: int | None = None,
     per_host_concurrency: int | None = None,
     per_host_rps: float | None = None,
+    clock: Clock | None = None,
 ) -> CurlFetcher:
     """One libcurl fetcher (connections ≥ concurrency) behind the SSRF guard, polite per host when asked."""
     from fanfetch.adapters.curl_fetcher import CurlFetcher
@@ -109,7 +115,7 @@ def build_fetcher(
                             per_host_rps=per_host_rps)
     if max_file_bytes is not None:
         settings = dataclasses.replace(settings, max_file_bytes=max_file_bytes)
-    return CurlFetcher(settings, clock=SystemClock(), guard=AddressGuard(allow_hosts=allow_hosts))
+    return CurlFetcher(settings, clock=clock or SystemClock(), guard=AddressGuard(allow_hosts=allow_hosts))
 
 
 def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
@@ -130,6 +136,7 @@ def build_group_context(
     spool_dir: str | None = None,
     previous: Callable[[str], tuple[str | None, tuple[Validator, ...]]] | None = None,
     spool_max_bytes: int | None = None,
+    clock: Clock | None = None,
 ) -> GroupContext:
     """The context of ``process_group``, with a spool budget measured on the disk that holds ``spool_dir``
     (the system temp folder when None: /tmp in a Lambda), capped at ``spool_max_bytes``."""
@@ -138,7 +145,7 @@ def build_group_context(
         fetcher=fetcher,
         store=store,
         files=ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="file"),
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         spool_dir=spool_dir,
         previous=previous,
         spool=spool,
@@ -160,32 +167,56 @@ class WorkerApp:
     ctx: GroupContext
     dead_letters: SqsQueue | None
     book: JobBook | None = None
+    call_deadline: CallDeadline | None = None  # the handler sets the invocation's end here; None: no guard
+    failure_store: ObjectStore | None = None  # where failure records go (None: ctx.store)
 
 
-def build_worker_app(env: dict[str, str] | None = None) -> WorkerApp:
+def bookkeeping_config(*, max_attempts: int = AWS_MAX_ATTEMPTS) -> Any:
+    """The botocore ``Config`` of the worker's bookkeeping clients: short timeouts, ``max_attempts``."""
+    return aws_config(connect_timeout_s=BOOKKEEPING_CONNECT_TIMEOUT_S, read_timeout_s=BOOKKEEPING_READ_TIMEOUT_S,
+                      max_attempts=max_attempts)
+
+
+def build_worker_app(env: dict[str, str] | None = None, *, clock: Clock | None = None) -> WorkerApp:
+    """The worker's adapters. Every bookkeeping client checks the invocation's time left before each attempt;
+    the dead-letter path (failure record + DLQ send) makes one attempt, so a last delivery's reason still gets
+    out with 3 s left (a failed send hands the record back: SQS's redelivery is its retry)."""
+    from fanfetch.adapters.call_deadline import CallDeadline
     from fanfetch.adapters.events import EventBridgeEvents
     from fanfetch.adapters.s3 import S3Store
     from fanfetch.adapters.sqs import SqsQueue
 
     settings = Settings.from_env(env if env is not None else dict(os.environ), require=("BUCKET_NAME",))
+    clock = clock or SystemClock()
+    deadline = CallDeadline(clock)
+
+    def bookkeeping(service: str, *, max_attempts: int = AWS_MAX_ATTEMPTS) -> Any:
+        client = aws_client(service, config=bookkeeping_config(max_attempts=max_attempts))
+        return deadline.guard(client, then_pause_s=BOOKKEEPING_LOOP_PAUSE_S if max_attempts > 1 else 0.0)
+
     fetcher = build_fetcher(concurrency=settings.concurrency, allow_hosts=settings.allow_hosts,
                             max_file_bytes=settings.max_file_bytes, per_host_concurrency=settings.per_host_concurrency,
-                            per_host_rps=settings.per_host_rps)
-    store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
-    ledger = build_ledger(settings)
+                            per_host_rps=settings.per_host_rps, clock=clock)  # one clock: the deadlines compare
+    store = S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)  # outputs: before the deadline
+    ledger = build_ledger(settings, client=bookkeeping("dynamodb"))
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency,
                               previous=ledger.last_validators if ledger is not None else None,
-                              spool_dir=tempfile.gettempdir(), spool_max_bytes=settings.spool_max_bytes)
-    dead_letters = SqsQueue(aws_client("sqs"), settings.dlq_url) if settings.dlq_url else None
+                              spool_dir=tempfile.gettempdir(), spool_max_bytes=settings.spool_max_bytes, clock=clock)
+    dead_letters = SqsQueue(bookkeeping("sqs", max_attempts=1), settings.dlq_url) if settings.dlq_url else None
+    failure_store = S3Store(bookkeeping("s3", max_attempts=1), settings.bucket_name, settings.output_prefix)
     book = None
     if ledger is not None:
-        book = JobBook(ledger=ledger, events=EventBridgeEvents(aws_client("events"), bus_name=settings.event_bus_name),
-                       store=store)
-    return WorkerApp(settings=settings, ctx=ctx, dead_letters=dead_letters, book=book)
+        book = JobBook(ledger=ledger, events=EventBridgeEvents(bookkeeping("events"), bus_name=settings.event_bus_name),
+                       store=S3Store(bookkeeping("s3"), settings.bucket_name, settings.output_prefix))
+    return WorkerApp(settings=settings, ctx=ctx, dead_letters=dead_letters, book=book, call_deadline=deadline,
+                     failure_store=failure_store)
 
 
-def build_ledger(settings: Settings) -> DynamoDBLedger | None:
-    """The DynamoDB job ledger named by ``LEDGER_TABLE``, or None when bookkeeping is off."""
+def build_ledger(settings: Settings, *, client: Any = None) -> DynamoDBLedger | None:
+    """The DynamoDB job ledger named by ``LEDGER_TABLE`` (through ``client``, else a default one), or None when
+    bookkeeping is off."""
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 
-    return DynamoDBLedger(aws_client("dynamodb"), settings.ledger_table) if settings.ledger_table else None
+    if not settings.ledger_table:
+        return None
+    return DynamoDBLedger(client if client is not None else aws_client("dynamodb"), settings.ledger_table)

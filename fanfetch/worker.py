@@ -118,12 +118,15 @@ def run_batch(
     max_receive_count: int = 5,
     book: JobBook | None = None,
     on_missing: OnMissing = OnMissing.FAIL,
+    failure_store: ObjectStore | None = None,
 ) -> BatchOutcome:
     """Process the groups of a batch concurrently and decide each record's fate; never raises.
 
     With a ``book``, every final verdict (stored, or dead-lettered) is counted in the ledger before
     the record is acknowledged; a verdict that cannot be counted comes back to be counted later.
+    Failure records go to ``failure_store`` (default: the outputs' store).
     """
+    records_store = failure_store if failure_store is not None else ctx.store
     if ctx.spool is not None:  # /tmp may hold less (or more) than at the last batch of a warm container
         ctx.spool.remeasure()
     decoded: dict[str, JobMessage] = {}
@@ -141,7 +144,7 @@ def run_batch(
             record_doc = {"message_id": message_id, "error": str(exc), "error_type": type(exc).__name__}
             poison_key = f"_jobs/_poison/{encode_component(message_id)}.json"
             verdicts[message_id] = _dead_letter_or_retry(
-                dead_letters, ctx.store, bodies[message_id], exc, poison_key, record_doc)
+                dead_letters, records_store, bodies[message_id], exc, poison_key, record_doc)
     ids = list(decoded)
     groups = [decoded[i].group.with_default_on_missing(on_missing) for i in ids]  # the message's own policy wins
     results = run_groups(groups, ctx, group_workers=groups_in_flight, deadline=deadline,
@@ -159,7 +162,7 @@ def run_batch(
         record_doc = dict(result.to_record(), job=job_id, deliveries=deliveries,
                           error_type="permanent" if not result.retryable else "retries exhausted")
         verdicts[message_id] = _dead_letter_or_retry(
-            dead_letters, ctx.store, bodies[message_id], error, failure_record_key(job_id, result.group_id),
+            dead_letters, records_store, bodies[message_id], error, failure_record_key(job_id, result.group_id),
             record_doc, result=result)
     verdicts = {m: replace(v, job_id=decoded[m].job_id) if m in decoded else v for m, v in verdicts.items()}
     finish_errors: list[str] = []

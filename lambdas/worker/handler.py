@@ -24,12 +24,13 @@ _app: WorkerApp | None = None  # one HTTP pool and one S3 client per warm contai
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _app
     _app = _app or build_worker_app()
-    remaining_s = context.get_remaining_time_in_millis() / 1000
-    deadline = _app.ctx.clock.monotonic() + remaining_s - _app.settings.deadline_reserve_s
+    ends_at = _app.ctx.clock.monotonic() + context.get_remaining_time_in_millis() / 1000
+    if _app.call_deadline is not None:  # no AWS attempt starts that could outlast this invocation
+        _app.call_deadline.start(ends_at)
     outcome = run_batch(event.get("Records", []), _app.ctx, groups_in_flight=_app.settings.groups_in_flight,
-                        deadline=deadline, dead_letters=_app.dead_letters,
+                        deadline=ends_at - _app.settings.deadline_reserve_s, dead_letters=_app.dead_letters,
                         max_receive_count=_app.settings.max_receive_count, book=_app.book,
-                        on_missing=OnMissing(_app.settings.on_missing))
+                        on_missing=OnMissing(_app.settings.on_missing), failure_store=_app.failure_store)
     for verdict in outcome.verdicts.values():
         if verdict.result is not None:
             log_group_result(logger, verdict.result, job_id=verdict.job_id or "",
