@@ -18,7 +18,15 @@ from rich.console import Console
 from rich.table import Table
 
 from fanfetch.cli_args import allow_host, endpoint_url, positive_float, positive_int
-from fanfetch.core.costmodel import PRICES, RAMP_PER_MINUTE, RAMP_START, Plan, PlanInput, estimate
+from fanfetch.core.costmodel import (
+    CPU_PER_FILE_S,
+    PRICES,
+    RAMP_PER_MINUTE,
+    RAMP_START,
+    Plan,
+    PlanInput,
+    estimate,
+)
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import Job, MergeMode, Source
 from fanfetch.core.politeness import FleetBound, bound_fleet
@@ -62,6 +70,13 @@ def add_plan_parser(subparsers: Any) -> None:
         type=positive_int,
         default=16,
         help="downloads at once inside one invocation (FANFETCH_CONCURRENCY; default 16)",
+    )
+    plan.add_argument(
+        "--cpu-per-file-ms",
+        type=positive_float,
+        default=CPU_PER_FILE_S * 1000,
+        metavar="MS",
+        help=f"CPU time one file costs a worker (default {CPU_PER_FILE_S * 1000:g}, measured: docs/performance.md §10)",
     )
     plan.add_argument(
         "--per-host-concurrency",
@@ -171,6 +186,7 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
             batch_size=args.batch_size,
             files_in_flight=args.files_in_flight,
             message_bytes=_mean_message_bytes(job),
+            cpu_per_file_s=args.cpu_per_file_ms / 1000,
         )
     )
     fleet = bound_fleet(
@@ -193,8 +209,10 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
             "lambda_memory_mb": args.lambda_memory_mb,
             "batch_size": args.batch_size,
             "files_in_flight": args.files_in_flight,
+            "cpu_per_file_s": args.cpu_per_file_ms / 1000,
             "prices_as_of": PRICES.as_of,
             **plan.to_dict(),
+            "cpu_bound": plan.cpu_bound,
             "per_host": {
                 "per_worker_concurrency": args.per_host_concurrency,
                 "per_worker_rps": worker_rps(args),
@@ -227,6 +245,18 @@ def _busiest_host(job: Job) -> tuple[str, int]:
     """The host most of the job's files come from, and how many."""
     counts: Counter[str] = Counter(urlsplit(s.url).netloc.lower() for g in job.groups for s in g.sources)
     return counts.most_common(1)[0] if counts else ("", 0)
+
+
+def _pace_text(plan: Plan, args: argparse.Namespace, per_file_s: float) -> str:
+    """One worker's files/s and what sets it: latency (files in flight / per-file time) or its CPU share."""
+    cpu = (f"{plan.vcpus:.2f} vCPU at {args.lambda_memory_mb} MB / {args.cpu_per_file_ms:g} ms CPU per file"
+           + (" (one process: 1 vCPU used)" if plan.vcpus > 1 else ""))
+    latency = f"{args.files_in_flight} in flight / {per_file_s:.3f} s"
+    if plan.cpu_bound:
+        return (f"{plan.cpu_files_per_s:,.0f} files/s, bound by CPU: {cpu} "
+                f"(latency alone would allow {plan.latency_files_per_s:,.0f}/s)")
+    return (f"{plan.latency_files_per_s:,.1f} files/s, bound by latency: {latency} "
+            f"(CPU allows {plan.cpu_files_per_s:,.0f}/s)")
 
 
 def _host_floor_s(fleet: FleetBound, files: int, per_file_s: float) -> float | None:
@@ -293,6 +323,7 @@ def _print_plan(
             f"{plan.invocations:,} × {plan.invocation_s:.1f} s "
             f"(batch {args.batch_size}, {args.files_in_flight} files in flight)",
         ),
+        ("per worker", _pace_text(plan, args, per_file_s)),
         ("GB-seconds", f"{plan.gb_seconds:,.0f} at {args.lambda_memory_mb} MB"),
         ("Lambda requests + duration", f"${plan.lambda_request_usd:.4f} + ${plan.lambda_duration_usd:.4f}"),
         ("SQS requests", f"{plan.sqs_requests:,} = ${plan.sqs_usd:.4f}"),

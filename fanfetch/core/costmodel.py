@@ -1,7 +1,8 @@
 """What a job will cost and how long it will take on SQS + Lambda: a pure model, no I/O.
 
 Used by ``fanfetch plan``. It models the SQS event source's scale-up (5 concurrent batches at first,
-then up to 300 more per minute, up to the maximum concurrency) with a small event simulation.
+then up to 300 more per minute, up to the maximum concurrency) with a small event simulation, and each
+worker's pace as the slower of latency (files in flight / per-file time) and CPU (its vCPU share / CPU per file).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ __all__ = [
     "RAMP_START",
     "RAMP_PER_MINUTE",
     "SQS_REQUEST_CHUNK_BYTES",
+    "CPU_PER_FILE_S",
+    "MB_PER_VCPU",
+    "vcpu_share",
 ]
 
 # AWS Lambda scaling for SQS event sources (since Nov 2023; it was 60 per minute before):
@@ -27,6 +31,23 @@ __all__ = [
 RAMP_START = 5
 RAMP_PER_MINUTE = 300
 SQS_REQUEST_CHUNK_BYTES = 65_536  # SQS bills each 64 KiB chunk of a request's payload as one request
+# Lambda: "At 1,769 MB, a function has the equivalent of one vCPU" (docs.aws.amazon.com/lambda, "Configure Lambda
+# function memory"); CPU is allocated in proportion to memory, up to 6 vCPUs at 10,240 MB.
+MB_PER_VCPU = 1769
+MAX_VCPUS = 6
+# CPU time one small file costs a worker (HTTP on libcurl, hashing, merge, ledger): a whole `fanfetch run`
+# process, user + system, per file — docs/performance.md section 10, `python -m bench.run --only hc`
+# (2026-12-03 09:37 UTC, c = 128 / 20 ms latency: 0.584 ms; at c = 32 without latency 0.460 ms). The larger
+# figure, measured with latency as a worker sees it, on a 2-core Xeon (expect more on a slower vCPU).
+CPU_PER_FILE_S = 0.000584
+# One worker is one Python process: its per-file work holds the GIL (a run's CPU time equals its wall
+# time once CPU-bound, docs/performance.md section 10), so it uses at most one vCPU, however many it has.
+_USABLE_VCPUS = 1.0
+
+
+def vcpu_share(memory_mb: int) -> float:
+    """vCPUs a Lambda function gets at ``memory_mb`` (1,769 MB = 1 vCPU, proportional, at most 6)."""
+    return min(memory_mb / MB_PER_VCPU, MAX_VCPUS)
 
 
 @dataclass(frozen=True)
@@ -57,12 +78,13 @@ class PlanInput:
     invoke_overhead_s: float = 0.05  # per invocation besides downloads: merge, PUT, bookkeeping
     message_bytes: int = 2_000  # average message size (counts 64 KiB SQS request chunks)
     lambda_timeout_s: int = 300
+    cpu_per_file_s: float = CPU_PER_FILE_S  # CPU time one file costs a worker (measured: see CPU_PER_FILE_S)
 
     def __post_init__(self) -> None:
         if self.groups < 0 or self.files < 0:
             raise ValueError("groups and files must be >= 0")
-        if self.per_file_s < 0 or self.invoke_overhead_s < 0:
-            raise ValueError("per_file_s and invoke_overhead_s must be >= 0")
+        if self.per_file_s < 0 or self.invoke_overhead_s < 0 or self.cpu_per_file_s < 0:
+            raise ValueError("per_file_s, invoke_overhead_s and cpu_per_file_s must be >= 0")
         for name in (
             "max_concurrency",
             "lambda_memory_mb",
@@ -95,6 +117,14 @@ class Plan:
     wall_s: float
     serial_s: float
     exceeds_timeout: bool
+    vcpus: float = 0.0  # the worker's vCPU share at its memory size
+    latency_files_per_s: float = math.inf  # one worker's pace if only latency bound it
+    cpu_files_per_s: float = math.inf  # one worker's pace if only its CPU share bound it
+
+    @property
+    def cpu_bound(self) -> bool:
+        """The worker's CPU share, not the latency of its downloads, sets its pace."""
+        return self.cpu_files_per_s < self.latency_files_per_s
 
     @property
     def total_usd(self) -> float:
@@ -110,14 +140,21 @@ def estimate(job: PlanInput, prices: Prices = PRICES) -> Plan:
     """Counts, GB-seconds, cost and wall time of ``job`` when every invocation gets a full batch.
 
     One invocation downloads its batch's files ``files_in_flight`` at a time, so its duration is
-    ``ceil(files per batch / files_in_flight) × per_file_s`` plus the overhead; it is billed for
-    all of it (Lambda bills waiting on the network like computing).
+    ``ceil(files per batch / files_in_flight) × per_file_s`` plus the overhead — unless its CPU share is
+    the tighter bound: ``files per batch × cpu_per_file_s / vCPUs`` (a vCPU share below one at less than
+    1,769 MB; at most one vCPU used by one Python process). It is billed for all of it (Lambda bills
+    waiting on the network like computing).
     """
     messages = job.groups
     invocations = math.ceil(messages / job.batch_size) if messages else 0
     files_per_invocation = job.files / invocations if invocations else 0.0
     rounds = math.ceil(files_per_invocation / job.files_in_flight) if files_per_invocation else 0
-    invocation_s = rounds * job.per_file_s + job.invoke_overhead_s
+    vcpus = vcpu_share(job.lambda_memory_mb)
+    usable = min(vcpus, _USABLE_VCPUS)
+    latency_rate = job.files_in_flight / job.per_file_s if job.per_file_s else math.inf
+    cpu_rate = usable / job.cpu_per_file_s if job.cpu_per_file_s else math.inf
+    download_s = max(rounds * job.per_file_s, files_per_invocation / cpu_rate)
+    invocation_s = download_s + job.invoke_overhead_s
     gb_seconds = invocations * invocation_s * job.lambda_memory_mb / 1024
     send_calls = math.ceil(messages / 10)
     chunks_per_call = max(
@@ -143,6 +180,9 @@ def estimate(job: PlanInput, prices: Prices = PRICES) -> Plan:
         wall_s=simulate_ramp(invocations, invocation_s, max_concurrency=job.max_concurrency),
         serial_s=job.files * job.per_file_s,
         exceeds_timeout=invocation_s > job.lambda_timeout_s,
+        vcpus=vcpus,
+        latency_files_per_s=latency_rate,
+        cpu_files_per_s=cpu_rate,
     )
 
 

@@ -121,3 +121,17 @@ def test_a_fleet_wide_rate_is_shared_and_sets_the_wall_time_when_it_binds(tmp_pa
     # AND the table says the per-host bound set it
     code, text = _plan([manifest, "--per-file-s", "1", "--fleet-per-host-rps", "0.5"])
     assert "(set by the per-host bound)" in text and "0.5/s fleet-wide ÷ 50" in text
+
+
+def test_plan_says_when_the_workers_cpu_share_rather_than_latency_sets_the_pace(tmp_path, demo_origin):
+    manifest = _manifest(tmp_path, demo_origin)
+    # WHEN a job of fast downloads is planned on small workers
+    code, out = _plan([manifest, "--per-file-s", "0.005", "--lambda-memory-mb", "128", "--cpu-per-file-ms", "1"])
+    # THEN the table names the CPU as the bound, with the vCPU share and the CPU per file it rests on
+    assert code == 0
+    assert "bound by CPU: 0.07 vCPU at 128 MB / 1 ms CPU per file" in out
+    # AND with slow downloads on the default memory it is the latency
+    code, out = _plan([manifest, "--per-file-s", "1.7", "--json"])
+    plan = json.loads(out)
+    assert plan["cpu_bound"] is False and plan["cpu_per_file_s"] == pytest.approx(0.000584)
+    assert plan["latency_files_per_s"] == pytest.approx(16 / 1.7)

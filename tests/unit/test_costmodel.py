@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanfetch.core.costmodel import PRICES, PlanInput, estimate, simulate_ramp
+from fanfetch.core.costmodel import CPU_PER_FILE_S, MB_PER_VCPU, PRICES, PlanInput, estimate, simulate_ramp, vcpu_share
 
 
 def test_below_the_starting_five_batches_the_ramp_does_not_matter():
@@ -104,3 +104,67 @@ def test_an_empty_job_costs_nothing_and_takes_no_time():
 def test_knobs_below_one_are_refused(field):
     with pytest.raises(ValueError, match=field):
         PlanInput(groups=1, files=1, per_file_s=1.0, **{field: 0})
+
+
+# --- the worker's CPU share -----------------------------------------------------------------------
+
+
+def test_a_vcpu_is_1769_mb_and_the_share_is_proportional_below_and_capped_at_six():
+    assert vcpu_share(MB_PER_VCPU) == pytest.approx(1.0)
+    assert vcpu_share(256) == pytest.approx(256 / 1769)
+    assert vcpu_share(10_240) == pytest.approx(10_240 / 1769)
+    assert vcpu_share(20_000) == 6
+
+
+def test_a_small_lambda_with_fast_downloads_is_bound_by_its_cpu_share():
+    # GIVEN 10 groups of 1,000 files, 20 ms each, 16 in flight (800 files/s by latency), 256 MB, 0.5 ms CPU per file
+    job = PlanInput(groups=10, files=10_000, per_file_s=0.02, files_in_flight=16, lambda_memory_mb=256,
+                    batch_size=10, invoke_overhead_s=0.0, cpu_per_file_s=0.0005)
+    # WHEN it is estimated
+    plan = estimate(job)
+    # THEN its 0.145 vCPU caps the worker at 0.145 / 0.5 ms = 289 files/s, below the latency's 800
+    assert plan.vcpus == pytest.approx(256 / 1769)
+    assert plan.cpu_files_per_s == pytest.approx(256 / 1769 / 0.0005)
+    assert plan.latency_files_per_s == pytest.approx(800)
+    assert plan.cpu_bound
+    # AND the one invocation lasts as long as its CPU needs, and is billed for it
+    assert plan.invocation_s == pytest.approx(10_000 / plan.cpu_files_per_s)
+    assert plan.gb_seconds == pytest.approx(plan.invocation_s * 256 / 1024)
+
+
+def test_the_motivating_job_is_bound_by_latency_and_its_estimate_is_unchanged():
+    # GIVEN 1.7 s per file, 16 in flight (9.4 files/s) at 1,024 MB with the measured CPU per file
+    plan = estimate(PlanInput(groups=8324, files=194_204, per_file_s=1.7, files_in_flight=16))
+    # THEN latency sets the pace, far below what the CPU share allows, and the duration is the rounds of 1.7 s
+    assert not plan.cpu_bound
+    assert plan.cpu_files_per_s == pytest.approx((1024 / 1769) / CPU_PER_FILE_S)
+    assert plan.invocation_s == pytest.approx(math.ceil(194_204 / 833 / 16) * 1.7 + 0.05)
+
+
+def test_memory_beyond_one_vcpu_does_not_speed_up_one_process():
+    # GIVEN a CPU-bound job (no latency to speak of)
+    def at(memory_mb: int) -> float:
+        job = PlanInput(groups=10, files=10_000, per_file_s=0.001, lambda_memory_mb=memory_mb,
+                        invoke_overhead_s=0.0, cpu_per_file_s=0.001)
+        return estimate(job).invocation_s
+
+    # THEN doubling memory below 1,769 MB halves the time, and above it changes nothing (one GIL-bound process)
+    assert at(512) == pytest.approx(2 * at(1024))
+    assert at(3538) == pytest.approx(at(1769)) == pytest.approx(10.0)
+
+
+@given(
+    per_file_s=st.floats(0.001, 10),
+    cpu_per_file_s=st.floats(0.00001, 0.01),
+    memory_mb=st.integers(128, 10_240),
+    files_in_flight=st.integers(1, 64),
+)
+def test_an_invocation_never_beats_either_bound(per_file_s, cpu_per_file_s, memory_mb, files_in_flight):
+    # GIVEN any pace of downloads and CPU
+    job = PlanInput(groups=10, files=1000, per_file_s=per_file_s, cpu_per_file_s=cpu_per_file_s,
+                    lambda_memory_mb=memory_mb, files_in_flight=files_in_flight, invoke_overhead_s=0.0)
+    plan = estimate(job)
+    # THEN the invocation takes at least what latency needs and at least what its CPU share needs
+    assert plan.invocation_s >= 1000 / plan.latency_files_per_s - 1e-9
+    assert plan.invocation_s >= 1000 * cpu_per_file_s / min(vcpu_share(memory_mb), 1.0) - 1e-9
+    assert plan.cpu_bound == (plan.cpu_files_per_s < plan.latency_files_per_s)
