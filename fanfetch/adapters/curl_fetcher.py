@@ -54,6 +54,7 @@ _PROTOCOLS = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
 _MAX_ERROR_BODY = 1 << 20  # an error response's body is read (keeping the connection) up to this, then cut
 _LITERAL_PINS = 1024  # IP-literal hosts whose guard verdict is remembered (no DNS involved)
 _MAX_BUFFER = 512 * 1024  # libcurl's receive buffer per transfer (one write callback per buffer at most)
+_HASHED_ROUNDS = 2  # parts in >= 2 rounds: the first is hashed while the second lands (ranges.plan_parts)
 _DEADLINE_SLACK = 0.9  # a timeout (28) after this share of the total budget is the deadline, not a stall
 # libcurl results that will be the same on every attempt: the origin speaks broken HTTP.
 # libcurl result codes (CURLE_*), by number: pycurl does not name every one.
@@ -891,7 +892,8 @@ class CurlFetcher:
             return False
         if sink is None:
             return False
-        parts = plan_parts(declared, part_bytes=settings.part_bytes, connections=settings.connections_per_file)
+        parts = plan_parts(declared, part_bytes=settings.part_bytes, connections=settings.connections_per_file,
+                           min_rounds=_HASHED_ROUNDS)
         names = _hash_names(source, request.digest)
         request.follower = sink.follow(parts, names, chunk_bytes=settings.chunk_bytes) if names else None
         request.sink, request.first = sink, parts[0]
@@ -907,7 +909,7 @@ class CurlFetcher:
         assert total is not None
         etag, last_modified = probe.headers.get("etag"), probe.headers.get("last-modified")
         connections = settings.connections_per_file
-        parts = plan_parts(total, part_bytes=settings.part_bytes, connections=connections)
+        parts = plan_parts(total, part_bytes=settings.part_bytes, connections=connections, min_rounds=_HASHED_ROUNDS)
         follower = probe.follower
         requests_made = [0]
 

@@ -27,13 +27,19 @@ class Part:
         return f"bytes={self.start}-{self.stop - 1}"
 
 
-def plan_parts(size: int, *, part_bytes: int, connections: int) -> tuple[Part, ...]:
+def plan_parts(size: int, *, part_bytes: int, connections: int, min_rounds: int = 1) -> tuple[Part, ...]:
     """Split ``size`` bytes into parts of ``part_bytes / 2`` to ``part_bytes`` bytes, as a multiple
     of ``connections`` where possible, so every connection gets the same amount of work and none
-    is left alone with the last part (the tail that keeps a download from finishing together)."""
-    if size < 1 or part_bytes < 2 or connections < 1:
-        raise ValueError("size, part_bytes and connections must be >= 1 (part_bytes >= 2)")
+    is left alone with the last part (the tail that keeps a download from finishing together).
+
+    ``min_rounds``: at least that many rounds of parts while they stay >= ``part_bytes / 2``. A file
+    hashed as it lands wants two: sha256 is sequential, so when a single round finishes together all
+    but its first part are hashed after the last byte; with two, the first round is hashed while the
+    second downloads and only the last round's tail is left."""
+    if size < 1 or part_bytes < 2 or connections < 1 or min_rounds < 1:
+        raise ValueError("size, part_bytes, connections and min_rounds must be >= 1 (part_bytes >= 2)")
     rounds = -(-size // (connections * part_bytes))
+    rounds = max(rounds, min(min_rounds, size // (connections * (part_bytes // 2))))
     length = max(-(-size // (connections * rounds)), part_bytes // 2)
     starts = range(0, size, length)
     return tuple(Part(i, start, min(size, start + length)) for i, start in enumerate(starts))

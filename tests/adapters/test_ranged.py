@@ -81,6 +81,26 @@ def test_parts_cover_the_file_in_even_rounds(size, connections, expected_parts, 
     assert all(8 * 2**20 <= p.length <= 16 * 2**20 for p in parts[:-1])
 
 
+@pytest.mark.parametrize(
+    ("size", "connections", "expected_parts", "expected_length"),
+    [
+        (256 * 2**20, 16, 32, 8 * 2**20),  # N = 16: two rounds of half parts instead of one round
+        (256 * 2**20, 8, 16, 16 * 2**20),  # already two rounds: unchanged
+        (200 * 2**20, 16, 16, 12.5 * 2**20),  # two rounds would need parts below 8 MiB: one round
+    ],
+)
+def test_a_hashed_file_gets_two_rounds_while_parts_stay_at_least_half_size(size, connections, expected_parts,
+                                                                          expected_length):
+    # WHEN a file is planned for at least two rounds (the fetcher's plan: the first round is hashed meanwhile)
+    parts = plan_parts(size, part_bytes=16 * 2**20, connections=connections, min_rounds=2)
+    # THEN it tiles the file in parts of 8..16 MiB, a multiple of the connections
+    assert len(parts) == expected_parts
+    assert parts[0].start == 0 and parts[-1].stop == size
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert parts[0].length == pytest.approx(expected_length, abs=1)
+    assert all(8 * 2**20 <= p.length <= 16 * 2**20 for p in parts[:-1])
+
+
 def test_content_range_is_read_strictly():
     assert parse_content_range("bytes 0-99/1000") == (0, 100, 1000)
     assert parse_content_range("bytes 10-19/*") == (10, 20, None)
