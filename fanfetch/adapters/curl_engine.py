@@ -27,6 +27,21 @@ SILENCE = -1  # Done.code of a transfer the engine cut for silence (no byte for 
 CANCELLED = -2  # Done.code of a transfer cancelled by ``cancel_all``
 
 
+CONFIGURE = -3  # Done.code of a transfer whose ``configure`` raised (``start``: the error is ``transfer.error``)
+
+
+class _Callback:
+    """``start``'s waiter: quacks like the Future the loop completes, calls ``on_done`` instead."""
+
+    __slots__ = ("on_done",)
+
+    def __init__(self, on_done: Callable[[Done], None]):
+        self.on_done = on_done
+
+    def set_result(self, done: Done) -> None:
+        self.on_done(done)
+
+
 class EngineClosed(RuntimeError):
     """The engine was closed: no more transfers."""
 
@@ -91,15 +106,30 @@ class CurlEngine:
 
     def submit(self, transfer: Transfer) -> Future[Done]:
         future: Future[Done] = Future()
+        self._enqueue(transfer, future)
+        return future
+
+    def start(self, transfer: Transfer, on_done: Callable[[Done], None]) -> None:
+        """Like ``submit`` without a Future: ``on_done(done)`` runs on the I/O thread as the transfer ends
+        (it must not block); an error from ``configure`` is passed on as ``Done`` with ``code=CONFIGURE``
+        and the exception in ``transfer.error``."""
+        self._enqueue(transfer, _Callback(on_done))
+
+    def _enqueue(self, transfer: Transfer, waiter: Future[Done] | _Callback) -> None:
         with self._lock:
             if self._closed:
                 raise EngineClosed("the HTTP engine is closed")
-            self._pending.append((transfer, future))
+            self._pending.append((transfer, waiter))  # type: ignore[arg-type]
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
                 self._thread.start()
-        self._wake()
-        return future
+            if self._wake_sent:
+                return  # a wake-up byte is on its way already
+            self._wake_sent = True
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass
 
     def cancel_all(self) -> None:
         """Abort every transfer in flight or waiting: each future ends with code CANCELLED."""
@@ -191,7 +221,11 @@ class CurlEngine:
             transfer.configure(easy)
         except BaseException as exc:
             self._free.append(easy)
-            future.set_exception(exc)
+            if isinstance(future, _Callback):
+                transfer.error = exc  # type: ignore[attr-defined]
+                future.set_result(_ended(CONFIGURE, f"configure failed: {exc}"))
+            else:
+                future.set_exception(exc)
             return
         self._active[easy] = (transfer, future, [time.monotonic()])
         self._multi.add_handle(easy)

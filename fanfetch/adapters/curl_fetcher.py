@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
@@ -123,6 +124,10 @@ class _Body:
 @dataclass(frozen=True)
 class _Redirect:
     target: str
+
+
+_DECIDED = threading.Event()  # an injected first request (fetch_async) is decided already
+_DECIDED.set()
 
 
 class _AsyncFile:
@@ -296,8 +301,11 @@ class _Stream(_Request):
         self.first: Part | None = None
         self.follower: Any = None
         self.offset = 0
-        self.decided = threading.Event()  # set once a probe is decided (headers read) or the transfer ended
+        # set once a probe is decided (headers read) or the transfer ended; made by whoever waits on it
+        self.decided: threading.Event | None = None
         self.on_probe: Callable[[], None] | None = None  # fetch_async: a probe continues on a thread at once
+        self.ended: threading.Event | None = None  # fetch_async's probe: set as the transfer ends
+        self.done: Done | None = None  # fetch_async: how the transfer ended
 
     def _headers_done(self) -> bool:
         status, url, settings = self.status, self.url, self.fetcher.settings
@@ -318,7 +326,8 @@ class _Stream(_Request):
             return False
         if self.rangeable is not None and self.rangeable(self):
             self.mode = "probe"
-            self.decided.set()
+            if self.decided is not None:
+                self.decided.set()
             if self.on_probe is not None:
                 self.on_probe()
             return True
@@ -488,6 +497,7 @@ class CurlFetcher:
         self._cancelled = False
         self._wake = threading.Event()
         self._literal_pins: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
+        self._pin_keys: dict[str, tuple[str, int]] = {}  # scheme://authority -> (host, port)
         self._slots_lock = threading.Lock()
         self._in_flight = 0  # fetch_async files running (each holds a slot until its future is done)
         self._waiting: deque[_AsyncFile] = deque()
@@ -680,24 +690,35 @@ class CurlFetcher:
             request.pins, request.timeout_s = pins, remaining
             read_timeout = self.settings.read_timeout_s
             request.silence_s = read_timeout if read_timeout < remaining else None
-            waiting = self._engine.submit(request)
+            request.on_probe = partial(self._probe_goes_on, item, request)
+            self._engine.start(request, partial(self._first_done, item, request))
         except BaseException as exc:  # noqa: BLE001 - the file's outcome, as fetch would raise it
             item.future.set_exception(exc)
             return False
+        return True
+
+    def _probe_goes_on(self, item: _AsyncFile, request: _Stream) -> None:
+        """A ranged download's probe decided (I/O thread, at its headers): the parts go on on a thread now."""
+        ended = request.ended = threading.Event()
 
         def resume() -> Any:
-            return request.outcome(waiting.result())
+            ended.wait()
+            return request.outcome(request.done)  # type: ignore[arg-type]
 
-        request.on_probe = lambda: self._continue(item, [(request, resume)])
-        waiting.add_done_callback(lambda _: self._first_done(item, request, waiting))
-        return True
+        self._continue(item, [(request, resume)])
 
     def _literal_pin(self, url: str) -> tuple[str, int, tuple[str, ...]] | None:
         """The guard's remembered verdict for an IP-literal host (checked now if new); None for a host name
         (DNS may block: a thread resolves it) or a refused address (``fetch`` reports it as ever)."""
-        key = _pin_key(url)
+        slash = url.find("/", url.find("//") + 2)
+        origin = url[:slash] if slash > 0 else url
+        key = self._pin_keys.get(origin)
         if key is None:
-            return None
+            key = _pin_key(origin)
+            if key is None:
+                return None
+            if len(self._pin_keys) < _LITERAL_PINS and "?" not in origin and "#" not in origin:
+                self._pin_keys[origin] = key
         pins = self._literal_pins.get(key)
         if pins is not None:
             return pins
@@ -707,13 +728,21 @@ class CurlFetcher:
         except (ValueError, FetchError):
             return None
 
-    def _first_done(self, item: _AsyncFile, request: _Stream, waiting: Future[Done]) -> None:
+    def _first_done(self, item: _AsyncFile, request: _Stream, done: Done) -> None:
         """The first request ended (I/O thread): a plain body completes the file here; anything else goes on."""
-        request.decided.set()
-        if request.mode == "probe":
-            return  # continued on a thread at its headers
         try:
-            outcome: Any = request.outcome(waiting.result())
+            self._judge_first(item, request, done)
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not leave the file's future waiting
+            if not item.future.done():
+                self._end_async(item, None, exc)
+
+    def _judge_first(self, item: _AsyncFile, request: _Stream, done: Done) -> None:
+        request.done = done
+        if request.ended is not None:
+            request.ended.set()
+            return  # a probe: continued on a thread at its headers
+        try:
+            outcome: Any = request.outcome(done)
         except BaseException as exc:  # noqa: BLE001 - judged by the attempt loop, as fetch would
             error = exc
 
@@ -733,6 +762,8 @@ class CurlFetcher:
 
     def _continue(self, item: _AsyncFile, first: list[tuple[_Stream, Callable[[], Any]]]) -> None:
         """Go on as ``fetch`` does, on a thread of its own (retries, redirects, ranged parts, DNS)."""
+        for request, _ in first:
+            request.decided = _DECIDED
 
         def run() -> None:
             try:
@@ -790,7 +821,7 @@ class CurlFetcher:
             else:
                 request = self._stream(source, hop, conditional, dest, digest, ranged)
                 waiting = self._submit(request, end)
-            request.decided.wait()
+            request.decided.wait()  # type: ignore[union-attr]
             if request.mode == "probe":
                 return self._receive_ranged(source, request, waiting, hop, end, extra_requests, digest)
             result = waiting()
@@ -849,13 +880,16 @@ class CurlFetcher:
             request.timeout_s = remaining
             read_timeout = self.settings.read_timeout_s
             request.silence_s = read_timeout if read_timeout < remaining else None
+            if isinstance(request, _Stream):
+                request.decided = threading.Event()
             future = self._engine.submit(request)
         except BaseException:
             if release is not None:
                 release()
             raise
         if isinstance(request, _Stream):
-            future.add_done_callback(lambda _: request.decided.set())
+            decided = request.decided
+            future.add_done_callback(lambda _: decided.set())  # type: ignore[union-attr]
 
         def wait() -> Any:
             try:
