@@ -460,7 +460,7 @@ def _download_async(
 
     def start(index: int) -> Future[FileResult]:
         source = group.sources[index]
-        validator = validators.get(redact_url(source.url))
+        validator = validators.get(redact_url(source.url)) if validators else None
         if validator is not None:
             validator = dataclasses.replace(validator, url=source.url)
         return fetch_async(source, parts[index], deadline=deadline, validator=validator, digest=digest,

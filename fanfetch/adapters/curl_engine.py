@@ -69,7 +69,8 @@ class Transfer(Protocol):
     silence_s: float | None  # cut the transfer after this long without a byte (None: never)
 
     def configure(self, easy: pycurl.Curl) -> None:
-        """Set URL, headers, timeouts and callbacks on a freshly reset handle."""
+        """Set URL, headers, timeouts and callbacks on a freshly reset handle. A transfer with a ``shares``
+        attribute (not None) also takes ``constant=False``: the handle was set up by one sharing it, not reset."""
         ...
 
 
@@ -90,6 +91,8 @@ class CurlEngine:
         self._pending: deque[tuple[Transfer, Future[Done]]] = deque()
         self._active: dict[pycurl.Curl, tuple[Transfer, Future[Done], list[float]]] = {}
         self._free: list[pycurl.Curl] = []
+        # what set a handle up last (Transfer.shares): a transfer sharing it skips the reset and the constant options
+        self._set_up_for: dict[pycurl.Curl, object] = {}
         self._timer_at: float | None = None
         self._closed = False
         self._cancel = False
@@ -216,10 +219,16 @@ class CurlEngine:
 
     def _start(self, transfer: Transfer, future: Future[Done]) -> None:
         easy = self._free.pop() if self._free else pycurl.Curl()
-        easy.reset()
+        shares = getattr(transfer, "shares", None)
         try:
-            transfer.configure(easy)
+            if shares is not None and self._set_up_for.get(easy) is shares:
+                transfer.configure(easy, constant=False)  # type: ignore[call-arg]
+            else:
+                easy.reset()
+                self._set_up_for[easy] = shares
+                transfer.configure(easy)
         except BaseException as exc:
+            self._set_up_for.pop(easy, None)
             self._free.append(easy)
             if isinstance(future, _Callback):
                 transfer.error = exc  # type: ignore[attr-defined]
@@ -299,6 +308,7 @@ class CurlEngine:
         for easy in self._free:
             easy.close()
         self._free.clear()
+        self._set_up_for.clear()
         try:
             self._multi.close()
         except pycurl.error:

@@ -164,31 +164,22 @@ class _Request:
 
     # --- set up (I/O thread) -----------------------------------------------------------------------------
 
-    def configure(self, easy: pycurl.Curl) -> None:
+    @property
+    def shares(self) -> object:
+        """Handles last set up by a transfer of the same fetcher keep its constant options (no reset)."""
+        return self.fetcher
+
+    def configure(self, easy: pycurl.Curl, constant: bool = True) -> None:
+        """Set this request's options; ``constant``: the fetcher's fixed ones too (a fresh or reset handle)."""
         fetcher, settings = self.fetcher, self.fetcher.settings
         self.started = time.monotonic()
+        if constant:
+            fetcher.set_constant_options(easy)
         easy.setopt(pycurl.URL, self.hop)
-        easy.setopt(pycurl.NOSIGNAL, 1)
-        easy.setopt(pycurl.PROTOCOLS, _PROTOCOLS)
-        easy.setopt(pycurl.REDIR_PROTOCOLS, _PROTOCOLS)
-        easy.setopt(pycurl.FOLLOWLOCATION, 0)  # hops are followed by fetch(): each one guarded and pinned
-        easy.setopt(pycurl.PROXY, "")  # never a proxy from the environment: it would dial past the guard
-        easy.setopt(pycurl.HTTP_CONTENT_DECODING, 0)  # fanfetch.core.encoding decodes what we advertise
-        easy.setopt(pycurl.HTTPHEADER, fetcher.base_headers + self.extra)
+        easy.setopt(pycurl.HTTPHEADER, fetcher.base_headers + self.extra if self.extra else fetcher.base_headers)
         easy.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(min(settings.connect_timeout_s, self.timeout_s) * 1000)))
         easy.setopt(pycurl.TIMEOUT_MS, max(1, int(self.timeout_s * 1000)))
-        if settings.low_speed_bytes_per_s:
-            easy.setopt(pycurl.LOW_SPEED_LIMIT, settings.low_speed_bytes_per_s)
-            easy.setopt(pycurl.LOW_SPEED_TIME, settings.low_speed_time_s)
-        easy.setopt(pycurl.MAXFILESIZE_LARGE, settings.max_file_bytes)
-        easy.setopt(pycurl.BUFFERSIZE, min(settings.chunk_bytes, _MAX_BUFFER))
-        easy.setopt(pycurl.TCP_KEEPALIVE, 1)
-        if fetcher.ca_bundle:
-            easy.setopt(pycurl.CAINFO, fetcher.ca_bundle)
-        if self.pins is not None:
-            host, port, addresses = self.pins
-            listed = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
-            easy.setopt(pycurl.RESOLVE, [f"{host}:{port}:{listed}"])
+        easy.setopt(pycurl.RESOLVE, fetcher.resolve_list(self.pins))
         easy.setopt(pycurl.OPENSOCKETFUNCTION, socket_opener(self._may_dial, self._refuse))
         easy.setopt(pycurl.HEADERFUNCTION, self._header)
         easy.setopt(pycurl.WRITEFUNCTION, self._write)
@@ -497,11 +488,43 @@ class CurlFetcher:
         self._cancelled = False
         self._wake = threading.Event()
         self._literal_pins: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
+        self._resolve_lists: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
         self._pin_keys: dict[str, tuple[str, int]] = {}  # scheme://authority -> (host, port)
         self._slots_lock = threading.Lock()
         self._in_flight = 0  # fetch_async files running (each holds a slot until its future is done)
         self._waiting: deque[_AsyncFile] = deque()
         self._slow: Any = None
+
+    def set_constant_options(self, easy: pycurl.Curl) -> None:
+        """The options every request of this fetcher shares (set once per handle)."""
+        settings = self.settings
+        easy.setopt(pycurl.NOSIGNAL, 1)
+        easy.setopt(pycurl.PROTOCOLS, _PROTOCOLS)
+        easy.setopt(pycurl.REDIR_PROTOCOLS, _PROTOCOLS)
+        easy.setopt(pycurl.FOLLOWLOCATION, 0)  # hops are followed by fetch(): each one guarded and pinned
+        easy.setopt(pycurl.PROXY, "")  # never a proxy from the environment: it would dial past the guard
+        easy.setopt(pycurl.HTTP_CONTENT_DECODING, 0)  # fanfetch.core.encoding decodes what we advertise
+        if settings.low_speed_bytes_per_s:
+            easy.setopt(pycurl.LOW_SPEED_LIMIT, settings.low_speed_bytes_per_s)
+            easy.setopt(pycurl.LOW_SPEED_TIME, settings.low_speed_time_s)
+        easy.setopt(pycurl.MAXFILESIZE_LARGE, settings.max_file_bytes)
+        easy.setopt(pycurl.BUFFERSIZE, min(settings.chunk_bytes, _MAX_BUFFER))
+        easy.setopt(pycurl.TCP_KEEPALIVE, 1)
+        if self.ca_bundle:
+            easy.setopt(pycurl.CAINFO, self.ca_bundle)
+
+    def resolve_list(self, pins: tuple[str, int, tuple[str, ...]] | None) -> list[str]:
+        """CURLOPT_RESOLVE for a hop: its host and port pinned to the addresses the guard approved."""
+        if pins is None:
+            return []
+        listed = self._resolve_lists.get(pins)
+        if listed is None:
+            host, port, addresses = pins
+            joined = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+            listed = [f"{host}:{port}:{joined}"]
+            if len(self._resolve_lists) < _LITERAL_PINS:
+                self._resolve_lists[pins] = listed
+        return listed
 
     def __enter__(self) -> CurlFetcher:
         return self

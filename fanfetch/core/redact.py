@@ -28,6 +28,7 @@ DEFAULT_SECRET_PARAMS = frozenset(
 _secret_params = DEFAULT_SECRET_PARAMS
 # A URL inside free text (any scheme: a refused ftp:// URL may carry a password too), up to whitespace
 # or a character that commonly closes a quotation.
+_PIECES = re.compile(r"[&#?]")
 _URL_IN_TEXT = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>`]+", re.IGNORECASE)
 
 
@@ -52,6 +53,12 @@ def redact_url(url: str) -> str:
     returned with only what can be found redacted (never raises)."""
     if not isinstance(url, str) or "://" not in url:
         return url
+    if _nothing_to_redact(url):
+        return url  # the common case, without parsing (``_redact_parsed`` would return it untouched too)
+    return _redact_parsed(url)
+
+
+def _redact_parsed(url: str) -> str:
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
@@ -64,6 +71,22 @@ def redact_url(url: str) -> str:
     if (netloc, query, fragment) == (parts.netloc, parts.query, parts.fragment):
         return url  # untouched: keep it byte for byte
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _nothing_to_redact(url: str) -> bool:
+    """True when ``url`` surely has no userinfo and no secret parameter: no "@", no tab or line break (urlsplit
+    drops those, which could join a name), and no piece after "?" or "#" (split at every "&", "#", "?": each of
+    urlsplit's query and fragment pieces is one or more of these) whose name is secret."""
+    if "@" in url or "\t" in url or "\r" in url or "\n" in url:
+        return False
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
+    if cut < 0:
+        return True
+    for piece in _PIECES.split(url[cut + 1:]):
+        name, eq, _ = piece.partition("=")
+        if eq and _is_secret(name):
+            return False
+    return True
 
 
 def redact_text(text: str) -> str:

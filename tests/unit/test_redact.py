@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fanfetch.core import redact
 from fanfetch.core.redact import (
     configure_secret_params,
     parse_secret_params,
@@ -68,3 +69,23 @@ def test_errors_carry_and_print_only_redacted_urls():
     assert "SECRET" not in str(error.with_attempts(3)) and isinstance(error, FetchError)
     manifest = ManifestError("m.jsonl", "URL scheme must be http or https: ftp://u:SECRET@h/", line=3, field="url")
     assert "SECRET" not in str(manifest) and "m.jsonl:3: url:" in str(manifest)
+
+
+@pytest.mark.parametrize("url", [
+    "https://h.example/a/b.csv",
+    "https://h.example/a?station=1&year=1900",
+    "https://h.example/a?x=1#frag",
+    "https://u:p@h.example/a?station=1",
+    "https://h.example/a?token=abc&x=1",
+    "https://h.example/a?x=1#access_token=abc",
+    "https://h.example/a#x?sig=1",
+    "https://h.example/a?to\tken=abc",
+    "https://h.example/a?%74oken=abc",
+    "https://h.example/a?Token+=abc",
+    "http://[::1/a?token=abc",
+    "https://h.example/a?a=1&&=2&token",
+])
+def test_the_quick_path_agrees_with_parsing_every_url(url):
+    # GIVEN a URL with or without anything secret in it
+    # WHEN it is redacted THEN the answer is the one the full parse gives (the quick path only skips work)
+    assert redact_url(url) == redact._redact_parsed(url)
