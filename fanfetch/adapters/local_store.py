@@ -246,14 +246,18 @@ class LocalStore:
                 try:
                     st = self._place(tmp_fd, tmp_name, parent, parts[-1], key, overwrite=overwrite,
                                      replaces=replaces)
+                    tmp = None
+                    if sidecar:  # after the output: a crash in between leaves an output without one (fetched again)
+                        record = {"key": key, "sha256": sha256, "size": st.st_size, "fingerprint": fingerprint,
+                                  "file": _identity(st)}
+                        try:
+                            self._write_small(shard, sidecar_name, json.dumps(record, ensure_ascii=False).encode(),
+                                              durable=False)
+                        except OSError:  # a full disk: the store failed, so no output may stay visible
+                            os.unlink(parts[-1], dir_fd=parent)
+                            raise
                 finally:
                     os.close(parent)
-                tmp = None
-                if sidecar:  # after the output: a crash in between leaves an output without one (fetched again)
-                    record = {"key": key, "sha256": sha256, "size": st.st_size, "fingerprint": fingerprint,
-                              "file": _identity(st)}
-                    self._write_small(shard, sidecar_name, json.dumps(record, ensure_ascii=False).encode(),
-                                      durable=False)
             finally:
                 os.close(shard)  # releases the lock
                 os.close(tmp_fd)

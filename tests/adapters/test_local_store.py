@@ -161,3 +161,25 @@ def test_outputs_and_small_objects_follow_the_umask_and_temp_files_stay_private(
     assert os.stat(tmp_path / "out" / "k.csv").st_mode & 0o777 == 0o644
     assert os.stat(tmp_path / "_jobs" / "j" / "results.jsonl").st_mode & 0o777 == 0o644
     assert os.listdir(tmp_path / TMP_DIR_NAME) == []
+
+
+def test_a_full_disk_while_writing_the_sidecar_leaves_no_output_visible(tmp_path, monkeypatch):
+    # GIVEN a store whose disk fills up right after the output is placed, as its sidecar is written
+    import errno
+
+    from fanfetch.errors import RetryableStoreError
+
+    store = LocalStore(str(tmp_path))
+    source = tmp_path / "merged.bin"
+    source.write_bytes(b"x" * 10)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_small", full)
+    # WHEN the output is stored
+    with pytest.raises(RetryableStoreError, match="No space left"):
+        store.put_file("out/k.bin", str(source), sha256="s", fingerprint="v1-f")
+    # THEN the store failed as a whole: no output without its sidecar, no temp file left
+    assert not (tmp_path / "out" / "k.bin").exists()
+    assert os.listdir(tmp_path / TMP_DIR_NAME) == []
