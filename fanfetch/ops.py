@@ -175,10 +175,36 @@ class JobProgress:
     groups_per_s: float
     bytes_per_s: float
     eta_s: float | None  # None: finished, or no rate yet
+    queued: int | None = None  # messages in the stack's work queue (any job's), None: not looked at
 
     @property
     def finished(self) -> bool:
         return self.job.finished
+
+    @property
+    def announced(self) -> bool:
+        """Results manifest, summary and "Job Finished" are all out."""
+        return self.job.announced_at is not None
+
+    @property
+    def never_arrived(self) -> int | None:
+        """Groups without a verdict while the work queue is empty: no message of theirs is left to deliver, so
+        the producer never sent them (it stopped part-way). None when unknown or the job is finished."""
+        if self.finished or self.queued != 0:
+            return None
+        return self.job.total_groups - self.job.done
+
+    def notes(self) -> list[str]:
+        """What an operator should know beyond the counts."""
+        j, notes = self.job, []
+        if self.finished and not self.announced:
+            notes.append('finished but not yet announced: results manifest, summary or "Job Finished" not written; '
+                         f"a redelivery completes it, or run `fanfetch finish {j.job_id}`")
+        if self.never_arrived:
+            notes.append(f"{self.never_arrived:,} groups have no verdict and the work queue is empty: unless the "
+                         "producer is still sending, they never arrived (it stopped part-way); submit the same "
+                         "manifest again: groups already done are only counted, the missing ones finish the job")
+        return notes
 
     @property
     def state(self) -> str:
@@ -195,12 +221,14 @@ class JobProgress:
             "elapsed_s": round(self.elapsed_s, 3), "groups_per_s": round(self.groups_per_s, 3),
             "bytes_per_s": round(self.bytes_per_s, 1),
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
-            "results_location": j.results_location,
+            "results_location": j.results_location, "announced_at": j.announced_at,
+            "queued": self.queued, "never_arrived": self.never_arrived, "notes": self.notes(),
         }
 
 
-def read_progress(ledger: Ledger, job_id: str, *, now: float) -> JobProgress:
-    """``job_id``'s progress; ``now`` is epoch seconds (the ledger's timestamps are). Raises UnknownJob."""
+def read_progress(ledger: Ledger, job_id: str, *, now: float, queued: int | None = None) -> JobProgress:
+    """``job_id``'s progress; ``now`` is epoch seconds (the ledger's timestamps are); ``queued``: messages in
+    the work queue (tells groups never enqueued from groups still waiting). Raises UnknownJob."""
     job = ledger.get_job(job_id)
     if job is None:
         raise UnknownJob(job_id)
@@ -210,7 +238,8 @@ def read_progress(ledger: Ledger, job_id: str, *, now: float) -> JobProgress:
     bytes_per_s = job.bytes / elapsed if elapsed > 0 else 0.0
     remaining = job.total_groups - job.done
     eta = remaining / groups_per_s if not job.finished and groups_per_s > 0 else None
-    return JobProgress(job=job, elapsed_s=elapsed, groups_per_s=groups_per_s, bytes_per_s=bytes_per_s, eta_s=eta)
+    return JobProgress(job=job, elapsed_s=elapsed, groups_per_s=groups_per_s, bytes_per_s=bytes_per_s, eta_s=eta,
+                       queued=queued)
 
 
 def list_failures(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[GroupRecord]]:

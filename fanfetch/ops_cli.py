@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 the job has failures, or an operation failed; 2 bad usage, u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -274,17 +275,35 @@ def _describe(progress: JobProgress) -> str:
     return (f"job {j.job_id} {progress.state}: {j.done:,}/{j.total_groups:,} groups "
             f"({j.ok:,} ok, {j.failed:,} failed), "
             f"{j.files:,}/{j.total_files:,} files, {format_bytes(j.bytes)}; {progress.groups_per_s:,.2f} groups/s, "
-            f"{format_bytes(progress.bytes_per_s)}/s over {progress.elapsed_s:,.0f} s{eta}")
+            f"{format_bytes(progress.bytes_per_s)}/s over {progress.elapsed_s:,.0f} s{eta}"
+            + "".join(f"\n  {note}" for note in progress.notes()))
 
 
 def _status_exit(progress: JobProgress) -> int:
     return EXIT_FAILED if progress.finished and progress.job.failed else EXIT_OK
 
 
+def _queued(stack: StackOutputs, args: argparse.Namespace, deps: OpsDeps) -> int | None:
+    """Messages in the work queue (visible, in flight, delayed); None when SQS cannot say."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed"]
+    try:
+        attributes = deps.aws("sqs", args.endpoint_url).get_queue_attributes(
+            QueueUrl=stack.queue_url, AttributeNames=names)["Attributes"]
+    except (BotoCoreError, ClientError):
+        return None
+    return sum(int(attributes.get(name, 0)) for name in names)
+
+
 def _status(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
-    ledger = deps.ledger(_stack(args, deps), args.endpoint_url)
+    stack = _stack(args, deps)
+    ledger = deps.ledger(stack, args.endpoint_url)
     if not args.watch:
         progress = read_progress(ledger, args.job, now=deps.now())
+        if not progress.finished:  # with the queue's depth it can tell groups never enqueued
+            progress = dataclasses.replace(progress, queued=_queued(stack, args, deps))
     else:
         progress = _watch(ledger, args, console, deps)
     if args.json:
@@ -335,9 +354,22 @@ def _failures(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _worker_output_prefix(stack: StackOutputs, args: argparse.Namespace, deps: OpsDeps) -> str:
+    """The worker function's ``OUTPUT_PREFIX`` (the stack's outputs do not carry it)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        config = deps.aws("lambda", args.endpoint_url).get_function_configuration(FunctionName=stack.worker_function)
+    except (BotoCoreError, ClientError) as exc:
+        raise FanfetchError(f"job {args.job!r} has no results location and the worker's OUTPUT_PREFIX cannot be "
+                            f"read from {stack.worker_function}: {type(exc).__name__}: {exc}") from exc
+    return str(config.get("Environment", {}).get("Variables", {}).get("OUTPUT_PREFIX", ""))
+
+
 def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     from fanfetch.adapters.events import EventBridgeEvents
     from fanfetch.adapters.s3 import S3Store, parse_s3_uri
+    from fanfetch.jobs import results_key_for
 
     stack = _stack(args, deps)
     s3 = deps.aws("s3", args.endpoint_url)
@@ -346,7 +378,8 @@ def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
         if location.startswith("s3://"):
             bucket, key = parse_s3_uri(location)
             return S3Store(s3, bucket), key
-        return S3Store(s3, stack.bucket), f"_jobs/{args.job}/results.jsonl"
+        # a job without a recorded location: where the worker writes it (its OUTPUT_PREFIX, the encoded job folder)
+        return S3Store(s3, stack.bucket, _worker_output_prefix(stack, args, deps)), results_key_for(args.job)
 
     job = announce_job(deps.ledger(stack, args.endpoint_url), args.job, store_for=store_for,
                        events=EventBridgeEvents(deps.aws("events", args.endpoint_url)))

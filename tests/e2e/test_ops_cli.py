@@ -272,3 +272,53 @@ def test_finish_refuses_a_job_still_running(stack, capsys):
     ledger.open_job("j10", total_groups=3, total_files=3, results_location="", now=1.0)
     code, _ = _run(["finish", "j10", "--stack", "ff"])
     assert code == 2 and "not finished" in capsys.readouterr().err
+
+
+def test_status_says_how_many_groups_never_arrived_when_the_queue_is_empty(stack):
+    # GIVEN a job of 4 groups whose producer stopped after sending 2, both done; the work queue is empty
+    ledger = _ledger(stack)
+    ledger.open_job("job-1", total_groups=4, total_files=8, results_location="s3://ff-bucket/r", now=1000.0)
+    _record(ledger, "a", "ok", at=1005.0)
+    _record(ledger, "b", "ok", at=1006.0)
+    deps = OpsDeps(now=lambda: 1010.0)
+    # WHEN status is asked for / THEN it says 2 groups never arrived and what to do
+    code, text = _run(["status", "job-1", "--stack", "ff"], deps)
+    assert code == 0 and "2 groups have no verdict and the work queue is empty" in text
+    assert "submit the same manifest again" in text
+    assert json.loads(_run(["status", "job-1", "--stack", "ff", "--json"], deps)[1])["never_arrived"] == 2
+    # GIVEN a message waiting in the queue / THEN the missing groups may still come: nothing is claimed
+    boto3.client("sqs").send_message(QueueUrl=stack["QueueUrl"], MessageBody="{}")
+    progress = json.loads(_run(["status", "job-1", "--stack", "ff", "--json"], deps)[1])
+    assert (progress["queued"], progress["never_arrived"], progress["notes"]) == (1, None, [])
+
+
+def test_status_shows_a_finished_job_not_yet_announced(stack):
+    # GIVEN a job whose last verdict was counted but whose results and "Job Finished" are not out yet
+    ledger = _ledger(stack)
+    ledger.open_job("job-1", total_groups=1, total_files=2, results_location="s3://ff-bucket/r", now=1000.0)
+    _record(ledger, "a", "ok", at=1005.0)
+    # WHEN status is asked for / THEN it says so and names `fanfetch finish`
+    code, text = _run(["status", "job-1", "--stack", "ff"], OpsDeps(now=lambda: 1010.0))
+    assert code == 0 and "finished but not yet announced" in text and "fanfetch finish job-1" in text
+    # WHEN it is announced / THEN the note is gone
+    ledger.mark_announced("job-1", now=1011.0)
+    progress = json.loads(_run(["status", "job-1", "--stack", "ff", "--json"], OpsDeps(now=lambda: 1012.0))[1])
+    assert progress["announced_at"] == 1011.0 and progress["notes"] == []
+
+
+def test_finish_of_a_job_without_a_results_location_writes_where_the_worker_would(stack):
+    # GIVEN a worker function with OUTPUT_PREFIX "out" and a finished job opened without a results location
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="w", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    boto3.client("lambda").create_function(
+        FunctionName="ff-worker", Runtime="python3.11", Role=role, Handler="h.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18}, Environment={"Variables": {"OUTPUT_PREFIX": "out"}})
+    ledger = _ledger(stack)
+    ledger.open_job("j11", total_groups=1, total_files=1, results_location="", now=1.0)
+    ledger.record_group(GroupRecord(job_id="j11", group_id="a", status="ok", key="a.csv", files=1))
+    # WHEN the operator runs `fanfetch finish`
+    code, _ = _run(["finish", "j11", "--stack", "ff"])
+    # THEN the results manifest is under the worker's prefix (before: _jobs/j11/… without it)
+    assert code == 0
+    body = boto3.client("s3").get_object(Bucket="ff-bucket", Key="out/_jobs/j11/results.jsonl")["Body"].read()
+    assert [json.loads(line)["group"] for line in body.splitlines()] == ["a"]

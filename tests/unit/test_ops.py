@@ -200,3 +200,20 @@ def test_ctrl_c_ends_the_watch_with_the_last_reading():
 
     final = watch_progress(ledger, "J", now=lambda: 1010.0, sleep=interrupted, interval_s=1, on_update=lambda p: None)
     assert final.job.done == 1 and not final.finished
+
+
+def test_groups_without_a_verdict_never_arrived_only_when_nothing_is_queued():
+    # GIVEN 4 of 10 groups done
+    ledger = _ledger_with(10, 3, 1)
+    # WHEN progress is read with the work queue empty / with messages queued / without looking at the queue
+    empty, busy, unknown = (read_progress(ledger, "J", now=1020.0, queued=q) for q in (0, 3, None))
+    # THEN only the empty queue says the 6 others never arrived
+    assert (empty.never_arrived, busy.never_arrived, unknown.never_arrived) == (6, None, None)
+    assert "6 groups have no verdict" in empty.notes()[0] and busy.notes() == unknown.notes() == []
+
+
+def test_a_finished_job_not_yet_announced_says_so_until_it_is():
+    ledger = _ledger_with(2, 1, 1)
+    assert "not yet announced" in read_progress(ledger, "J", now=5000.0, queued=0).notes()[0]
+    ledger.mark_announced("J", now=5001.0)
+    assert read_progress(ledger, "J", now=5002.0, queued=0).notes() == []
