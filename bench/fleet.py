@@ -29,8 +29,8 @@ from typing import Any
 from bench.common import ScenarioFailed, Table, describe_machine
 from bench.fleet_deploy import Deployment, deploy, function_env, run_producer, start_container
 from bench.fleet_services import Service
-from fanfetch.demo import expected_station_csv
-from fanfetch.demo_origin import Station
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.demo_origin import Station
 from tests.doubles.dynamodb_conflicts import ConflictStats, fetch_stats
 from tests.template_env import SynthesizedStack, synthesize
 

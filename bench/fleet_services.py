@@ -148,7 +148,7 @@ def _moto(args: argparse.Namespace) -> None:
 
 
 def _origin(args: argparse.Namespace) -> None:
-    from fanfetch.demo_origin import DemoOrigin, Station
+    from fanfetch.cli.demo_origin import DemoOrigin, Station
 
     stations = [Station(*row) for row in json.loads(Path(args.stations).read_text())]
     with DemoOrigin(stations, latency_s=args.latency_ms / 1000, flaky_one_in=args.flaky_one_in,

@@ -122,7 +122,7 @@ def _finish(url: str, groups: int, out: str) -> int:
     """The finishing worker: record the last verdict, which finishes, streams and announces the job."""
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
     from fanfetch.adapters.local_store import LocalStore
-    from fanfetch.jobs import record_verdict
+    from fanfetch.app.jobs import record_verdict
 
     ledger = DynamoDBLedger(_client(url), TABLE)
     started = time.monotonic()
@@ -139,7 +139,7 @@ def _listing(url: str, out: str) -> int:
     """The manifest written as before: every group (validators included) listed in memory, rendered at once."""
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
     from fanfetch.adapters.local_store import LocalStore
-    from fanfetch.jobs import render_results
+    from fanfetch.app.jobs import render_results
 
     ledger = DynamoDBLedger(_client(url), TABLE)
     started = time.monotonic()

@@ -98,8 +98,8 @@ def _client(endpoint: str):  # type: ignore[no-untyped-def]
 
 def run_producer(params: ProducerParams, *, workdir: str, prefer_origin: str = "auto") -> Table:
     from fanfetch.adapters.sqs import SqsQueue
+    from fanfetch.app.services import enqueue_job
     from fanfetch.core.messages import encode_job
-    from fanfetch.services import enqueue_job
     from fanfetch.settings import Settings
 
     job = _job(params)

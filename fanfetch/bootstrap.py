@@ -18,13 +18,13 @@ from fanfetch.adapters.clock import SystemClock
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.http_settings import HttpSettings
 from fanfetch.adapters.local_store import LocalStore
+from fanfetch.app.services import GroupContext
+from fanfetch.app.spool import SpoolBudget
+from fanfetch.app.worker import JobBook
 from fanfetch.core.ledger import Validator
 from fanfetch.core.redact import configure_secret_params, parse_secret_params
 from fanfetch.ports import Clock, ObjectStore
-from fanfetch.services import GroupContext
 from fanfetch.settings import Settings, aws_region
-from fanfetch.spool import SpoolBudget
-from fanfetch.worker import JobBook
 
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
     # local folder never pays boto3's import time; pycurl likewise loads when the fetcher is built

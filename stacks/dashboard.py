@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from fanfetch.observability import DEFAULT_NAMESPACE, METRIC_UNITS, SERVICE
+from fanfetch.adapters.observability import DEFAULT_NAMESPACE, METRIC_UNITS, SERVICE
 
 __all__ = ["Dashboard"]
 

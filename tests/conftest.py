@@ -76,7 +76,7 @@ def sqs_event(bodies: list[str], *, queue_arn: str = "arn:aws:sqs:us-east-1:1234
 @pytest.fixture
 def demo_origin():
     """The built-in sample origin on 127.0.0.1 with 5 stations, no latency, no flakiness."""
-    from fanfetch.demo_origin import DemoOrigin, Station
+    from fanfetch.cli.demo_origin import DemoOrigin, Station
 
     stations = [Station(1000, 2000, 2002), Station(1007, 1990, 1990), Station(1014, 2010, 2014),
                 Station(1021, 1999, 2001), Station(1028, 2020, 2021)]

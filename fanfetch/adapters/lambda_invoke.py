@@ -10,8 +10,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
 
+from fanfetch.app.ops import InvocationFailed, InvocationOutcomeUnknown
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.ops import InvocationFailed, InvocationOutcomeUnknown
 
 __all__ = ["LambdaInvoker", "INVOKE_MARGIN_S", "FALLBACK_TIMEOUT_S"]
 
@@ -21,7 +21,7 @@ FALLBACK_TIMEOUT_S = 900  # Lambda's longest timeout: used when the function's o
 
 
 class LambdaInvoker:
-    """Implements ``fanfetch.ops.Invoker`` with boto3 Lambda clients.
+    """Implements ``fanfetch.app.ops.Invoker`` with boto3 Lambda clients.
 
     ``invoke_client_for(read_timeout_s)`` builds the client of one invoke (``bootstrap.lambda_invoke_client``:
     one attempt, keep-alive); the read timeout is the function's configured timeout (read with ``client``'s

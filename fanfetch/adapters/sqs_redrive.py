@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.app.ops import RedriveReport
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.ops import RedriveReport
 
 __all__ = ["SqsRedrive", "MOVE_TASK_UNAVAILABLE"]
 
@@ -30,7 +30,7 @@ def _code(exc: ClientError) -> str:
 
 
 class SqsRedrive:
-    """Implements ``fanfetch.ops.DeadLetterMover``.
+    """Implements ``fanfetch.app.ops.DeadLetterMover``.
 
     ``move_client`` makes the StartMessageMoveTask call; give it a client without retries, so an endpoint
     that answers 500 (moto) falls back at once instead of after a retry schedule.

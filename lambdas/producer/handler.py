@@ -8,11 +8,11 @@ import os
 import time
 from typing import Any
 
+from fanfetch.app.jobs import results_key_for
+from fanfetch.app.preflight import preflight_producer
+from fanfetch.app.producer_events import producer_max_urls, request_from_event
+from fanfetch.app.services import enqueue_job
 from fanfetch.bootstrap import aws_client, build_ledger, build_queue
-from fanfetch.events import producer_max_urls, request_from_event
-from fanfetch.jobs import results_key_for
-from fanfetch.preflight import preflight_producer
-from fanfetch.services import enqueue_job
 from fanfetch.settings import Settings
 
 

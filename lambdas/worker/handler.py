@@ -8,10 +8,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from fanfetch.adapters.observability import log_group_result, make_logger, make_metrics, record_group_metrics
+from fanfetch.app.worker import run_batch
 from fanfetch.bootstrap import WorkerApp, build_worker_app
 from fanfetch.core.models import OnMissing
-from fanfetch.observability import log_group_result, make_logger, make_metrics, record_group_metrics
-from fanfetch.worker import run_batch
 
 processor = BatchProcessor(event_type=EventType.SQS)
 logger = make_logger()

@@ -12,8 +12,8 @@ from moto import mock_aws
 
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.s3 import S3Store
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.models import FileResult, Group, MergeMode, Source
-from fanfetch.services import GroupContext, process_group
 from tests.fakes import FakeClock
 
 GROUP = Group(group_id="g", sources=(Source("https://o.example/1"), Source("https://o.example/2")),

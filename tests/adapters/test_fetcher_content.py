@@ -18,10 +18,10 @@ import pytest
 from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.local_store import LocalStore
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.encoding import ACCEPT_ENCODING
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import FetchError, PermanentFetchError, RetryableFetchError
-from fanfetch.services import GroupContext, process_group
 from tests.fakes import FakeClock
 from tests.origin_faults import close_delimited_cut, ok, sequence
 

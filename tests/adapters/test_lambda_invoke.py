@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fanfetch.adapters.lambda_invoke import LambdaInvoker
+from fanfetch.app.ops import InvocationOutcomeUnknown
 from fanfetch.bootstrap import aws_client, aws_config, lambda_invoke_client
-from fanfetch.ops import InvocationOutcomeUnknown
 
 ANSWER = {"job_id": "j-1", "groups": 3, "messages": 3}
 

@@ -8,8 +8,8 @@ import json
 import boto3
 import pytest
 
-from fanfetch.cli import main
-from fanfetch.demo import expected_station_csv
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.main import main
 
 
 def _manifest(tmp_path, origin, *, extra: list[dict] | None = None) -> str:

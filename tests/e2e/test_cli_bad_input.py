@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fanfetch.cli import main
+from fanfetch.cli.main import main
 
 U = "https://data.example/a.csv"
 CASES = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fanfetch.cli import main
+from fanfetch.cli.main import main
 from tests.handlers.test_worker_spool import MIB, _Big, expected_sha256
 from tests.origin_faults import FaultOrigin
 

@@ -9,9 +9,9 @@ import json
 import sqlite3
 
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
-from fanfetch.cli import main
-from fanfetch.demo import expected_station_csv, write_demo_job
-from fanfetch.demo_origin import DemoOrigin, demo_stations
+from fanfetch.cli.demo import expected_station_csv, write_demo_job
+from fanfetch.cli.demo_origin import DemoOrigin, demo_stations
+from fanfetch.cli.main import main
 from tests.origin_faults import FaultOrigin, sequence, status
 
 STATIONS = demo_stations(5, seed=11)

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
-from fanfetch.cli import main
-from fanfetch.demo import expected_station_csv
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.main import main
 
 
 def _write(tmp_path, origin, groups: list[dict]) -> str:

@@ -7,9 +7,9 @@ import hashlib
 import json
 import os
 
-from fanfetch.cli import main
-from fanfetch.demo import expected_station_csv
-from fanfetch.demo_origin import DemoOrigin, Station, station_year_csv
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.demo_origin import DemoOrigin, Station, station_year_csv
+from fanfetch.cli.main import main
 
 STATION = Station(2000, 2002, 2005)
 

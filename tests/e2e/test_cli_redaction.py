@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from fanfetch.cli import main
+from fanfetch.cli.main import main
 
 SECRETS = ("SECRETPW", "SECRETSIG", "SECRETCRED", "SECRETTOK", "SECRETKEY")
 

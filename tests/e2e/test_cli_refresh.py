@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from fanfetch.cli import main
-from fanfetch.demo import expected_station_csv, write_demo_job
-from fanfetch.demo_origin import DemoOrigin, demo_stations
+from fanfetch.cli.demo import expected_station_csv, write_demo_job
+from fanfetch.cli.demo_origin import DemoOrigin, demo_stations
+from fanfetch.cli.main import main
 
 STATIONS = demo_stations(12, seed=3)
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from fanfetch.demo import expected_station_csv, write_demo_job
-from fanfetch.demo_origin import DemoOrigin, demo_stations
+from fanfetch.cli.demo import expected_station_csv, write_demo_job
+from fanfetch.cli.demo_origin import DemoOrigin, demo_stations
 
 pytestmark = pytest.mark.slow
 STATIONS = demo_stations(30, seed=7)
@@ -19,7 +19,7 @@ STATIONS = demo_stations(30, seed=7)
 
 def _start(spec: str, dest, origin) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "fanfetch.cli", "run", spec, "--out", str(dest), "--concurrency", "4",
+        [sys.executable, "-m", "fanfetch.cli.main", "run", spec, "--out", str(dest), "--concurrency", "4",
          "--allow-host", origin.host_port, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -9,8 +9,8 @@ import sqlite3
 import sys
 from types import SimpleNamespace
 
-from fanfetch.cli import main
-from fanfetch.demo import expected_station_csv
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.main import main
 
 
 def _stdin(monkeypatch, text: str) -> None:

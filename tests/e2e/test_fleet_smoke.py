@@ -20,7 +20,7 @@ from bench.fleet import (
     run_fleet_scenario,
 )
 from bench.fleet_deploy import deploy
-from fanfetch.demo import expected_station_csv
+from fanfetch.cli.demo import expected_station_csv
 from tests.template_env import synthesize
 
 

@@ -15,13 +15,13 @@ import pytest
 from rich.console import Console
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
-from fanfetch.cli import main
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.demo_origin import DemoOrigin, Station
+from fanfetch.cli.main import main
+from fanfetch.cli.ops import OpsDeps
+from fanfetch.cli.worker import PollSettings, WorkerOptions, build_long_worker
 from fanfetch.core.messages import decode_message, encode_message
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.demo import expected_station_csv
-from fanfetch.demo_origin import DemoOrigin, Station
-from fanfetch.long_worker import PollSettings, WorkerOptions, build_long_worker
-from fanfetch.ops_cli import OpsDeps
 from tests.conftest import REPO
 from tests.doubles.dynamodb_conflicts import ConflictingDynamoDB, DynamoDBConflictServer, MotoUpstream, fetch_stats
 from tests.e2e.cli_process import FANFETCH

@@ -10,11 +10,11 @@ import pytest
 from rich.console import Console
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
-from fanfetch.cli import main
+from fanfetch.app.ops import InvocationFailed
+from fanfetch.cli.main import main
+from fanfetch.cli.ops import OpsDeps
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.messages import decode_message
-from fanfetch.ops import InvocationFailed
-from fanfetch.ops_cli import OpsDeps
 from tests.conftest import FakeLambdaContext, load_handler
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ class InProcessProducer:
 
 
 def _run(argv: list[str], deps: OpsDeps | None = None) -> tuple[int, str]:
-    """``fanfetch ARGV`` through the real command (``fanfetch.cli.main``), with ``deps`` for the parts
+    """``fanfetch ARGV`` through the real command (``fanfetch.cli.main.main``), with ``deps`` for the parts
     a test replaces (the producer invoke)."""
     console = Console(record=True, width=200, force_terminal=False)
     code = main(argv, console=console, ops_deps=deps)

@@ -10,8 +10,8 @@ import json
 import boto3
 import pytest
 
+from fanfetch.cli.demo import expected_station_csv
 from fanfetch.core.messages import decode_message
-from fanfetch.demo import expected_station_csv
 from tests.conftest import FakeLambdaContext, load_handler
 from tests.e2e.esm import pump
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
-from fanfetch.demo import expected_station_csv
-from fanfetch.demo_origin import station_year_csv
+from fanfetch.cli.demo import expected_station_csv
+from fanfetch.cli.demo_origin import station_year_csv
 from tests.conftest import FakeLambdaContext, load_handler
 from tests.e2e.esm import pump
 

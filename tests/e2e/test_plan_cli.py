@@ -8,11 +8,11 @@ import json
 import pytest
 from rich.console import Console
 
-from fanfetch.cli import main
+from fanfetch.cli.main import main
 
 
 def _plan(argv: list[str]) -> tuple[int, str]:
-    """``fanfetch plan ARGV`` through the real command (``fanfetch.cli.main``); return (exit code, stdout)."""
+    """``fanfetch plan ARGV`` through the real command (``fanfetch.cli.main.main``); return (exit code, stdout)."""
     console = Console(record=True, width=200, file=io.StringIO())
     code = main(["plan", *argv], console=console)
     return code, console.export_text()

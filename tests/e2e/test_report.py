@@ -20,7 +20,7 @@ from moto import mock_aws
 from rich.console import Console
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
-from fanfetch.cli import main
+from fanfetch.cli.main import main
 from fanfetch.core.ledger import GroupRecord
 
 JOB_ID = "3f9a1c0d2b7e4a55"
@@ -29,7 +29,7 @@ GROUPS, SPAN_S = 300, 60  # one group finishes every 0.2 s for a minute → 60 o
 FAILED_AT = (20, 90, 150, 210, 280)  # in five different seconds
 XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
-BAR_RGB, LINE_RGB = (0x3B, 0x82, 0xC4), (0xE8, 0x87, 0x1E)  # --bar and --cum in fanfetch.report's CSS
+BAR_RGB, LINE_RGB = (0x3B, 0x82, 0xC4), (0xE8, 0x87, 0x1E)  # --bar and --cum in fanfetch.app.report's CSS
 
 _CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -58,7 +58,7 @@ def _write_results(dest: Path) -> None:
 
 
 def _report(argv: list[str]) -> int:
-    """``fanfetch report ARGV`` through the real command (``fanfetch.cli.main``)."""
+    """``fanfetch report ARGV`` through the real command (``fanfetch.cli.main.main``)."""
     return main(["report", *argv], console=Console(file=io.StringIO()))
 
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from bench.fleet_deploy import deploy, function_env, run_producer, start_container
-from fanfetch.demo import expected_station_csv
+from fanfetch.cli.demo import expected_station_csv
 from tests.template_env import StackResources, TemplateError, synthesize
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,9 @@ import json
 import boto3
 import pytest
 
+from fanfetch.cli.demo import expected_station_csv
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.demo import expected_station_csv
 from tests.e2e.cli_process import assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 from moto import mock_aws
 
 from fanfetch.adapters.ledger_dynamodb import create_ledger_table
-from fanfetch.preflight import PreflightFailed
+from fanfetch.app.preflight import PreflightFailed
 from tests.conftest import FakeLambdaContext, load_handler
 
 EVENT = {"groups": [{"group": "a", "urls": ["http://127.0.0.1:8080/a.csv"]},

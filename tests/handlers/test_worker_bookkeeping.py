@@ -7,13 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.app.services import GroupContext
+from fanfetch.app.worker import JobBook
 from fanfetch.bootstrap import WorkerApp
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import RetryableLedgerError
-from fanfetch.services import GroupContext
 from fanfetch.settings import Settings
-from fanfetch.worker import JobBook
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event
 from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryStore, RecordingEvents
 

@@ -10,11 +10,11 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fanfetch.app.services import GroupContext
 from fanfetch.bootstrap import WorkerApp
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import PermanentFetchError, RetryableFetchError
-from fanfetch.services import GroupContext
 from fanfetch.settings import Settings
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore

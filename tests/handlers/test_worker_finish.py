@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from fanfetch.app.services import GroupContext, enqueue_job
+from fanfetch.app.worker import JobBook
 from fanfetch.bootstrap import WorkerApp
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, Job, MergeMode, Source
 from fanfetch.errors import EnqueueError, RetryablePublishError
-from fanfetch.services import GroupContext, enqueue_job
 from fanfetch.settings import Settings
-from fanfetch.worker import JobBook
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event
 from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryQueue, MemoryStore, RecordingEvents
 

@@ -7,9 +7,9 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from moto import mock_aws
 
+from fanfetch.cli.demo import expected_station_csv
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.demo import expected_station_csv
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event
 
 

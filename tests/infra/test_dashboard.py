@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from fanfetch.observability import DEFAULT_NAMESPACE, METRIC_UNITS, SERVICE
+from fanfetch.adapters.observability import DEFAULT_NAMESPACE, METRIC_UNITS, SERVICE
 from stacks import FanfetchStack
 from tests.infra.conftest import logical_id
 
@@ -73,7 +73,7 @@ def test_dashboard_graphs_worker_invocations_errors_throttles_duration(
 
 
 def test_dashboard_graphs_every_emf_metric_the_worker_emits(widgets: list[dict[str, Any]]) -> None:
-    # THEN each metric fanfetch.observability emits is graphed in its namespace with the service dimension
+    # THEN each metric fanfetch.adapters.observability emits is graphed in its namespace with the service dimension
     metrics = _metrics(widgets)
     for name in METRIC_UNITS:
         assert [DEFAULT_NAMESPACE, name, "service", SERVICE] in metrics, name

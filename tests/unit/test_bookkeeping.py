@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fanfetch.adapters.local_store import LocalStore
+from fanfetch.app.jobs import job_dir_name, results_key_for
+from fanfetch.app.services import GroupContext
+from fanfetch.app.worker import failure_record_key, run_batch
 from fanfetch.core.bookkeeping import encode_component, is_valid_job_id
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.messages import decode_message, encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import MessageError, PermanentFetchError
-from fanfetch.jobs import job_dir_name, results_key_for
-from fanfetch.services import GroupContext
-from fanfetch.worker import failure_record_key, run_batch
 from tests.fakes import FakeClock, FakeFetcher
 
 

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.app.engine import run_groups
+from fanfetch.app.services import GroupContext
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.engine import run_groups
-from fanfetch.services import GroupContext
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore
 
 H = "https://origin.example"

@@ -9,10 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
-from fanfetch.core.models import FileResult, GroupResult, GroupStatus
-from fanfetch.errors import RetryablePublishError
-from fanfetch.jobs import (
+from fanfetch.app.jobs import (
     finish_job,
     record_verdict,
     results_key_for,
@@ -20,6 +17,9 @@ from fanfetch.jobs import (
     verdict_from_result,
     write_results,
 )
+from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
+from fanfetch.core.models import FileResult, GroupResult, GroupStatus
+from fanfetch.errors import RetryablePublishError
 from tests.fakes import MemoryLedger, MemoryStore, RecordingEvents
 
 _LOCATION = "s3://out/data/_jobs/j1/results.jsonl"

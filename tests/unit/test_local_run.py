@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fanfetch.local_run import _ResultsSpool, _StoredFilter
+from fanfetch.app.local_run import _ResultsSpool, _StoredFilter
 
 
 def test_results_added_in_finishing_order_come_out_in_manifest_order(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fanfetch.core.models import GroupResult, GroupStatus
-from fanfetch.observability import (
+from fanfetch.adapters.observability import (
     DEFAULT_NAMESPACE,
     METRIC_UNITS,
     SERVICE,
@@ -20,6 +19,7 @@ from fanfetch.observability import (
     metrics_namespace,
     record_group_metrics,
 )
+from fanfetch.core.models import GroupResult, GroupStatus
 
 STORED = GroupResult("station-1", GroupStatus.OK, "stations/1.csv", files=3, bytes=4096, attempts=5,
                      started_at=1000.0, finished_at=1002.5)

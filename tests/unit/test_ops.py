@@ -8,10 +8,7 @@ import json
 import pytest
 
 from fanfetch.adapters.manifests import load_job
-from fanfetch.core.ledger import GroupRecord
-from fanfetch.core.models import MergeMode
-from fanfetch.errors import ManifestError
-from fanfetch.ops import (
+from fanfetch.app.ops import (
     InvocationFailed,
     InvocationOutcomeUnknown,
     UnknownJob,
@@ -20,6 +17,9 @@ from fanfetch.ops import (
     submit_manifest,
     watch_progress,
 )
+from fanfetch.core.ledger import GroupRecord
+from fanfetch.core.models import MergeMode
+from fanfetch.errors import ManifestError
 from tests.fakes import MemoryLedger, MemoryStore
 
 

@@ -13,9 +13,9 @@ from botocore.stub import Stubber
 
 from fanfetch.adapters.lambda_invoke import LambdaInvoker
 from fanfetch.adapters.sqs_redrive import SqsRedrive
+from fanfetch.adapters.stack_outputs import resolve_stack
+from fanfetch.app.ops import InvocationFailed
 from fanfetch.errors import InputError
-from fanfetch.ops import InvocationFailed
-from fanfetch.stack_outputs import resolve_stack
 
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"
 WORK = "https://sqs.us-east-1.amazonaws.com/123456789012/work"

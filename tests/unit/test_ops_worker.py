@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.app.services import GroupContext
+from fanfetch.cli.worker import Heartbeat, PollSettings, QueuePoller
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import InputError, PermanentFetchError, RetryableFetchError
-from fanfetch.long_worker import Heartbeat, PollSettings, QueuePoller
-from fanfetch.services import GroupContext
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore
 
 H = "https://origin.example"

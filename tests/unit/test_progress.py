@@ -7,9 +7,9 @@ import io
 import pytest
 from rich.console import Console
 
+from fanfetch.app.local_run import RunProgress
+from fanfetch.cli.progress import ProgressView, plural
 from fanfetch.core.models import GroupResult, GroupStatus
-from fanfetch.local_run import RunProgress
-from fanfetch.progress import ProgressView, plural
 
 
 @pytest.mark.parametrize("width", [80, 100, 200])

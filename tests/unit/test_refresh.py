@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.ledger import Validator
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.services import GroupContext, process_group
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore
 
 H = "https://origin.example"

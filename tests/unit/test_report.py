@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fanfetch.cli import main
+from fanfetch.app.report import bucket_throughput, nice_bucket_s, render_report
+from fanfetch.cli.main import main
+from fanfetch.cli.report import load_local_run
 from fanfetch.core.ledger import GroupRecord, JobRecord
-from fanfetch.report import bucket_throughput, nice_bucket_s, render_report
-from fanfetch.report_cli import load_local_run
 
 T0 = 1_700_000_000.0
 
@@ -197,7 +197,7 @@ def _line(group: str, *, status: str = "ok", times: bool = True, skipped: bool =
 
 
 def _report(argv: list[str]) -> tuple[int, str]:
-    """``fanfetch report ARGV`` through the real command (``fanfetch.cli.main``): (exit code, stdout)."""
+    """``fanfetch report ARGV`` through the real command (``fanfetch.cli.main.main``): (exit code, stdout)."""
     out = io.StringIO()
     code = main(["report", *argv], console=Console(file=out, width=300))
     return code, out.getvalue()

@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch import services
+from fanfetch.app import services
+from fanfetch.app.engine import NOT_STARTED, run_groups
+from fanfetch.app.services import GroupContext, done_marker_key, enqueue_job, process_group
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.messages import decode_message
 from fanfetch.core.models import Group, GroupStatus, Job, MergeMode, Source
-from fanfetch.engine import NOT_STARTED, run_groups
 from fanfetch.errors import PermanentFetchError, RetryableFetchError, RetryableStoreError
-from fanfetch.services import GroupContext, done_marker_key, enqueue_job, process_group
 from tests.fakes import FakeClock, FakeFetcher, MemoryQueue, MemoryStore
 
 H = "https://origin.example"

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.app.services import GroupContext, enqueue_job, process_group
 from fanfetch.core.models import Group, GroupStatus, Job, MergeMode, Source
 from fanfetch.errors import PermanentFetchError, RetryableFetchError, RetryableLedgerError
-from fanfetch.services import GroupContext, enqueue_job, process_group
 from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryQueue, MemoryStore
 
 H = "https://origin.example"

@@ -11,8 +11,8 @@ import pytest
 from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.local_store import LocalStore
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.services import GroupContext, process_group
 from tests.fakes import FakeClock
 from tests.origin_faults import ok
 

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.app.services import GroupContext, done_marker_key, process_group
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.models import Group, MergeMode, Source
-from fanfetch.services import GroupContext, done_marker_key, process_group
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore
 
 H = "https://origin.example"

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from fanfetch.app.producer_events import producer_max_urls
 from fanfetch.core import spec as spec_module
 from fanfetch.core.spec import parse_spec
 from fanfetch.errors import ManifestError
-from fanfetch.events import producer_max_urls
 
 SPEC = {"job": {"url": "https://example.org/{s}/{year}", "group": "{s}"},
         "table": {"rows": [{"s": i, "first": 1, "last": 400_000} for i in range(3)]},

@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch import services
+from fanfetch.app import services
+from fanfetch.app.engine import run_groups
+from fanfetch.app.services import GroupContext, process_group
+from fanfetch.app.spool import MIB, MeteredPart, SpoolBudget, classify_spool_error, spool_margin
 from fanfetch.core.models import Group, GroupStatus, MergeMode, Source
-from fanfetch.engine import run_groups
 from fanfetch.errors import DiskFull, TooLargeForSpool
-from fanfetch.services import GroupContext, process_group
-from fanfetch.spool import MIB, MeteredPart, SpoolBudget, classify_spool_error, spool_margin
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore
 
 H = "https://origin.example"
@@ -252,7 +252,7 @@ class _Sink:
 
 
 def test_the_worker_measures_its_spool_again_at_the_start_of_every_batch(pool, tmp_path):
-    from fanfetch.worker import run_batch
+    from fanfetch.app.worker import run_batch
 
     # GIVEN a warm worker whose /tmp has less room than at its last batch
     room = [100 * 1024]

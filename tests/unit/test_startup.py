@@ -8,7 +8,7 @@ import sys
 
 def test_the_cli_imports_without_boto3():
     # WHEN the command's module is imported in a fresh interpreter
-    probe = ("import sys, fanfetch.cli; "
+    probe = ("import sys, fanfetch.cli.main; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     # THEN no AWS SDK module was loaded: S3/SQS/DynamoDB adapters are imported where they are built

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fanfetch.app.engine import run_groups
+from fanfetch.app.jobs import results_key_for, verdict_from_result
+from fanfetch.app.services import GroupContext
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome
 from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import Group, GroupResult, Job
-from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError
-from fanfetch.jobs import results_key_for, verdict_from_result
-from fanfetch.services import GroupContext
 
 __all__ = ["RunLedger", "RunSummary", "run_job", "results_key"]
 

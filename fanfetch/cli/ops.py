@@ -21,7 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from fanfetch.adapters.manifests import load_job
-from fanfetch.cli_args import (
+from fanfetch.app.ops import (
+    InvocationFailed,
+    Invoker,
+    JobProgress,
+    announce_job,
+    list_failures,
+    read_progress,
+    submit_manifest,
+    watch_progress,
+)
+from fanfetch.cli.args import (
     allow_host,
     concurrency,
     destination,
@@ -35,22 +45,12 @@ from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.models import MergeMode, OnMissing
 from fanfetch.core.units import format_bytes, plural
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.ops import (
-    InvocationFailed,
-    Invoker,
-    JobProgress,
-    announce_job,
-    list_failures,
-    read_progress,
-    submit_manifest,
-    watch_progress,
-)
 from fanfetch.ports import Ledger
 from fanfetch.settings import Settings
 
 if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start
-    from fanfetch.long_worker import WorkerOptions
-    from fanfetch.stack_outputs import StackOutputs
+    from fanfetch.adapters.stack_outputs import StackOutputs
+    from fanfetch.cli.worker import WorkerOptions
 
 __all__ = ["OPS_COMMANDS", "OpsDeps", "add_ops_parsers", "run_ops_command", "worker_options"]
 
@@ -234,7 +234,7 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
 
 
 def _stack(args: argparse.Namespace, deps: OpsDeps) -> StackOutputs:
-    from fanfetch.stack_outputs import resolve_stack
+    from fanfetch.adapters.stack_outputs import resolve_stack
 
     return resolve_stack(args.stack, cfn_client=deps.aws("cloudformation", args.endpoint_url))
 
@@ -415,7 +415,7 @@ def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 
 def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
-    from fanfetch.long_worker import serve
+    from fanfetch.cli.worker import serve
 
     options = worker_options(args, os.environ)
     if not logging.getLogger().handlers:
@@ -436,7 +436,7 @@ def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 def worker_options(args: argparse.Namespace, env: Mapping[str, str]) -> WorkerOptions:
     """The worker's options: each flag, else the variable the worker Lambda reads, else its default."""
-    from fanfetch.long_worker import PollSettings, WorkerOptions
+    from fanfetch.cli.worker import PollSettings, WorkerOptions
 
     settings = Settings.from_env(env)  # every malformed FANFETCH_* variable named in one error
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from rich.console import Console
 
 from fanfetch.adapters.manifests import load_job
+from fanfetch.cli.demo_origin import CSV_HEADER, DemoOrigin, Station, demo_stations, station_year_csv
 from fanfetch.core.models import GroupResult, MergeMode
 from fanfetch.core.units import plural
-from fanfetch.demo_origin import CSV_HEADER, DemoOrigin, Station, demo_stations, station_year_csv
 
 __all__ = ["run_demo", "write_demo_job", "expected_station_csv"]
 
@@ -60,7 +60,7 @@ def expected_station_csv(station: Station, versions: Mapping[tuple[int, int], in
 def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, console: Console,
              quiet: bool = False, per_host_concurrency: int | None = None, per_host_rps: float | None = None,
              port: int | None = None) -> int:
-    from fanfetch.cli import execute_job
+    from fanfetch.cli.main import execute_job
 
     table = demo_stations(stations)
     with _start_origin(table, latency_s, port or DEMO_PORT) as origin:

@@ -36,7 +36,7 @@ __all__ = [
 
 ANNOUNCE_LEASE_S = 900.0  # a claim on announcing outlives the longest Lambda run (then anyone may take over)
 MIN_FINISH_S = 5.0  # with less time left, a finisher leaves the finish to the next delivery
-_log = logging.getLogger("fanfetch.jobs")
+_log = logging.getLogger("fanfetch.app.jobs")
 
 
 def results_key_for(job_id: str) -> str:

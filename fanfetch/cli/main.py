@@ -22,8 +22,10 @@ from fanfetch import __version__
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_streamed_job
+from fanfetch.app.local_run import RunProgress, RunSummary, run_job
+from fanfetch.app.preflight import check_destination, check_hosts, check_ledger, guard_resolver, run_preflight
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
-from fanfetch.cli_args import (
+from fanfetch.cli.args import (
     OneLineParser,
     allow_host,
     concurrency,
@@ -35,16 +37,14 @@ from fanfetch.cli_args import (
     positive_float,
     positive_int,
 )
+from fanfetch.cli.ops import OpsDeps, add_ops_parsers, run_ops_command
+from fanfetch.cli.plan import add_plan_parser, command_plan
+from fanfetch.cli.progress import ProgressView, print_summary
+from fanfetch.cli.report import add_report_parser, command_report
 from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import GroupResult, Job, MergeMode, OnMissing
 from fanfetch.core.units import plural
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.local_run import RunProgress, RunSummary, run_job
-from fanfetch.ops_cli import OpsDeps, add_ops_parsers, run_ops_command
-from fanfetch.planner import add_plan_parser, command_plan
-from fanfetch.preflight import check_destination, check_hosts, check_ledger, guard_resolver, run_preflight
-from fanfetch.progress import ProgressView, print_summary
-from fanfetch.report_cli import add_report_parser, command_report
 from fanfetch.settings import allow_hosts_from_env
 
 __all__ = ["main", "execute_job"]
@@ -223,7 +223,7 @@ def _command_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _command_demo(args: argparse.Namespace, console: Console) -> int:
-    from fanfetch.demo import run_demo
+    from fanfetch.cli.demo import run_demo
 
     return run_demo(out=args.out, stations=args.stations, latency_s=args.latency_ms / 1000,
                     concurrency=args.concurrency, console=console, quiet=args.quiet,

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.models import Group, GroupResult, GroupStatus
 from fanfetch.errors import DeadlineExceeded
-from fanfetch.services import GroupContext, process_group
 
 __all__ = ["run_groups", "NOT_STARTED"]
 

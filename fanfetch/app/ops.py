@@ -1,7 +1,7 @@
 """Operations on a deployed stack, through ports: submit a manifest, read a job's progress and
 failures from the ledger, move dead letters back to the work queue.
 
-The CLI (``fanfetch.ops_cli``) composes the real adapters; tests pass fakes or moto-backed ones.
+The CLI (``fanfetch.cli.ops``) composes the real adapters; tests pass fakes or moto-backed ones.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def announce_job(
     exactly one verdict finish a job, so no redelivery retries it). ``store_for(results_location)``
     gives the store and key to write to. Raises UnknownJob, or InputError when the job is not finished.
     """
-    from fanfetch.jobs import finish_job
+    from fanfetch.app.jobs import finish_job
 
     job = ledger.get_job(job_id)
     if job is None:

@@ -24,17 +24,17 @@ from fanfetch.adapters.events import EventBridgeEvents
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.sqs import SqsQueue
+from fanfetch.app.services import GroupContext
+from fanfetch.app.worker import DeadLetters, JobBook, run_batch
 from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
 from fanfetch.core.models import OnMissing
 from fanfetch.errors import InputError
 from fanfetch.ports import Clock
-from fanfetch.services import GroupContext
-from fanfetch.worker import DeadLetters, JobBook, run_batch
 
 __all__ = ["PollSettings", "PollSummary", "QueuePoller", "Heartbeat", "WorkerOptions", "build_long_worker",
            "serve", "install_stop_signals"]
 
-_log = logging.getLogger("fanfetch.worker")
+_log = logging.getLogger("fanfetch.app.worker")
 _NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _MAX_ERROR_BACKOFF_S = 30.0
 

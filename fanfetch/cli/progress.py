@@ -15,9 +15,9 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.text import Text
 
+from fanfetch.app.local_run import RunProgress, RunSummary
 from fanfetch.core.models import GroupResult
 from fanfetch.core.units import format_bytes, plural
-from fanfetch.local_run import RunProgress, RunSummary
 
 __all__ = ["ProgressView", "format_bytes", "print_summary", "plural"]
 

@@ -1,7 +1,7 @@
 """``fanfetch report JOB``: write the job's self-contained HTML report (summary, throughput, failures).
 
 Reads a local run (``DEST/_jobs/<job>/results.jsonl``, or the SQLite ledger beside it) or, with
-``--stack``, the deployed stack's DynamoDB ledger; rendering is ``fanfetch.report``.
+``--stack``, the deployed stack's DynamoDB ledger; rendering is ``fanfetch.app.report``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 from rich.console import Console
 
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
-from fanfetch.cli_args import endpoint_url
+from fanfetch.app.report import render_report
+from fanfetch.cli.args import endpoint_url
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.errors import InputError, LedgerError
 from fanfetch.ports import Ledger
-from fanfetch.report import render_report
 
 __all__ = ["add_report_parser", "command_report", "load_local_run", "load_from_ledger", "REPORT_NAME", "StackLedger"]
 
@@ -230,8 +230,8 @@ def load_from_ledger(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[Group
 def _dynamodb_ledger_of_stack(stack: str, endpoint_url: str | None) -> tuple[Ledger, str]:
     """The stack's DynamoDB ledger, its table found from the stack's outputs."""
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.adapters.stack_outputs import resolve_stack
     from fanfetch.bootstrap import aws_client
-    from fanfetch.stack_outputs import resolve_stack
 
     outputs = resolve_stack(stack, cfn_client=aws_client("cloudformation", endpoint_url=endpoint_url))
     if not outputs.ledger_table:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO
 
+from fanfetch.app.spool import MeteredPart, SpoolBudget, SpoolHold, classify_spool_error
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.ledger import Validator
 from fanfetch.core.merge import INDEX_NAME, html_part, merge_streams, name_files
@@ -38,7 +39,6 @@ from fanfetch.errors import (
     is_retryable,
 )
 from fanfetch.ports import Clock, Fetcher, Ledger, ObjectStore, StoredObject, WorkQueue
-from fanfetch.spool import MeteredPart, SpoolBudget, SpoolHold, classify_spool_error
 
 __all__ = ["EnqueueResult", "enqueue_job", "process_group", "done_marker_key", "GroupContext"]
 

@@ -15,14 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from fanfetch.app.engine import run_groups
+from fanfetch.app.jobs import job_dir_name, settle_outcome, verdict_from_result
+from fanfetch.app.services import GroupContext
 from fanfetch.core.bookkeeping import encode_component
 from fanfetch.core.messages import JobMessage, decode_message
 from fanfetch.core.models import GroupResult, OnMissing
-from fanfetch.engine import run_groups
 from fanfetch.errors import FanfetchError, GroupFailed, MessageError
-from fanfetch.jobs import job_dir_name, settle_outcome, verdict_from_result
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
-from fanfetch.services import GroupContext
 
 __all__ = ["DeadLetters", "BatchOutcome", "Verdict", "JobBook", "run_batch", "failure_record_key"]
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
-from fanfetch.cli_args import allow_host, endpoint_url, positive_float, positive_int
+from fanfetch.cli.args import allow_host, endpoint_url, positive_float, positive_int
 from fanfetch.core.costmodel import (
     CPU_PER_FILE_S,
     PRICES,

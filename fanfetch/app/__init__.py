@@ -1,0 +1,2 @@
+"""Use cases: orchestrate a job through ports (never adapters or entry points); core below, adapters and
+entry points above."""

@@ -1,0 +1,1 @@
+"""The `fanfetch` command: one module per command group, each asking `fanfetch.bootstrap` for adapters."""
