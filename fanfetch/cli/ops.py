@@ -369,7 +369,7 @@ def _worker_output_prefix(stack: StackOutputs, args: argparse.Namespace, deps: O
 def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     from fanfetch.adapters.events import EventBridgeEvents
     from fanfetch.adapters.s3 import S3Store, parse_s3_uri
-    from fanfetch.jobs import results_key_for
+    from fanfetch.app.jobs import results_key_for
 
     stack = _stack(args, deps)
     s3 = deps.aws("s3", args.endpoint_url)
