@@ -1,0 +1,32 @@
+"""The composition root's AWS client settings (issue 8 point 8): standard retries, bounded attempts, explicit
+timeouts everywhere; the worker's bookkeeping clients short and guarded by the invocation's time left."""
+
+from __future__ import annotations
+
+from fanfetch.bootstrap import aws_config, build_worker_app
+
+
+def _settings(client) -> tuple[str, int, float, float]:
+    config = client.meta.config
+    return (config.retries["mode"], config.retries["total_max_attempts"], config.connect_timeout,
+            config.read_timeout)
+
+
+def test_every_client_uses_standard_retries_with_bounded_attempts_and_explicit_timeouts():
+    config = aws_config()
+    assert (config.retries, config.connect_timeout, config.read_timeout) == (
+        {"mode": "standard", "total_max_attempts": 3}, 5.0, 30.0)
+
+
+def test_the_workers_bookkeeping_clients_are_short_and_the_dead_letter_path_makes_one_attempt(aws_env):
+    # GIVEN the worker composed from its environment
+    app = build_worker_app({"BUCKET_NAME": "b", "LEDGER_TABLE": "t", "DLQ_URL": "https://sqs.example/q"})
+    # THEN the ledger, events and results store retry (3 attempts, 1 s connect, 2 s read), the DLQ and failure
+    # records make one attempt; the outputs' store keeps the general client; the handler has a deadline to set
+    assert _settings(app.book.ledger._client) == ("standard", 3, 1.0, 2.0)
+    assert _settings(app.book.events._client) == ("standard", 3, 1.0, 2.0)
+    assert _settings(app.book.store._client) == ("standard", 3, 1.0, 2.0)
+    assert _settings(app.dead_letters._client) == ("standard", 1, 1.0, 2.0)
+    assert _settings(app.failure_store._client) == ("standard", 1, 1.0, 2.0)
+    assert _settings(app.ctx.store._client) == ("standard", 3, 5.0, 30.0)
+    assert app.call_deadline is not None and app.call_deadline.time_left_s() is None
