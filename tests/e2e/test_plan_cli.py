@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from fanfetch.cli.main import main
+from fanfetch.core.costmodel import CPU_PER_FILE_S
 
 
 def _plan(argv: list[str]) -> tuple[int, str]:
@@ -133,5 +134,5 @@ def test_plan_says_when_the_workers_cpu_share_rather_than_latency_sets_the_pace(
     # AND with slow downloads on the default memory it is the latency
     code, out = _plan([manifest, "--per-file-s", "1.7", "--json"])
     plan = json.loads(out)
-    assert plan["cpu_bound"] is False and plan["cpu_per_file_s"] == pytest.approx(0.000584)
+    assert plan["cpu_bound"] is False and plan["cpu_per_file_s"] == pytest.approx(CPU_PER_FILE_S)
     assert plan["latency_files_per_s"] == pytest.approx(16 / 1.7)
