@@ -27,9 +27,10 @@ node_modules/.installed: package.json package-lock.json
 demo: $(VENV)/.runtime
 	$(VENV)/bin/fanfetch demo
 
-## test: set up (venv, dev packages, CDK CLI), lint, run the whole suite, then a real `cdk synth`
+## test: set up (venv, dev packages, CDK CLI), lint, check the layering contract, run the whole suite, then a real `cdk synth`
 test: $(VENV)/.dev node_modules/.installed
 	$(VENV)/bin/ruff check fanfetch lambdas stacks tests bench app.py
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n 2 -q
 	$(MAKE) --no-print-directory synth
 
@@ -53,6 +54,7 @@ bench: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check fanfetch lambdas stacks tests bench app.py
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out fanfetch-demo-output .pytest_cache

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from fanfetch.app.spool import SpoolBudget
 from fanfetch.app.worker import JobBook
 from fanfetch.core.ledger import Validator
 from fanfetch.core.redact import configure_secret_params, parse_secret_params
-from fanfetch.ports import Clock, ObjectStore
+from fanfetch.ports import Clock, ManifestReader, ObjectStore
 from fanfetch.settings import Settings, aws_region
 
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so
     from fanfetch.adapters.sqs import SqsQueue
 
 __all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config", "build_fetcher",
-           "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger"]
+           "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger",
+           "guard_resolver", "build_output_store", "build_manifest_reader"]
 
 
 # Every AWS call has a known worst case (issue 8): botocore's "standard" retry mode (AWS's documented
@@ -220,3 +222,25 @@ def build_ledger(settings: Settings, *, client: Any = None) -> DynamoDBLedger | 
     if not settings.ledger_table:
         return None
     return DynamoDBLedger(client if client is not None else aws_client("dynamodb"), settings.ledger_table)
+
+
+def guard_resolver(allow_hosts: Sequence[str]) -> Callable[[str, int], object]:
+    """``AddressGuard(allow_hosts).resolve``, looking names up through ``socket.getaddrinfo`` at call time."""
+    return AddressGuard(allow_hosts=allow_hosts,
+                        resolver=lambda *args, **kwargs: socket.getaddrinfo(*args, **kwargs)).resolve
+
+
+def build_output_store(settings: Settings) -> ObjectStore | None:
+    """The producer's view of the workers' output (BUCKET_NAME + OUTPUT_PREFIX); None without a bucket."""
+    if not settings.bucket_name:
+        return None
+    from fanfetch.adapters.s3 import S3Store
+
+    return S3Store(aws_client("s3"), settings.bucket_name, settings.output_prefix)
+
+
+def build_manifest_reader() -> ManifestReader:
+    """Manifests the producer is handed, read from S3 (a client built only when one is read)."""
+    from fanfetch.adapters.manifests import S3Manifests
+
+    return S3Manifests(lambda: aws_client("s3"))

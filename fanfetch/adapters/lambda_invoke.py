@@ -10,8 +10,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, ReadTimeoutError
 
-from fanfetch.app.ops import InvocationFailed, InvocationOutcomeUnknown
 from fanfetch.errors import FanfetchError, InputError
+from fanfetch.ports import InvocationFailed, InvocationOutcomeUnknown
 
 __all__ = ["LambdaInvoker", "INVOKE_MARGIN_S", "FALLBACK_TIMEOUT_S"]
 

@@ -15,7 +15,7 @@ from fanfetch.core.models import Group, Job, MergeMode
 from fanfetch.core.spec import spec_drafts
 from fanfetch.errors import ManifestError
 
-__all__ = ["load_job", "load_streamed_job"]
+__all__ = ["load_job", "load_streamed_job", "S3Manifests"]
 
 _DETECT_BYTES = 65536  # what detect_format looks at
 
@@ -109,3 +109,20 @@ def _stream_job(open_bytes: Callable[[], BinaryIO], *, source: str, read_related
 
     return StreamedJob(job_id=scan.job_id, group_count=scan.groups, file_count=scan.files, hosts=scan.hosts,
                        read_groups=read_groups)
+
+
+class S3Manifests:
+    """The producer's ``ManifestReader``: manifests and the tables they name, read from S3 (``s3://`` URIs)."""
+
+    def __init__(self, s3_client: Callable[[], Any]):
+        self._s3_client = s3_client
+
+    def load_job(self, location: str, *, default_merge: MergeMode, key_prefix: str,
+                 max_spec_urls: int | None) -> Job:
+        return load_job(location, default_merge=default_merge, s3_client=self._s3_client, key_prefix=key_prefix,
+                        max_spec_urls=max_spec_urls)
+
+    def read_bytes(self, location: str) -> bytes:
+        from fanfetch.adapters.s3 import read_s3_bytes  # boto3 only when a manifest is in S3
+
+        return read_s3_bytes(self._s3_client(), location)

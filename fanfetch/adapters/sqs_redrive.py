@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fanfetch.app.ops import RedriveReport
 from fanfetch.errors import FanfetchError, InputError
+from fanfetch.ports import RedriveReport
 
 __all__ = ["SqsRedrive", "MOVE_TASK_UNAVAILABLE"]
 

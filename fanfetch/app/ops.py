@@ -11,59 +11,28 @@ import posixpath
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.core.manifest import detect_format
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import FanfetchError, InputError, ManifestError
-from fanfetch.ports import JobEvents, Ledger, ObjectStore
+from fanfetch.ports import (
+    DeadLetterMover,
+    InvocationFailed,
+    InvocationOutcomeUnknown,
+    Invoker,
+    JobEvents,
+    Ledger,
+    ObjectStore,
+    RedriveReport,
+)
 
 __all__ = [
     "Invoker", "InvocationFailed", "InvocationOutcomeUnknown", "SubmitResult", "submit_manifest", "manifest_prefix",
     "UnknownJob", "JobProgress", "read_progress", "list_failures", "watch_progress",
     "RedriveReport", "DeadLetterMover",
 ]
-
-_USER_ERROR_TYPES = frozenset({"InputError", "ManifestError", "ManifestProblems", "PreflightFailed"})
-
-
-class Invoker(Protocol):
-    """Runs a function synchronously, at most once, and returns its JSON result (Lambda ``RequestResponse``).
-
-    Raises ``InvocationFailed`` when the function itself failed, ``InvocationOutcomeUnknown`` when no answer came.
-    """
-
-    def invoke(self, function_name: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-class InvocationFailed(FanfetchError):
-    """The function ran and raised: ``error_type`` is the remote exception's class name."""
-
-    def __init__(self, function_name: str, error_type: str, message: str):
-        self.function_name = function_name
-        self.error_type = error_type
-        self.message = message
-        super().__init__(f"{function_name}: {error_type}: {message}")
-
-    @property
-    def is_input_error(self) -> bool:
-        """The function rejected our input (exit 2), as opposed to failing on its own (exit 1)."""
-        return self.error_type in _USER_ERROR_TYPES
-
-
-class InvocationOutcomeUnknown(FanfetchError):
-    """The invoke request went out but no answer came back (read timeout, connection lost): the function
-    may be running still. Never retried: a second invoke would run the producer, and enqueue the job, again."""
-
-    def __init__(self, function_name: str, reason: str, waited_s: float | None, job_id: str | None = None):
-        self.function_name, self.reason, self.waited_s, self.job_id = function_name, reason, waited_s, job_id
-        waited = f" after {waited_s:,.0f} s" if waited_s is not None else ""
-        follow = (f"follow job {job_id} with `fanfetch status {job_id} --stack NAME`" if job_id
-                  else "check its logs")
-        super().__init__(f"{function_name}: no answer{waited} ({reason}); it may still be running, so it is not "
-                         f"invoked again (do not submit again): {follow}")
-
 
 # --- submit ------------------------------------------------------------------------------------
 
@@ -302,25 +271,3 @@ def watch_progress(
 
 
 # --- redrive -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RedriveReport:
-    """What a redrive did. ``method``: ``move-task`` (SQS moves the messages asynchronously; ``moved``
-    is the DLQ depth when it started) or ``receive-send-delete`` (moved by us, ``moved`` exact)."""
-
-    method: str
-    moved: int
-    failed: int = 0  # received but not sent (they stay in the DLQ and reappear there)
-    not_deleted: int = 0  # sent but not deleted from the DLQ: now in both queues (outputs stay exactly-once)
-    task_handle: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"method": self.method, "moved": self.moved, "failed": self.failed,
-                "not_deleted": self.not_deleted, "task_handle": self.task_handle}
-
-
-class DeadLetterMover(Protocol):
-    """Moves every message of a dead-letter queue back to its work queue."""
-
-    def redrive(self, *, dlq_url: str, queue_url: str) -> RedriveReport: ...

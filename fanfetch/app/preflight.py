@@ -8,11 +8,9 @@ on its own line in one ``PreflightFailed`` (an ``InputError``: exit 2, nothing d
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from fanfetch.core.manifest_stream import StreamedJob
@@ -22,7 +20,7 @@ from fanfetch.ports import Ledger, ObjectStore
 from fanfetch.settings import Settings
 
 __all__ = ["PreflightFailed", "HostUse", "hosts_of", "check_hosts", "check_destination", "check_ledger",
-           "run_preflight", "preflight_key", "guard_resolver", "preflight_producer"]
+           "run_preflight", "preflight_key", "preflight_producer"]
 
 _LOOKUPS_IN_FLIGHT = 16
 
@@ -47,14 +45,6 @@ class HostUse:
     def host_port(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-
-def guard_resolver(allow_hosts: Sequence[str]) -> Callable[[str, int], object]:
-    """``AddressGuard(allow_hosts).resolve``, looking names up through ``socket.getaddrinfo`` at call time."""
-    from fanfetch.adapters.guard import AddressGuard
-
-    return AddressGuard(allow_hosts=allow_hosts,
-                        resolver=lambda *args, **kwargs: socket.getaddrinfo(*args, **kwargs)).resolve
 
 
 def preflight_key(job_id: str) -> str:
@@ -133,19 +123,15 @@ def run_preflight(checks: Iterable[Callable[[], list[str]]]) -> None:
         raise PreflightFailed(problems)
 
 
-def preflight_producer(job: Job, settings: Settings, *, ledger: Ledger | None, s3_client: Callable[[], Any],
-                       now: float) -> None:
-    """The producer's pre-flight, before anything is enqueued: the workers' guard lets every host through
-    (with the stack's ``allowHosts``), the output bucket takes a write under the output prefix, the ledger
-    table answers."""
-    from fanfetch.adapters.s3 import S3Store
-
+def preflight_producer(job: Job, settings: Settings, *, ledger: Ledger | None, store: ObjectStore | None,
+                       resolve: Callable[[str, int], object], now: float) -> None:
+    """The producer's pre-flight, before anything is enqueued: the workers' guard (``resolve``, with the stack's
+    ``allowHosts``) lets every host through, the output bucket (``store``, None without a bucket) takes a write
+    under the output prefix, the ledger table answers."""
     hint = "allow it with the stack's allowHosts context (-c allowHosts={}, FANFETCH_ALLOW_HOSTS)"
     where = f"s3://{settings.bucket_name}/{settings.output_key_prefix}"
     run_preflight([
-        lambda: check_hosts(job, guard_resolver(settings.allow_hosts),
-                            allow_hint=lambda use: hint.format(use.host_port)),
-        lambda: check_destination(S3Store(s3_client(), settings.bucket_name, settings.output_prefix), job,
-                                  where=where, now=now) if settings.bucket_name else [],
+        lambda: check_hosts(job, resolve, allow_hint=lambda use: hint.format(use.host_port)),
+        lambda: check_destination(store, job, where=where, now=now) if store is not None else [],
         lambda: check_ledger(ledger, job, where=f"table {settings.ledger_table}"),
     ])

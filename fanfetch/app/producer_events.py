@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fanfetch.adapters.manifests import load_job
-from fanfetch.adapters.s3 import read_s3_bytes
 from fanfetch.core.manifest import parse_groups, parse_spec
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import InputError
+from fanfetch.ports import ManifestReader
 
 __all__ = ["job_from_event", "ProducerRequest", "request_from_event", "producer_max_urls"]
 
@@ -59,13 +58,13 @@ class ProducerRequest:
 
 
 def request_from_event(
-    event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str, now: Callable[[], float] = time.time,
+    event: Mapping[str, Any], *, manifests: ManifestReader, bucket: str, now: Callable[[], float] = time.time,
     key_prefix: str = "",
     max_spec_urls: int | None = None,
 ) -> ProducerRequest:
     """The job and run mode an event asks for (see the module docstring); ``key_prefix`` is the output prefix
     (every S3 key a group makes must fit S3's limit with it)."""
-    job = job_from_event(event, s3_client=s3_client, bucket=bucket, key_prefix=key_prefix,
+    job = job_from_event(event, manifests=manifests, bucket=bucket, key_prefix=key_prefix,
                          max_spec_urls=max_spec_urls)
     refresh = event.get("refresh", False)
     if not isinstance(refresh, bool):
@@ -92,7 +91,7 @@ def _scheduled_at(event: Mapping[str, Any]) -> float | None:
     return moment.astimezone(UTC).timestamp()
 
 
-def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bucket: str, key_prefix: str = "",
+def job_from_event(event: Mapping[str, Any], *, manifests: ManifestReader, bucket: str, key_prefix: str = "",
                    max_spec_urls: int | None = None) -> Job:
     """Validate ``event`` and the manifest it names; raise InputError / ManifestError naming the problem."""
     if not isinstance(event, Mapping):
@@ -115,8 +114,7 @@ def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bu
             if not bucket:
                 raise InputError("event: manifest is not an s3:// URI and BUCKET_NAME is not set")
             location = f"s3://{bucket}/{location.lstrip('/')}"
-        return load_job(location, default_merge=merge, s3_client=s3_client, key_prefix=key_prefix,
-                        max_spec_urls=max_spec_urls)
+        return manifests.load_job(location, default_merge=merge, key_prefix=key_prefix, max_spec_urls=max_spec_urls)
     if source == "groups":
         groups = event["groups"]
         if not isinstance(groups, list):
@@ -129,7 +127,7 @@ def job_from_event(event: Mapping[str, Any], *, s3_client: Callable[[], Any], bu
     def read_related(relative: str) -> bytes:
         if not bucket:
             raise InputError("event: spec names a table file but BUCKET_NAME is not set")
-        return read_s3_bytes(s3_client(), f"s3://{bucket}/{posixpath.normpath(relative.lstrip('/'))}")
+        return manifests.read_bytes(f"s3://{bucket}/{posixpath.normpath(relative.lstrip('/'))}")
 
     return parse_spec(spec, source="event.spec", read_related=read_related, default_merge=merge,
                       key_prefix=key_prefix, **({"max_urls": max_spec_urls} if max_spec_urls else {}))

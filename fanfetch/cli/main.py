@@ -23,8 +23,8 @@ from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_streamed_job
 from fanfetch.app.local_run import RunProgress, RunSummary, run_job
-from fanfetch.app.preflight import check_destination, check_hosts, check_ledger, guard_resolver, run_preflight
-from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
+from fanfetch.app.preflight import check_destination, check_hosts, check_ledger, run_preflight
+from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store, guard_resolver
 from fanfetch.cli.args import (
     OneLineParser,
     allow_host,
