@@ -60,7 +60,7 @@ def expected_station_csv(station: Station, versions: Mapping[tuple[int, int], in
 def run_demo(*, out: str, stations: int, latency_s: float, concurrency: int, console: Console,
              quiet: bool = False, per_host_concurrency: int | None = None, per_host_rps: float | None = None,
              port: int | None = None) -> int:
-    from fanfetch.cli.main import execute_job
+    from fanfetch.cli.run import execute_job
 
     table = demo_stations(stations)
     with _start_origin(table, latency_s, port or DEMO_PORT) as origin:
