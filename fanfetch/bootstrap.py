@@ -31,12 +31,15 @@ if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so
     # local folder never pays boto3's import time; pycurl likewise loads when the fetcher is built
     from fanfetch.adapters.call_deadline import CallDeadline
     from fanfetch.adapters.curl_fetcher import CurlFetcher
+    from fanfetch.adapters.events import EventBridgeEvents
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.adapters.ledger_sqlite import SqliteLedger
     from fanfetch.adapters.sqs import SqsQueue
 
 __all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config", "build_fetcher",
            "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger",
-           "guard_resolver", "build_output_store", "build_manifest_reader"]
+           "guard_resolver", "build_output_store", "build_manifest_reader",
+           "open_local_ledger", "build_table_ledger", "build_job_events"]
 
 
 # Every AWS call has a known worst case (issue 8): botocore's "standard" retry mode (AWS's documented
@@ -244,3 +247,32 @@ def build_manifest_reader() -> ManifestReader:
     from fanfetch.adapters.manifests import S3Manifests
 
     return S3Manifests(lambda: aws_client("s3"))
+
+
+def open_local_ledger(path: str | None) -> tuple[SqliteLedger | None, list[str]]:
+    """A local run's SQLite ledger at ``path`` (its folder made), or None and the one-line problem when it does
+    not open (pre-flight names it); (None, []) without a path."""
+    from fanfetch.adapters.ledger_sqlite import SqliteLedger
+    from fanfetch.errors import FanfetchError
+
+    if path is None:
+        return None, []
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return SqliteLedger(path), []
+    except (FanfetchError, OSError) as exc:
+        return None, [f"ledger {path} does not open: {exc}"]
+
+
+def build_table_ledger(table: str | None, *, endpoint_url: str | None = None) -> DynamoDBLedger | None:
+    """The stack's DynamoDB job ledger ``table`` (None without one), for commands given it by flag."""
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+
+    return DynamoDBLedger(aws_client("dynamodb", endpoint_url=endpoint_url), table) if table else None
+
+
+def build_job_events(bus_name: str, *, endpoint_url: str | None = None) -> EventBridgeEvents:
+    """Where "job finished" is announced: the EventBridge bus ``bus_name``."""
+    from fanfetch.adapters.events import EventBridgeEvents
+
+    return EventBridgeEvents(aws_client("events", endpoint_url=endpoint_url), bus_name=bus_name)

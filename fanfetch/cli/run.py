@@ -14,17 +14,24 @@ from types import FrameType
 
 from rich.console import Console
 
-from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
+from fanfetch.adapters.ledger_sqlite import default_ledger_path
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_streamed_job
 from fanfetch.app.local_run import RunProgress, RunSummary, run_job
 from fanfetch.app.preflight import check_destination, check_hosts, check_ledger, run_preflight
-from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store, guard_resolver
+from fanfetch.bootstrap import (
+    aws_client,
+    build_fetcher,
+    build_group_context,
+    build_store,
+    guard_resolver,
+    open_local_ledger,
+)
 from fanfetch.cli.progress import ProgressView, print_summary
 from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import GroupResult, Job, OnMissing
 from fanfetch.core.units import plural
-from fanfetch.errors import FanfetchError, InputError
+from fanfetch.errors import InputError
 from fanfetch.settings import allow_hosts_from_env
 
 __all__ = ["execute_job", "command_run"]
@@ -70,7 +77,7 @@ def execute_job(job: Job | StreamedJob, *, dest: str, concurrency: int, allow_ho
     # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
     if ledger_path is None and isinstance(store, LocalStore):
         ledger_path = default_ledger_path(dest)
-    ledger, ledger_problems = _open_ledger(ledger_path)
+    ledger, ledger_problems = open_local_ledger(ledger_path)
     try:
         run_preflight([
             lambda: check_destination(store, job, where=dest, now=time.time()),
@@ -113,16 +120,6 @@ def execute_job(job: Job | StreamedJob, *, dest: str, concurrency: int, allow_ho
         console.print("aborted: downloads in flight were cancelled; run the same command again to resume",
                       highlight=False, markup=False)
     return summary
-
-
-def _open_ledger(path: str | None) -> tuple[SqliteLedger | None, list[str]]:
-    if path is None:
-        return None, []
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return SqliteLedger(path), []
-    except (FanfetchError, OSError) as exc:
-        return None, [f"ledger {path} does not open: {exc}"]
 
 
 def command_run(args: argparse.Namespace, console: Console) -> int:

@@ -20,13 +20,18 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fanfetch.adapters.clock import SystemClock
-from fanfetch.adapters.events import EventBridgeEvents
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.sqs import SqsQueue
 from fanfetch.app.services import GroupContext
 from fanfetch.app.worker import DeadLetters, JobBook, run_batch
-from fanfetch.bootstrap import aws_client, build_fetcher, build_group_context, build_store
+from fanfetch.bootstrap import (
+    aws_client,
+    build_fetcher,
+    build_group_context,
+    build_job_events,
+    build_store,
+    build_table_ledger,
+)
 from fanfetch.core.models import OnMissing
 from fanfetch.errors import InputError
 from fanfetch.ports import Clock
@@ -295,15 +300,13 @@ def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = 
     fetcher = build_fetcher(concurrency=options.concurrency, allow_hosts=options.allow_hosts,
                             max_file_bytes=options.max_file_bytes, per_host_concurrency=options.per_host_concurrency,
                             per_host_rps=options.per_host_rps)
-    ledger = (DynamoDBLedger(aws_client("dynamodb", endpoint_url=options.endpoint_url), options.ledger_table)
-              if options.ledger_table else None)
+    ledger = build_table_ledger(options.ledger_table, endpoint_url=options.endpoint_url)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=options.concurrency, spool_dir=spool_dir,
                               previous=ledger.last_validators if ledger is not None else None)
     dead_letters = SqsQueue(sqs, options.dlq_url) if options.dlq_url else None
     book = None
     if ledger is not None:
-        events = EventBridgeEvents(aws_client("events", endpoint_url=options.endpoint_url),
-                                   bus_name=options.event_bus_name)
+        events = build_job_events(options.event_bus_name, endpoint_url=options.endpoint_url)
         book = JobBook(ledger=ledger, events=events, store=store)
     poller = QueuePoller(sqs, options.queue_url, ctx, settings=options.poll, dead_letters=dead_letters, stop=stop,
                          book=book)
