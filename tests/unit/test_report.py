@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from fanfetch.app.report import bucket_throughput, nice_bucket_s, render_report
+from fanfetch.app.report import render_report
+from fanfetch.app.throughput import bucket_throughput, nice_bucket_s
 from fanfetch.cli.main import main
 from fanfetch.cli.report import load_local_run
 from fanfetch.core.ledger import GroupRecord, JobRecord
