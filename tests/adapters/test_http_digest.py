@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from fanfetch.adapters import ranged as ranged_module
+from fanfetch.adapters import offset_sink
 from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.core.ledger import Validator
@@ -116,14 +116,14 @@ def test_manifest_checksums_are_verified_on_the_same_single_pass(fault_origin, f
     # GIVEN a ranged file whose manifest gives sha256 and md5, and a count of bytes read back from dest
     url = fault_origin.add("/big", ranged(BODY))
     read = [0]
-    real_read_at = ranged_module.OffsetSink.read_at
+    real_read_at = offset_sink.OffsetSink.read_at
 
     def counting_read_at(self, offset, size):
         data = real_read_at(self, offset, size)
         read[0] += len(data)
         return data
 
-    monkeypatch.setattr(ranged_module.OffsetSink, "read_at", counting_read_at)
+    monkeypatch.setattr(offset_sink.OffsetSink, "read_at", counting_read_at)
     source = Source(url, sha256=_sha(BODY), md5=hashlib.md5(BODY).hexdigest(), size=len(BODY))
     with tempfile.TemporaryFile() as dest:
         # WHEN fetched with a digest too

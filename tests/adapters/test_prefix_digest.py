@@ -7,7 +7,7 @@ import hashlib
 import io
 import threading
 
-from fanfetch.adapters.ranged import OffsetSink
+from fanfetch.adapters.offset_sink import OffsetSink
 from fanfetch.core.ranges import plan_parts
 
 SIZE = 3000

@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from fanfetch.adapters.ranged import OffsetSink, WriteBehind, writeback_starter
+from fanfetch.adapters.offset_sink import OffsetSink
+from fanfetch.adapters.write_behind import WriteBehind, writeback_starter
 
 WAIT_S = 5  # an upper bound for a thread to react; never reached when the code works
 DATA = bytes(range(256)) * 4  # 1,024 bytes
