@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 
-from fanfetch.core.bookkeeping import encode_component, is_valid_job_id
+from fanfetch.core.bookkeeping import job_dir_name
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
 from fanfetch.core.models import GroupResult
 from fanfetch.core.redact import redact_url
@@ -28,7 +28,6 @@ __all__ = [
     "verdict_from_result",
     "render_results",
     "results_key_for",
-    "job_dir_name",
     "summary_key_for",
     "ANNOUNCE_LEASE_S",
     "MIN_FINISH_S",
@@ -43,12 +42,6 @@ def results_key_for(job_id: str) -> str:
     """The store key of a job's results manifest: ``_jobs/<job>/results.jsonl`` (a valid job id stands as
     it is; anything else is encoded, so it cannot name a path of its own)."""
     return f"_jobs/{job_dir_name(job_id)}/results.jsonl"
-
-
-def job_dir_name(job_id: str) -> str:
-    """The job's folder name under ``_jobs/``: the id itself when valid, else ``~`` and its encoding (a
-    name no valid id and none of the reserved ``_…`` folders can have)."""
-    return job_id if is_valid_job_id(job_id) else "~" + encode_component(job_id)
 
 
 def summary_key_for(results_key: str) -> str:

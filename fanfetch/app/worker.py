@@ -16,15 +16,15 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from fanfetch.app.engine import run_groups
-from fanfetch.app.jobs import job_dir_name, settle_outcome, verdict_from_result
+from fanfetch.app.jobs import settle_outcome, verdict_from_result
 from fanfetch.app.services import GroupContext
-from fanfetch.core.bookkeeping import encode_component
+from fanfetch.core.bookkeeping import encode_component, failure_record_key
 from fanfetch.core.messages import JobMessage, decode_message
 from fanfetch.core.models import GroupResult, OnMissing
 from fanfetch.errors import FanfetchError, GroupFailed, MessageError
 from fanfetch.ports import JobEvents, Ledger, ObjectStore
 
-__all__ = ["DeadLetters", "BatchOutcome", "Verdict", "JobBook", "run_batch", "failure_record_key"]
+__all__ = ["DeadLetters", "BatchOutcome", "Verdict", "JobBook", "run_batch"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,6 @@ class BatchOutcome:
         if not verdict.acknowledge:
             raise verdict.error or FanfetchError("unknown failure")
         return verdict.result
-
-
-def failure_record_key(job_id: str, group_id: str) -> str:
-    """``_jobs/<job>/failed/<group>.json``, both ids encoded: no id can name a path of its own."""
-    return f"_jobs/{job_dir_name(job_id)}/failed/{encode_component(group_id)}.json"
 
 
 def _receive_count(record: Mapping[str, object]) -> int:

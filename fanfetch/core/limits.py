@@ -13,7 +13,6 @@ __all__ = [
     "DONE_MARKER_NAME",
     "utf8_bytes",
     "first_sqs_refused",
-    "failure_record_key",
 ]
 
 S3_MAX_KEY_BYTES = 1024  # S3: an object key is at most 1,024 bytes of UTF-8
@@ -38,7 +37,3 @@ def first_sqs_refused(text: str) -> str | None:
     match = _SQS_REFUSED.search(text)
     return match.group() if match else None
 
-
-def failure_record_key(job_id: str, group_id: str) -> str:
-    """Where a group's failure record is written beside the outputs (below the output prefix)."""
-    return f"_jobs/{job_id}/failed/{group_id}.json"

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from fanfetch.core.bookkeeping import failure_record_key
 from fanfetch.core.limits import (
     DONE_MARKER_NAME,
     MAX_GROUP_ID_BYTES,
     RESERVED_JOB_ID_BYTES,
     S3_MAX_KEY_BYTES,
-    failure_record_key,
     first_sqs_refused,
     utf8_bytes,
 )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from fanfetch.core.bookkeeping import MAX_ENCODED_CHARS, failure_record_key
 from fanfetch.core.limits import (
     DONE_MARKER_NAME,
     MAX_GROUP_ID_BYTES,
@@ -47,7 +48,9 @@ __all__ = ["HostSeen", "ManifestScan", "StreamedJob", "hosts_of_groups", "scan_l
 STREAMED_FORMATS = ("jsonl", "csv")
 _BOM = b"\xef\xbb\xbf"
 _RESERVED = frozenset(name.lower() for name in RESERVED_FOLDERS)
-_FAILURE_RECORD_BYTES = len("_jobs/") + RESERVED_JOB_ID_BYTES + len("/failed/") + len(".json")
+# The longest failure record key any group id can have (its id encoded: at most MAX_ENCODED_CHARS); a prefix
+# leaving less room sends every line to the full path, which measures the key itself.
+_FAILURE_RECORD_MAX_BYTES = len(failure_record_key("j" * RESERVED_JOB_ID_BYTES, "")) + MAX_ENCODED_CHARS
 _JOB_ID_CHUNK = 4096  # records joined per sha256 update
 
 # The common JSON Lines shape, recognised without the JSON decoder: fields in the documented order, plain
@@ -321,8 +324,7 @@ def _read_plain(text: str, default_merge: MergeMode, prefix_bytes: int) -> _Plai
         if not key.endswith("/"):
             key += "/"
         stored = len(key) + max([utf8_bytes(name) for name in (DONE_MARKER_NAME, *name_files(urls))])
-    if prefix_bytes + stored > S3_MAX_KEY_BYTES or prefix_bytes + _FAILURE_RECORD_BYTES + len(group_id) > \
-            S3_MAX_KEY_BYTES:
+    if prefix_bytes + stored > S3_MAX_KEY_BYTES or prefix_bytes + _FAILURE_RECORD_MAX_BYTES > S3_MAX_KEY_BYTES:
         return None
     return group_id, urls, heads, key, merge, None if on_missing is None else _ON_MISSING[on_missing]
 

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fanfetch.adapters.local_store import LocalStore
-from fanfetch.app.jobs import job_dir_name, results_key_for
+from fanfetch.app.jobs import results_key_for
 from fanfetch.app.services import GroupContext
-from fanfetch.app.worker import failure_record_key, run_batch
-from fanfetch.core.bookkeeping import encode_component, is_valid_job_id
+from fanfetch.app.worker import run_batch
+from fanfetch.core.bookkeeping import encode_component, failure_record_key, is_valid_job_id, job_dir_name
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.messages import decode_message, encode_message
 from fanfetch.core.models import Group, MergeMode, Source

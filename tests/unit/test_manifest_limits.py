@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from fanfetch.core.limits import S3_MAX_KEY_BYTES, first_sqs_refused
+from fanfetch.core.bookkeeping import failure_record_key
+from fanfetch.core.limits import RESERVED_JOB_ID_BYTES, S3_MAX_KEY_BYTES, first_sqs_refused
 from fanfetch.core.manifest import parse_groups, parse_manifest
 from fanfetch.core.spec import parse_spec
 from fanfetch.errors import ManifestError
@@ -73,12 +74,27 @@ def test_merge_none_counts_the_longest_file_name_and_the_done_marker():
 
 
 def test_a_group_id_too_long_for_its_failure_record_below_the_prefix_is_refused():
-    # GIVEN a 512-byte group id (fine for DynamoDB) and an output prefix of 500 bytes
+    # GIVEN a 60-byte group id of capitals, each encoded as %XX in its failure record's name (180 characters),
+    # and an output prefix of 770 bytes: 60 bytes would fit, the key the worker writes would not
+    group_id = "G" * 60
+    prefix = "p" * 769 + "/"
+    # WHEN it is validated
     with pytest.raises(ManifestError) as info:
-        parse_groups([{"group": "g" * 512, "urls": [URL], "key": "k.csv"}], key_prefix="p" * 499 + "/")
-    # THEN its failure record key _jobs/<job>/failed/<group>.json would pass S3's limit: refused by the group field
+        parse_groups([{"group": group_id, "urls": [URL], "key": "k.csv"}], key_prefix=prefix)
+    # THEN its failure record key _jobs/<job>/failed/<group>.json, measured as the worker names it, is over S3's
+    # limit: refused by the group field
     assert str(info.value).startswith("event:1: group: group id is too long for its failure record key")
     assert str(S3_MAX_KEY_BYTES) in str(info.value).replace(",", "")
+    assert len(prefix + failure_record_key("j" * RESERVED_JOB_ID_BYTES, group_id)) > S3_MAX_KEY_BYTES
+
+
+def test_a_long_group_id_whose_encoded_failure_record_fits_is_accepted():
+    # GIVEN a 512-byte group id (fine for DynamoDB): its failure record's name is a 183-character digest form
+    group_id = "g" * 512
+    # WHEN it is validated below a 500-byte prefix / THEN it is accepted: the worker's key fits S3's limit
+    job = parse_groups([{"group": group_id, "urls": [URL], "key": "k.csv"}], key_prefix="p" * 499 + "/")
+    assert job.groups[0].group_id == group_id
+    assert 500 + len(failure_record_key("j" * RESERVED_JOB_ID_BYTES, group_id)) <= S3_MAX_KEY_BYTES
 
 
 def test_a_spec_rendering_a_refused_character_names_the_template_line():

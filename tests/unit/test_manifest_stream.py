@@ -150,6 +150,7 @@ BAD = {
     "a component over 255 bytes": jsonl({"group": "a", "urls": ["https://h/1"], "key": "x" * 256}),
     "a key over S3's limit with the prefix": jsonl({"group": "a", "urls": ["https://h/1"], "key": "k" * 200}),
     "a failure record over S3's limit": jsonl({"group": "g" * 200, "urls": ["https://h/1"]}),
+    "a failure record over S3's limit once its id is encoded": jsonl({"group": "G" * 60, "urls": ["https://h/1"]}),
     "a character SQS refuses": jsonl({"group": "a\ufffe", "urls": ["https://h/1"]}),
     "no groups": b"# only a comment\n\n",
     "not UTF-8": b'{"group": "a", "urls": ["https://h/1"]}\n{"group": "\xff"}\n',
