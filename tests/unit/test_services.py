@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch.app import services
+from fanfetch.app import group_output
 from fanfetch.app.engine import NOT_STARTED, run_groups
-from fanfetch.app.services import GroupContext, done_marker_key, enqueue_job, process_group
+from fanfetch.app.group_output import done_marker_key
+from fanfetch.app.services import GroupContext, enqueue_job, process_group
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.messages import decode_message
 from fanfetch.core.models import Group, GroupStatus, Job, MergeMode, Source
@@ -148,13 +149,13 @@ class _NoDigestFetcher(FakeFetcher):
 @pytest.fixture
 def hash_file_calls(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = services._hash_file
+    real = group_output._hash_file
 
     def spy(handle, chunk_bytes):
         calls.append(1)
         return real(handle, chunk_bytes)
 
-    monkeypatch.setattr(services, "_hash_file", spy)
+    monkeypatch.setattr(group_output, "_hash_file", spy)
     return calls
 
 

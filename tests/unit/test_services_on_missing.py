@@ -12,7 +12,8 @@ import pytest
 from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
 from fanfetch.adapters.guard import AddressGuard
 from fanfetch.adapters.local_store import LocalStore
-from fanfetch.app.services import GroupContext, done_marker_key, process_group
+from fanfetch.app.group_output import done_marker_key
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.models import Group, MergeMode, OnMissing, Source
 from tests.fakes import FakeClock
 from tests.origin_faults import ok, refused_port, status

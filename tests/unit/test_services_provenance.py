@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch.app.services import GroupContext, done_marker_key, process_group
+from fanfetch.app.group_output import done_marker_key
+from fanfetch.app.services import GroupContext, process_group
 from fanfetch.core.fingerprint import fingerprint_group
 from fanfetch.core.models import Group, MergeMode, Source
 from tests.fakes import FakeClock, FakeFetcher, MemoryStore

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fanfetch.app import services
+from fanfetch.app import group_output
 from fanfetch.app.engine import run_groups
 from fanfetch.app.services import GroupContext, process_group
 from fanfetch.app.spool import MIB, MeteredPart, SpoolBudget, classify_spool_error, spool_margin
@@ -199,7 +199,7 @@ def test_enospc_while_merging_fails_the_group_and_never_escapes(pool, tmp_path, 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(services, "merge_streams", full)
+    monkeypatch.setattr(group_output, "merge_streams", full)
     ctx = GroupContext(fetcher=FakeFetcher(_bodies(group, 100)), store=MemoryStore(), files=pool, clock=FakeClock())
     # WHEN the batch runs (this raised OSError out of run_groups before)
     (result,) = run_groups([group], ctx, group_workers=2)
