@@ -1,18 +1,24 @@
 """The Lambda invoker against a loopback stand-in for the Lambda Invoke API whose function runs longer
-than a client's read timeout: the producer must run exactly once (count the POSTs), never be re-invoked."""
+than a client's read timeout: the producer must run exactly once (count the POSTs), never be re-invoked;
+and its answers and errors against botocore's Stubber."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import boto3
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
 
 from fanfetch.adapters.lambda_invoke import LambdaInvoker
-from fanfetch.app.ops import InvocationOutcomeUnknown
 from fanfetch.bootstrap import aws_client, aws_config, lambda_invoke_client
+from fanfetch.errors import InputError
+from fanfetch.ports import InvocationFailed, InvocationOutcomeUnknown
 
 ANSWER = {"job_id": "j-1", "groups": 3, "messages": 3}
 
@@ -129,3 +135,42 @@ def test_the_invoke_client_waits_past_the_functions_timeout_with_one_attempt_and
     config = built[0].meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 1}
     assert config.read_timeout == 960 and config.tcp_keepalive is True
+
+
+def _client(service: str):
+    return boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def _payload(value: object) -> StreamingBody:
+    raw = json.dumps(value).encode()
+    return StreamingBody(io.BytesIO(raw), len(raw))
+
+
+def test_the_invoker_returns_the_functions_json_answer():
+    client = _client("lambda")
+    with Stubber(client) as stub:
+        stub.add_response("invoke", {"StatusCode": 200, "Payload": _payload({"job_id": "J", "groups": 3})},
+                          {"FunctionName": "producer", "InvocationType": "RequestResponse",
+                           "Payload": json.dumps({"manifest": "s3://b/k"}).encode()})
+        assert LambdaInvoker(client).invoke("producer", {"manifest": "s3://b/k"}) == {"job_id": "J", "groups": 3}
+
+
+def test_a_function_error_becomes_invocation_failed_with_the_remote_error_type():
+    # GIVEN a producer that raised ManifestError (Lambda: 200, FunctionError=Unhandled, error document)
+    client = _client("lambda")
+    with Stubber(client) as stub:
+        stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _payload(
+            {"errorMessage": "s3://b/k:2: urls: bad", "errorType": "ManifestError", "stackTrace": []})}, None)
+        # WHEN invoked / THEN the error carries type and message, and counts as the user's input
+        with pytest.raises(InvocationFailed) as failure:
+            LambdaInvoker(client).invoke("producer", {})
+    assert (failure.value.error_type, failure.value.message) == ("ManifestError", "s3://b/k:2: urls: bad")
+    assert failure.value.is_input_error
+
+
+def test_a_missing_function_is_an_input_error():
+    client = _client("lambda")
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke", service_error_code="ResourceNotFoundException", http_status_code=404)
+        with pytest.raises(InputError, match="not found"):
+            LambdaInvoker(client).invoke("gone", {})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from fanfetch.app.producer_events import producer_max_urls
 from fanfetch.core import spec as spec_module
 from fanfetch.core.spec import parse_spec
 from fanfetch.errors import ManifestError
@@ -31,8 +30,3 @@ def test_a_spec_within_the_limit_expands():
     assert parse_spec(small, source="job.toml", max_urls=10).file_count == 10
     with pytest.raises(ManifestError, match="expands to 10 URLs, over the limit of 9"):
         parse_spec(small, source="job.toml", max_urls=9)
-
-
-def test_the_producers_limit_follows_its_memory():
-    assert producer_max_urls("512") == 384_000 and producer_max_urls("10240") == 10_112_000
-    assert producer_max_urls(None) is None and producer_max_urls("") is None

@@ -1,20 +1,13 @@
-"""The thin AWS adapters of the ops commands, against botocore's Stubber: the Lambda invoker, the DLQ
-redrive (move task, and the by-hand fallback that never deletes an unsent message), stack outputs."""
+"""The DLQ redrive against botocore's Stubber: a move task where the endpoint has one, else the by-hand
+fallback that never deletes an unsent message."""
 
 from __future__ import annotations
 
-import io
-import json
-
 import boto3
 import pytest
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from fanfetch.adapters.lambda_invoke import LambdaInvoker
 from fanfetch.adapters.sqs_redrive import SqsRedrive
-from fanfetch.adapters.stack_outputs import resolve_stack
-from fanfetch.app.ops import InvocationFailed
 from fanfetch.errors import InputError
 
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"
@@ -23,41 +16,6 @@ WORK = "https://sqs.us-east-1.amazonaws.com/123456789012/work"
 
 def _client(service: str):
     return boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-
-
-def _payload(value: object) -> StreamingBody:
-    raw = json.dumps(value).encode()
-    return StreamingBody(io.BytesIO(raw), len(raw))
-
-
-def test_the_invoker_returns_the_functions_json_answer():
-    client = _client("lambda")
-    with Stubber(client) as stub:
-        stub.add_response("invoke", {"StatusCode": 200, "Payload": _payload({"job_id": "J", "groups": 3})},
-                          {"FunctionName": "producer", "InvocationType": "RequestResponse",
-                           "Payload": json.dumps({"manifest": "s3://b/k"}).encode()})
-        assert LambdaInvoker(client).invoke("producer", {"manifest": "s3://b/k"}) == {"job_id": "J", "groups": 3}
-
-
-def test_a_function_error_becomes_invocation_failed_with_the_remote_error_type():
-    # GIVEN a producer that raised ManifestError (Lambda: 200, FunctionError=Unhandled, error document)
-    client = _client("lambda")
-    with Stubber(client) as stub:
-        stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _payload(
-            {"errorMessage": "s3://b/k:2: urls: bad", "errorType": "ManifestError", "stackTrace": []})}, None)
-        # WHEN invoked / THEN the error carries type and message, and counts as the user's input
-        with pytest.raises(InvocationFailed) as failure:
-            LambdaInvoker(client).invoke("producer", {})
-    assert (failure.value.error_type, failure.value.message) == ("ManifestError", "s3://b/k:2: urls: bad")
-    assert failure.value.is_input_error
-
-
-def test_a_missing_function_is_an_input_error():
-    client = _client("lambda")
-    with Stubber(client) as stub:
-        stub.add_client_error("invoke", service_error_code="ResourceNotFoundException", http_status_code=404)
-        with pytest.raises(InputError, match="not found"):
-            LambdaInvoker(client).invoke("gone", {})
 
 
 def _expect_queue_attributes(stub: Stubber) -> None:
@@ -127,35 +85,3 @@ def test_a_missing_dead_letter_queue_is_an_input_error():
         stub.add_client_error("get_queue_attributes", service_error_code="AWS.SimpleQueueService.NonExistentQueue")
         with pytest.raises(InputError, match="does not exist"):
             SqsRedrive(client).redrive(dlq_url=DLQ, queue_url=WORK)
-
-
-def _stack(outputs: dict[str, str]) -> dict:
-    return {"Stacks": [{"StackName": "s", "CreationTime": "2024-01-01T00:00:00Z", "StackStatus": "CREATE_COMPLETE",
-                        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}
-
-
-FULL = {"BucketName": "b", "QueueUrl": WORK, "DeadLetterQueueUrl": DLQ, "ProducerFunctionName": "p",
-        "WorkerFunctionName": "w", "AlarmTopicArn": "arn:t"}
-
-
-def test_stack_outputs_are_read_by_role_and_the_ledger_is_optional():
-    client = _client("cloudformation")
-    with Stubber(client) as stub:
-        stub.add_response("describe_stacks", _stack(FULL), {"StackName": "s"})
-        stub.add_response("describe_stacks", _stack(FULL | {"LedgerTableName": "ledger"}), {"StackName": "s"})
-        old, new = resolve_stack("s", cfn_client=client), resolve_stack("s", cfn_client=client)
-    assert (old.bucket, old.queue_url, old.dlq_url, old.producer_function, old.ledger_table) == ("b", WORK, DLQ, "p",
-                                                                                                  None)
-    assert new.ledger_table == "ledger"
-
-
-def test_a_missing_stack_or_output_is_an_input_error_naming_it():
-    client = _client("cloudformation")
-    with Stubber(client) as stub:
-        stub.add_client_error("describe_stacks", service_error_code="ValidationError", http_status_code=400)
-        no_queue = {k: v for k, v in FULL.items() if k != "QueueUrl"}
-        stub.add_response("describe_stacks", _stack(no_queue), {"StackName": "s"})
-        with pytest.raises(InputError, match="'gone' not found"):
-            resolve_stack("gone", cfn_client=client)
-        with pytest.raises(InputError, match="lacks output.* QueueUrl"):
-            resolve_stack("s", cfn_client=client)
