@@ -10,7 +10,7 @@ import dataclasses
 import os
 import socket
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so
     from fanfetch.adapters.sqs import SqsQueue
 
 __all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config", "build_fetcher",
+           "configure_redaction",
            "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger",
            "guard_resolver", "build_output_store", "build_manifest_reader",
            "open_local_ledger", "build_table_ledger", "build_job_events"]
@@ -102,6 +103,13 @@ def lambda_invoke_client(read_timeout_s: float, *, endpoint_url: str | None = No
                       config=aws_config(read_timeout_s=read_timeout_s, max_attempts=1, tcp_keepalive=True))
 
 
+def configure_redaction(env: Mapping[str, str] | None = None) -> None:
+    """Redact the query parameters FANFETCH_REDACT_PARAMS names too, in every sink of this process (the producer
+    calls it for itself; every process that downloads, through ``build_fetcher``)."""
+    configure_secret_params(parse_secret_params((os.environ if env is None else env).get("FANFETCH_REDACT_PARAMS",
+                                                                                        "")))
+
+
 def build_fetcher(
     *,
     concurrency: int,
@@ -114,8 +122,7 @@ def build_fetcher(
     """One libcurl fetcher (connections ≥ concurrency) behind the SSRF guard, polite per host when asked."""
     from fanfetch.adapters.curl_fetcher import CurlFetcher
 
-    # Every process that downloads builds its fetcher here: the one place the extra secret parameters are read.
-    configure_secret_params(parse_secret_params(os.environ.get("FANFETCH_REDACT_PARAMS", "")))
+    configure_redaction()  # every process that downloads (CLI, worker) builds its fetcher here
     settings = HttpSettings(pool_size=max(concurrency, 1), per_host_concurrency=per_host_concurrency,
                             per_host_rps=per_host_rps)
     if max_file_bytes is not None:

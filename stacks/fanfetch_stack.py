@@ -86,6 +86,7 @@ class FanfetchStack(Stack):
             ledger_table_name=self.ledger.table.table_name,
             output_prefix=cfg.output_prefix,
             allow_hosts=cfg.allow_hosts,
+            redact_params=cfg.redact_params,
             memory_mb=cfg.producer_memory_mb,
             timeout_s=cfg.producer_timeout_s,
             log_retention_days=cfg.log_retention_days,

@@ -113,6 +113,7 @@ class ProducerFunction(FanfetchFunction):
         timeout_s: int,
         log_retention_days: int,
         allow_hosts: str = "",
+        redact_params: str = "",
     ) -> None:
         super().__init__(
             scope,
@@ -131,6 +132,7 @@ class ProducerFunction(FanfetchFunction):
                 "OUTPUT_PREFIX": output_prefix,
                 # the workers' allow-list: the pre-flight refuses a job whose hosts the workers would refuse
                 "FANFETCH_ALLOW_HOSTS": allow_hosts,
+                "FANFETCH_REDACT_PARAMS": redact_params,  # the worker's too: its refusals name URLs
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_SERVICE_NAME,
             },

@@ -12,11 +12,19 @@ from fanfetch.app.jobs import results_key_for
 from fanfetch.app.preflight import preflight_producer
 from fanfetch.app.producer_events import producer_max_urls, request_from_event
 from fanfetch.app.services import enqueue_job
-from fanfetch.bootstrap import build_ledger, build_manifest_reader, build_output_store, build_queue, guard_resolver
+from fanfetch.bootstrap import (
+    build_ledger,
+    build_manifest_reader,
+    build_output_store,
+    build_queue,
+    configure_redaction,
+    guard_resolver,
+)
 from fanfetch.settings import Settings
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, object]:
+    configure_redaction()  # as the worker does: its errors name URLs too
     settings = Settings.from_env(os.environ, require=("QUEUE_URL",))
     request = request_from_event(event, manifests=build_manifest_reader(), bucket=settings.bucket_name,
                                  key_prefix=settings.output_key_prefix,
