@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from fanfetch.core.models import MergeMode
@@ -22,6 +23,7 @@ MAX_CONCURRENCY = 4096  # threads (and pooled connections) in one process: more 
 # with a letter or digit (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_T = TypeVar("_T")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,11 +33,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
+def _parse(text: str, kind: Callable[[str], _T], what: str) -> _T:
+    """``kind(text)``, or the one-line refusal ``'<text>' is not <what>``."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _parse(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
@@ -51,10 +58,7 @@ def concurrency(text: str) -> int:
 
 def latency_ms(text: str) -> int:
     """A whole number of milliseconds, 0 to one minute."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
+    value = _parse(text, int, "a whole number of milliseconds")
     if not 0 <= value <= 60_000:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 60000 ms")
     return value
@@ -69,20 +73,14 @@ def port_number(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _parse(text, float, "a number")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
     return value
 
 
 def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    value = _parse(text, float, "a number of seconds")
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite, non-negative number of seconds")
     return value
