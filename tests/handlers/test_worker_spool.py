@@ -7,8 +7,6 @@ These tests mount a tmpfs (root only) and skip cleanly otherwise.
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event
 from tests.origin_faults import FaultOrigin
+from tests.tmpfs import mounted_tmpfs
 
 MIB = 2**20
 
@@ -58,20 +57,10 @@ def expected_sha256(sizes: list[int], seeds: list[str]) -> str:
 
 
 @pytest.fixture
-def small_tmp(tmp_path: Path, monkeypatch) -> Iterator[Path]:
-    """TMPDIR on a 160 MiB tmpfs (needs root; skipped otherwise); unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+def small_tmp(tmp_path: Path) -> Iterator[Path]:
+    """TMPDIR's disk: a 160 MiB tmpfs (needs root; skipped otherwise)."""
+    with mounted_tmpfs(tmp_path / "tmpfs", size_mib=160) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture
