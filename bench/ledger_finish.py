@@ -51,15 +51,15 @@ def _record(i: int, *, job: str = JOB) -> Any:
 
 def _serve(groups: int) -> int:
     """Run the double, preload the job (all verdicts but the last), print its endpoint, wait for stdin to close."""
-    from fanfetch.adapters.ledger_dynamodb import (
-        DynamoDBLedger,
-        _shard_sk,
-        _shards_pk,
-        _share,
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.adapters.ledger_dynamodb_items import (
         create_ledger_table,
         group_item,
         shard_count,
         shard_of,
+        shard_sk,
+        shards_pk,
+        share_of,
     )
     from tests.doubles.dynamodb_conflicts import ConflictingDynamoDB, DynamoDBConflictServer
 
@@ -79,7 +79,7 @@ def _serve(groups: int) -> int:
     for i in range(groups - 1):  # the last verdict is the finishing worker's
         record = _record(i)
         k = shard_of(record.group_id, shards)
-        sums[k].update(_share(record))
+        sums[k].update(share_of(record))
         sums[k]["done"] += 1
         batch.append({"PutRequest": {"Item": group_item(record)}})
         if len(batch) == 25 or i == groups - 2:
@@ -87,7 +87,7 @@ def _serve(groups: int) -> int:
             assert reply.status == 200 and not json.loads(reply.body).get("UnprocessedItems"), reply.body[:300]
             batch = []
     for k in range(shards):
-        item = {"pk": {"S": _shards_pk(JOB)}, "sk": {"S": _shard_sk(k)}, "job_id": {"S": JOB}, "shard": {"N": str(k)},
+        item = {"pk": {"S": shards_pk(JOB)}, "sk": {"S": shard_sk(k)}, "job_id": {"S": JOB}, "shard": {"N": str(k)},
                 "expected": {"N": str(expected[k])},
                 **{name: {"N": str(sums[k][name])} for name in
                    ("done", "ok", "failed", "files", "bytes", "changed", "unchanged")}}

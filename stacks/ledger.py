@@ -8,7 +8,7 @@ from constructs import Construct
 
 __all__ = ["JobLedger", "PARTITION_KEY", "SORT_KEY", "EVENT_BUS_NAME"]
 
-# Must match fanfetch.adapters.ledger_dynamodb (an infra test checks): items are
+# Must match fanfetch.adapters.ledger_dynamodb_items (an infra test checks): items are
 # (JOB#<job>, JOB), (JOB#<job>, GROUP#<group>) and (OUT#<key>, OUT).
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"

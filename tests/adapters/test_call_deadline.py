@@ -9,7 +9,8 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from fanfetch.adapters.call_deadline import CallDeadline, attempt_need_s
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.bootstrap import bookkeeping_config
 from fanfetch.errors import DeadlineExceeded
 from fanfetch.settings import Settings

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.errors import RetryableLedgerError
 from tests.doubles.dynamodb_conflicts import serve_dynamodb_conflicts

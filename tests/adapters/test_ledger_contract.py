@@ -18,7 +18,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.core.ledger import GroupRecord, Validator
 from fanfetch.errors import JobNotOpen, Retryable

@@ -14,7 +14,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.core.ledger import GroupRecord, Validator
 from fanfetch.errors import PermanentLedgerError, RetryableLedgerError
 from tests.fakes import FakeClock

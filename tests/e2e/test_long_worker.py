@@ -14,7 +14,8 @@ import boto3
 import pytest
 from rich.console import Console
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.cli.demo import expected_station_csv
 from fanfetch.cli.demo_origin import DemoOrigin, Station
 from fanfetch.cli.main import main

@@ -9,7 +9,8 @@ import boto3
 import pytest
 from rich.console import Console
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.app.ops import InvocationFailed
 from fanfetch.cli.main import main
 from fanfetch.cli.ops import OpsDeps

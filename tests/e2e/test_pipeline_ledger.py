@@ -8,7 +8,8 @@ import json
 import boto3
 import pytest
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.cli.demo import expected_station_csv
 from fanfetch.cli.demo_origin import station_year_csv
 from tests.conftest import FakeLambdaContext, load_handler

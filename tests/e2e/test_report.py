@@ -19,7 +19,8 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.cli.main import main
 from fanfetch.core.ledger import GroupRecord
 

@@ -113,7 +113,8 @@ SCHEDULED = {"groups": [{"group": f"g{i}", "urls": [f"https://d.example/{i}"]} f
 
 def test_one_schedule_event_delivered_twice_is_one_job(producer, monkeypatch):
     # GIVEN a ledger, and the schedule's event for the 08:00 run (as the rule's input transformer sends it)
-    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 
     module, _, sqs, url = producer
     create_ledger_table(boto3.client("dynamodb"), "ledger")

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fanfetch.adapters.ledger_dynamodb import create_ledger_table
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.app.preflight import PreflightFailed
 from tests.conftest import FakeLambdaContext, load_handler
 

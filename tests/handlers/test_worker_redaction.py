@@ -10,7 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, OnMissing, Source
 from tests.conftest import FakeLambdaContext, load_handler, sqs_event

@@ -11,8 +11,9 @@ import pytest
 from aws_cdk.assertions import Match, Template
 from moto import mock_aws
 
-from fanfetch.adapters import ledger_dynamodb
-from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger, create_ledger_table
+from fanfetch.adapters import ledger_dynamodb_items
+from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.core.ledger import GroupRecord, Validator
 from stacks import FanfetchStack
 from stacks import ledger as ledger_construct
@@ -110,7 +111,7 @@ def test_the_ledger_table_is_on_demand_recoverable_encrypted_and_retained(templa
 
 def test_the_table_keys_are_the_ones_the_adapter_writes(template: Template) -> None:
     assert (ledger_construct.PARTITION_KEY, ledger_construct.SORT_KEY) == (
-        ledger_dynamodb.PARTITION_KEY, ledger_dynamodb.SORT_KEY)
+        ledger_dynamodb_items.PARTITION_KEY, ledger_dynamodb_items.SORT_KEY)
     template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
