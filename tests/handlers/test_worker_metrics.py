@@ -6,21 +6,15 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.conftest import FakeLambdaContext, sqs_event
 
 
 @pytest.fixture
-def worker(demo_origin, monkeypatch, aws_env):
-    monkeypatch.setenv("BUCKET_NAME", "out")
-    monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", demo_origin.host_port)
-    monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "10")
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="out")
-        yield load_handler("worker"), demo_origin
+def worker_env() -> dict[str, str]:
+    return {"FANFETCH_DEADLINE_RESERVE_S": "10"}
 
 
 def _message(origin, station, years) -> str:
@@ -50,7 +44,7 @@ def _total(documents: list[dict], name: str) -> float:
 
 def test_a_batch_emits_files_bytes_and_group_counts_as_emf(worker, capsys):
     # GIVEN two stations that exist (3 + 1 files) and one that 404s
-    module, origin = worker
+    module, _, _, _, origin = worker
     a, b, c = origin.stations[0], origin.stations[1], origin.stations[2]
     event = sqs_event([_message(origin, a, range(a.first_year, a.last_year + 1)),
                        _message(origin, b, [b.first_year]), _message(origin, c, [1800])])

@@ -8,29 +8,26 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, OnMissing, Source
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.conftest import FakeLambdaContext, sqs_event
 
 SECRETS = ("SECRETPW", "SECRETSIG", "SECRETTOK")
 
 
 @pytest.fixture
-def worker(demo_origin, monkeypatch, aws_env):
-    with mock_aws():
-        s3, sqs = boto3.client("s3"), boto3.client("sqs")
-        s3.create_bucket(Bucket="out")
-        dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-        create_ledger_table(boto3.client("dynamodb"), "ledger")
-        monkeypatch.setenv("BUCKET_NAME", "out")
-        monkeypatch.setenv("DLQ_URL", dlq)
-        monkeypatch.setenv("LEDGER_TABLE", "ledger")
-        monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", demo_origin.host_port)
-        yield load_handler("worker"), s3, sqs, dlq, demo_origin
+def worker_env() -> dict[str, str]:
+    return {"LEDGER_TABLE": "ledger"}
+
+
+@pytest.fixture
+def worker(worker):
+    """The shared worker (tests/handlers/conftest.py) with its DynamoDB ledger."""
+    create_ledger_table(boto3.client("dynamodb"), "ledger")
+    return worker
 
 
 def _url(origin, year: int) -> str:

@@ -64,27 +64,22 @@ def small_tmp(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def worker(small_tmp, monkeypatch, aws_env):
-    origin = FaultOrigin()
-    try:
-        with mock_aws():
-            s3, sqs = boto3.client("s3"), boto3.client("sqs")
-            s3.create_bucket(Bucket="out")
-            dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-            monkeypatch.setenv("BUCKET_NAME", "out")
-            monkeypatch.setenv("DLQ_URL", dlq)
-            monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", f"127.0.0.1:{origin.port}")
-            module = load_handler("worker")
-            # The worker's container starts with TMPDIR on the small disk; moto (which stands in for S3 in this
-            # same process and spools objects to the temp folder too) keeps the ordinary one afterwards.
-            with monkeypatch.context() as cold_start:
-                cold_start.setenv("TMPDIR", str(small_tmp))
-                cold_start.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
-                module._app = build_worker_app()
-            assert module._app.ctx.spool_dir == str(small_tmp)
-            yield module, s3, sqs, dlq, origin, small_tmp
-    finally:
-        origin.close()
+def worker_env(fault_origin: FaultOrigin) -> dict[str, str]:
+    return {"FANFETCH_ALLOW_HOSTS": f"127.0.0.1:{fault_origin.port}"}
+
+
+@pytest.fixture
+def worker(worker, fault_origin: FaultOrigin, small_tmp: Path, monkeypatch):
+    """The shared worker (tests/handlers/conftest.py), its container started with TMPDIR on the small disk; moto
+    (which stands in for S3 in this same process and spools objects to the temp folder too) keeps the ordinary
+    one afterwards."""
+    module, s3, sqs, dlq, _ = worker
+    with monkeypatch.context() as cold_start:
+        cold_start.setenv("TMPDIR", str(small_tmp))
+        cold_start.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
+        module._app = build_worker_app()
+    assert module._app.ctx.spool_dir == str(small_tmp)
+    return module, s3, sqs, dlq, fault_origin, small_tmp
 
 
 def _group(origin: FaultOrigin, name: str, part_bytes: int, *, parts: int = 2, declare: bool = False) -> Group:
