@@ -3,19 +3,11 @@ A ledger outage in the middle of a batch must send exactly the uncounted records
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-import pytest
-
-from fanfetch.app.services import GroupContext
-from fanfetch.app.worker import JobBook
-from fanfetch.bootstrap import WorkerApp
 from fanfetch.core.messages import encode_message
-from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import RetryableLedgerError
-from fanfetch.settings import Settings
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
-from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryStore, RecordingEvents
+from tests.conftest import FakeLambdaContext, sqs_event
+from tests.fakes import FakeFetcher, MemoryLedger, MemoryStore, RecordingEvents
+from tests.handlers.conftest import numbered_group
 
 JOB = "job-outage"
 
@@ -33,28 +25,17 @@ class LedgerWithOutage(MemoryLedger):
         return super().record_group(record)
 
 
-@pytest.fixture
-def files():
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        yield pool
-
-
 def _message(i: int) -> str:
-    group = Group(group_id=f"g{i}", sources=(Source(f"https://o.example/{i}"),), key=f"k/{i}.bin",
-                  merge=MergeMode.CONCAT)
-    return encode_message(JOB, group)
+    return encode_message(JOB, numbered_group(i))
 
 
-def test_a_verdict_the_ledger_rejected_comes_back_and_the_counted_ones_are_acknowledged(files):
+def test_a_verdict_the_ledger_rejected_comes_back_and_the_counted_ones_are_acknowledged(faked_worker):
     # GIVEN a job of three groups, all downloadable, and a ledger that is down for g1's verdict only
-    module = load_handler("worker")
     ledger = LedgerWithOutage(down_for={"g1"})
     ledger.open_job(JOB, total_groups=3, total_files=3, results_location="s3://b/_jobs/x/results.jsonl", now=0.0)
     store = MemoryStore()
-    ctx = GroupContext(fetcher=FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(3)}),
-                       store=store, files=files, clock=FakeClock())
-    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
-                            book=JobBook(ledger=ledger, events=RecordingEvents(), store=store))
+    module = faked_worker(FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(3)}),
+                          ledger=ledger, events=RecordingEvents(), store=store)
     event = sqs_event([_message(i) for i in range(3)])
     # WHEN the batch is handled
     response = module.handler(event, FakeLambdaContext())

@@ -4,48 +4,33 @@ finishes once the producer is invoked again."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from fanfetch.app.services import GroupContext, enqueue_job
-from fanfetch.app.worker import JobBook
-from fanfetch.bootstrap import WorkerApp
+from fanfetch.app.services import enqueue_job
 from fanfetch.core.messages import encode_message
-from fanfetch.core.models import Group, Job, MergeMode, Source
+from fanfetch.core.models import Job
 from fanfetch.errors import EnqueueError, RetryablePublishError
-from fanfetch.settings import Settings
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.conftest import FakeLambdaContext, sqs_event
 from tests.fakes import FakeClock, FakeFetcher, MemoryLedger, MemoryQueue, MemoryStore, RecordingEvents
+from tests.handlers.conftest import numbered_group
 
 JOB = "job-finish"
 
 
-@pytest.fixture
-def files():
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        yield pool
-
-
 def _message(i: int) -> str:
-    group = Group(group_id=f"g{i}", sources=(Source(f"https://o.example/{i}"),), key=f"k/{i}.bin",
-                  merge=MergeMode.CONCAT)
-    return encode_message(JOB, group)
+    return encode_message(JOB, numbered_group(i))
 
 
-def test_a_failed_announcement_sends_the_finishing_record_back_and_its_redelivery_announces(files):
+def test_a_failed_announcement_sends_the_finishing_record_back_and_its_redelivery_announces(faked_worker):
     # GIVEN a job of two groups and EventBridge failing the first "Job Finished"
-    module = load_handler("worker")
     ledger = MemoryLedger()
     ledger.open_job(JOB, total_groups=2, total_files=2, results_location="s3://b/_jobs/job-finish/results.jsonl",
                     now=0.0)
     store = MemoryStore()
     events = RecordingEvents(fail_with=RetryablePublishError("PutEvents: InternalFailure"))
-    ctx = GroupContext(fetcher=FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(2)}),
-                       store=store, files=files, clock=FakeClock())
-    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
-                            book=JobBook(ledger=ledger, events=events, store=store))
+    module = faked_worker(FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(2)}),
+                          ledger=ledger, events=events, store=store)
     # WHEN the batch with both groups is handled
     first = module.handler(sqs_event([_message(0), _message(1)]), FakeLambdaContext())
     # THEN both verdicts are counted and the job finished, but the record whose verdict finished it comes back
@@ -61,9 +46,8 @@ def test_a_failed_announcement_sends_the_finishing_record_back_and_its_redeliver
     assert "_jobs/job-finish/results.jsonl" in store.objects and ledger.get_job(JOB).announced_at is not None
 
 
-def test_a_worker_without_time_left_leaves_the_finish_to_the_redelivery(files):
+def test_a_worker_without_time_left_leaves_the_finish_to_the_redelivery(faked_worker):
     # GIVEN a job of one group and an invocation whose groups' deadline has passed once the group is done
-    module = load_handler("worker")
     ledger = MemoryLedger()
     ledger.open_job(JOB, total_groups=1, total_files=1, results_location="", now=0.0)
     store, events, clock = MemoryStore(), RecordingEvents(), FakeClock()
@@ -73,9 +57,8 @@ def test_a_worker_without_time_left_leaves_the_finish_to_the_redelivery(files):
             clock.now += 100.0  # the download eats the invocation's time
             return super().fetch(source, dest, **kwargs)
 
-    ctx = GroupContext(fetcher=SlowFetcher({"https://o.example/0": b"data0"}), store=store, files=files, clock=clock)
-    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
-                            book=JobBook(ledger=ledger, events=events, store=store))
+    module = faked_worker(SlowFetcher({"https://o.example/0": b"data0"}), ledger=ledger, events=events, store=store,
+                          clock=clock)
     # WHEN the batch is handled with 60 s left
     with pytest.raises(BatchProcessingError):  # its only record comes back: the invocation fails (Powertools)
         module.handler(sqs_event([_message(0)]), FakeLambdaContext(remaining_ms=60_000))
@@ -101,20 +84,15 @@ class HalfQueue(MemoryQueue):
                            failed=len(bodies) - self.accepts)
 
 
-def test_a_job_enqueued_only_in_part_finishes_once_the_producer_is_invoked_again(files):
+def test_a_job_enqueued_only_in_part_finishes_once_the_producer_is_invoked_again(faked_worker):
     # GIVEN a job of four groups whose producer sent only two before SendMessageBatch failed
-    module = load_handler("worker")
-    job = Job(job_id=JOB, groups=tuple(
-        Group(group_id=f"g{i}", sources=(Source(f"https://o.example/{i}"),), key=f"k/{i}.bin",
-              merge=MergeMode.CONCAT) for i in range(4)))
+    job = Job(job_id=JOB, groups=tuple(numbered_group(i) for i in range(4)))
     ledger, store, events = MemoryLedger(), MemoryStore(), RecordingEvents()
     half = HalfQueue(accepts=2)
     with pytest.raises(EnqueueError):
         enqueue_job(job, half, ledger=ledger)
-    ctx = GroupContext(fetcher=FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(4)}),
-                       store=store, files=files, clock=FakeClock())
-    module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx, dead_letters=None,
-                            book=JobBook(ledger=ledger, events=events, store=store))
+    module = faked_worker(FakeFetcher({f"https://o.example/{i}": b"data%d" % i for i in range(4)}),
+                          ledger=ledger, events=events, store=store)
     module.handler(sqs_event(half.bodies), FakeLambdaContext())
     # THEN the job waits: two of four groups have a verdict, nothing is announced
     assert (ledger.get_job(JOB).done, ledger.get_job(JOB).total_groups) == (2, 4) and events.finished == []
