@@ -23,6 +23,7 @@ from fanfetch.app.services import GroupContext
 from fanfetch.app.spool import SpoolBudget
 from fanfetch.app.worker import JobBook
 from fanfetch.core.ledger import Validator
+from fanfetch.core.locations import parse_s3_uri
 from fanfetch.core.redact import configure_secret_params, parse_secret_params
 from fanfetch.ports import Clock, ManifestReader, ObjectStore
 from fanfetch.settings import Settings, aws_region
@@ -35,12 +36,16 @@ if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
     from fanfetch.adapters.ledger_sqlite import SqliteLedger
     from fanfetch.adapters.sqs import SqsQueue
+    from fanfetch.adapters.stack_outputs import StackOutputs
+    from fanfetch.ports import DeadLetterMover, Invoker, Ledger
 
 __all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config", "build_fetcher",
            "configure_redaction",
            "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger",
            "guard_resolver", "build_output_store", "build_manifest_reader",
-           "open_local_ledger", "build_table_ledger", "build_job_events"]
+           "open_local_ledger", "build_table_ledger", "build_job_events", "Destination", "build_destination",
+           "build_clock", "build_dead_letters", "local_ledger_path", "open_ledger_file", "find_stack",
+           "build_stack_ledger", "build_s3_store", "build_invoker", "build_redrive"]
 
 
 # Every AWS call has a known worst case (issue 8): botocore's "standard" retry mode (AWS's documented
@@ -133,7 +138,7 @@ def build_fetcher(
 def build_store(dest: str, *, endpoint_url: str | None = None) -> ObjectStore:
     """A local folder, or ``s3://bucket/prefix`` (real AWS or any S3-compatible endpoint)."""
     if dest.startswith("s3://"):
-        from fanfetch.adapters.s3 import S3Store, parse_s3_uri
+        from fanfetch.adapters.s3 import S3Store
 
         bucket, prefix = parse_s3_uri(dest)
         return S3Store(aws_client("s3", endpoint_url=endpoint_url), bucket, prefix)
@@ -278,8 +283,95 @@ def build_table_ledger(table: str | None, *, endpoint_url: str | None = None) ->
     return DynamoDBLedger(aws_client("dynamodb", endpoint_url=endpoint_url), table) if table else None
 
 
-def build_job_events(bus_name: str, *, endpoint_url: str | None = None) -> EventBridgeEvents:
+def build_job_events(bus_name: str = "default", *, endpoint_url: str | None = None) -> EventBridgeEvents:
     """Where "job finished" is announced: the EventBridge bus ``bus_name``."""
     from fanfetch.adapters.events import EventBridgeEvents
 
     return EventBridgeEvents(aws_client("events", endpoint_url=endpoint_url), bus_name=bus_name)
+
+
+# --- what the command's entry points are given (fanfetch run, worker, report and the ops commands) --------------
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a run writes: its store and, for a local folder, its own ledger file and a spool folder beside the
+    outputs (an S3 destination has neither: no ledger by default, downloads spool in the system temp folder)."""
+
+    store: ObjectStore
+    ledger_path: str | None = None  # a local run's ledger: DEST/_jobs/ledger.sqlite
+    make_spool_dir: Callable[[], str | None] = lambda: None  # made when asked (after pre-flight), not at build
+
+
+def build_destination(dest: str, *, endpoint_url: str | None = None) -> Destination:
+    """The store of ``dest`` (``build_store``) with what a local folder keeps beside it."""
+    store = build_store(dest, endpoint_url=endpoint_url)
+    if isinstance(store, LocalStore):
+        return Destination(store, ledger_path=local_ledger_path(dest), make_spool_dir=store.ensure_tmp_dir)
+    return Destination(store)
+
+
+def build_clock() -> Clock:
+    """The real clock (monotonic time and sleep)."""
+    return SystemClock()
+
+
+def build_dead_letters(dlq_url: str | None, *, sqs_client: Any) -> SqsQueue | None:
+    """Where permanent failures go at once with their reason: the DLQ at ``dlq_url`` (None without one)."""
+    from fanfetch.adapters.sqs import SqsQueue
+
+    return SqsQueue(sqs_client, dlq_url) if dlq_url else None
+
+
+def local_ledger_path(dest: str) -> str:
+    """Where a local run into the folder ``dest`` keeps its ledger: ``DEST/_jobs/ledger.sqlite``."""
+    from fanfetch.adapters.ledger_sqlite import default_ledger_path
+
+    return default_ledger_path(dest)
+
+
+def open_ledger_file(path: str) -> SqliteLedger:
+    """An existing SQLite ledger at ``path``, for reading (raises LedgerError when it does not open)."""
+    from fanfetch.adapters.ledger_sqlite import SqliteLedger
+
+    return SqliteLedger(path)
+
+
+def find_stack(name: str, *, endpoint_url: str | None = None, cfn_client: Any = None) -> StackOutputs:
+    """The deployed stack ``name``'s outputs, by role (InputError naming a missing stack or output)."""
+    from fanfetch.adapters.stack_outputs import resolve_stack
+
+    return resolve_stack(name, cfn_client=cfn_client or aws_client("cloudformation", endpoint_url=endpoint_url))
+
+
+def build_stack_ledger(stack: StackOutputs, endpoint_url: str | None = None) -> Ledger:
+    """The stack's DynamoDB job ledger (its LedgerTableName output); InputError for a stack without one."""
+    from fanfetch.errors import InputError
+
+    ledger = build_table_ledger(stack.ledger_table, endpoint_url=endpoint_url)
+    if ledger is None:
+        raise InputError(f"stack {stack.name!r} has no LedgerTableName output: redeploy it with this version")
+    return ledger
+
+
+def build_s3_store(bucket: str, prefix: str = "", *, s3_client: Any) -> ObjectStore:
+    """The S3 objects under ``s3://bucket/prefix``, through ``s3_client``."""
+    from fanfetch.adapters.s3 import S3Store
+
+    return S3Store(s3_client, bucket, prefix)
+
+
+def build_invoker(endpoint_url: str | None = None) -> Invoker:
+    """Invokes a function synchronously at most once (``lambda_invoke_client``), e.g. the producer on submit."""
+    from fanfetch.adapters.lambda_invoke import LambdaInvoker
+
+    return LambdaInvoker(aws_client("lambda", endpoint_url=endpoint_url),
+                         invoke_client_for=lambda read_timeout_s: lambda_invoke_client(read_timeout_s,
+                                                                                        endpoint_url=endpoint_url))
+
+
+def build_redrive(sqs_client: Any, *, move_client: Any) -> DeadLetterMover:
+    """Moves a DLQ's messages back to the work queue (``move_client`` starts the move task)."""
+    from fanfetch.adapters.sqs_redrive import SqsRedrive
+
+    return SqsRedrive(sqs_client, move_client=move_client)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
@@ -25,14 +27,21 @@ def test_the_package_keeps_its_layers():
     assert "0 broken" in done.stdout
 
 
-def test_an_adapter_importing_a_use_case_breaks_the_contract(tmp_path: Path):
-    # GIVEN a copy of the package where an adapter imports a use case (as sqs_redrive once did from ops)
+@pytest.mark.parametrize(("module", "line", "arrow"), [
+    # an adapter importing a use case, as sqs_redrive once did from ops
+    ("adapters/sqs_redrive.py", "from fanfetch.app.ops import read_progress",
+     "fanfetch.adapters.sqs_redrive -> fanfetch.app.ops"),
+    # an entry point building an adapter itself instead of asking bootstrap, as the long worker once did
+    ("cli/worker.py", "from fanfetch.adapters.sqs import SqsQueue", "fanfetch.cli.worker -> fanfetch.adapters.sqs"),
+])
+def test_an_import_pointing_the_wrong_way_breaks_the_contract(tmp_path: Path, module: str, line: str, arrow: str):
+    # GIVEN a copy of the package with that one import added
     shutil.copytree(ROOT / "fanfetch", tmp_path / "fanfetch", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    redrive = tmp_path / "fanfetch" / "adapters" / "sqs_redrive.py"
-    redrive.write_text(redrive.read_text() + "\nfrom fanfetch.app.ops import read_progress  # noqa: E402\n")
+    source = tmp_path / "fanfetch" / module
+    source.write_text(source.read_text() + f"\n{line}  # noqa: E402\n")
     # WHEN import-linter checks it
     done = _lint(tmp_path)
     # THEN it fails, naming the import that points the wrong way
     assert done.returncode == 1, done.stdout[-3000:]
-    assert "fanfetch.adapters.sqs_redrive -> fanfetch.app.ops" in done.stdout
+    assert arrow in done.stdout

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from fanfetch.adapters.local_files import ManifestFile, load_manifest
+from fanfetch.core.locations import parse_s3_uri
 from fanfetch.core.manifest import detect_format, parse_manifest
 from fanfetch.core.manifest_stream import StreamedJob, scan_drafts, scan_lines, stream_drafts, stream_lines
 from fanfetch.core.models import Group, Job, MergeMode
@@ -31,7 +32,7 @@ def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[],
         return load_manifest(location, default_merge=default_merge, key_prefix=key_prefix)
     if s3_client is None:
         raise ValueError("an s3:// manifest needs an s3_client factory")
-    from fanfetch.adapters.s3 import parse_s3_uri, read_s3_bytes  # boto3 only when a manifest is in S3
+    from fanfetch.adapters.s3 import read_s3_bytes  # boto3 only when a manifest is in S3
     client = s3_client()
     bucket, key = parse_s3_uri(location)
     folder = posixpath.dirname(key)
@@ -52,7 +53,7 @@ def load_streamed_job(location: str, *, default_merge: MergeMode, s3_client: Cal
     if location.startswith("s3://"):
         if s3_client is None:
             raise ValueError("an s3:// manifest needs an s3_client factory")
-        from fanfetch.adapters.s3 import parse_s3_uri, read_s3_bytes  # boto3 only when a manifest is in S3
+        from fanfetch.adapters.s3 import read_s3_bytes  # boto3 only when a manifest is in S3
         client = s3_client()
         bucket, key = parse_s3_uri(location)
         folder = posixpath.dirname(key)

@@ -12,16 +12,16 @@ import mimetypes
 import os
 import threading
 from typing import Any
-from urllib.parse import urlsplit
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fanfetch.adapters.backoff import Backoff
+from fanfetch.core.locations import parse_s3_uri
 from fanfetch.errors import ManifestError, OutputExists, PermanentStoreError, RetryableStoreError, StoreError
 from fanfetch.ports import StoredObject
 
-__all__ = ["S3Store", "parse_s3_uri", "read_s3_bytes", "classify_client_error"]
+__all__ = ["S3Store", "read_s3_bytes", "classify_client_error"]
 
 _PERMANENT_CODES = frozenset(
     {"AccessDenied", "NoSuchBucket", "InvalidBucketName", "AllAccessDisabled", "InvalidAccessKeyId",
@@ -47,14 +47,6 @@ def content_type_of(key: str) -> str:
     ``aws s3 cp`` expect; ``application/octet-stream`` when the extension says nothing."""
     guessed, _ = mimetypes.guess_type(key, strict=False)
     return guessed or "application/octet-stream"
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/prefix`` → (bucket, prefix). Raises ValueError when it is not such a URI."""
-    parts = urlsplit(uri)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    return parts.netloc, parts.path.lstrip("/")
 
 
 def _cause(exc: BaseException) -> BaseException | None:

@@ -42,10 +42,11 @@ from fanfetch.cli.args import (
     seconds,
 )
 from fanfetch.core.ledger import GroupRecord
+from fanfetch.core.locations import parse_s3_uri
 from fanfetch.core.models import MergeMode, OnMissing
 from fanfetch.core.units import format_bytes, plural
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.ports import Ledger
+from fanfetch.ports import Ledger, ObjectStore
 from fanfetch.settings import Settings
 
 if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start
@@ -67,20 +68,15 @@ def _aws_client(service: str, endpoint_url: str | None, *, max_attempts: int | N
 
 
 def _lambda_invoker(endpoint_url: str | None) -> Invoker:
-    from fanfetch.adapters.lambda_invoke import LambdaInvoker
-    from fanfetch.bootstrap import lambda_invoke_client
+    from fanfetch.bootstrap import build_invoker
 
-    return LambdaInvoker(_aws_client("lambda", endpoint_url),
-                         invoke_client_for=lambda read_timeout_s: lambda_invoke_client(read_timeout_s,
-                                                                                        endpoint_url=endpoint_url))
+    return build_invoker(endpoint_url)
 
 
 def _dynamodb_ledger(stack: StackOutputs, endpoint_url: str | None) -> Ledger:
-    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.bootstrap import build_stack_ledger
 
-    if not stack.ledger_table:
-        raise InputError(f"stack {stack.name!r} has no LedgerTableName output: redeploy it with this version")
-    return DynamoDBLedger(_aws_client("dynamodb", endpoint_url), stack.ledger_table)
+    return build_stack_ledger(stack, endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -234,15 +230,15 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
 
 
 def _stack(args: argparse.Namespace, deps: OpsDeps) -> StackOutputs:
-    from fanfetch.adapters.stack_outputs import resolve_stack
+    from fanfetch.bootstrap import find_stack
 
-    return resolve_stack(args.stack, cfn_client=deps.aws("cloudformation", args.endpoint_url))
+    return find_stack(args.stack, cfn_client=deps.aws("cloudformation", args.endpoint_url))
 
 
-def _s3_store(client: Any, bucket: str) -> Any:
-    from fanfetch.adapters.s3 import S3Store
+def _s3_store(client: Any, bucket: str, prefix: str = "") -> ObjectStore:
+    from fanfetch.bootstrap import build_s3_store
 
-    return S3Store(client, bucket)
+    return build_s3_store(bucket, prefix, s3_client=client)
 
 
 def _print_json(console: Console, value: object) -> None:
@@ -367,9 +363,8 @@ def _worker_output_prefix(stack: StackOutputs, args: argparse.Namespace, deps: O
 
 
 def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
-    from fanfetch.adapters.events import EventBridgeEvents
-    from fanfetch.adapters.s3 import S3Store, parse_s3_uri
     from fanfetch.app.jobs import results_key_for
+    from fanfetch.bootstrap import build_job_events
 
     stack = _stack(args, deps)
     s3 = deps.aws("s3", args.endpoint_url)
@@ -377,12 +372,12 @@ def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     def store_for(location: str) -> tuple[Any, str]:
         if location.startswith("s3://"):
             bucket, key = parse_s3_uri(location)
-            return S3Store(s3, bucket), key
+            return _s3_store(s3, bucket), key
         # a job without a recorded location: where the worker writes it (its OUTPUT_PREFIX, the encoded job folder)
-        return S3Store(s3, stack.bucket, _worker_output_prefix(stack, args, deps)), results_key_for(args.job)
+        return _s3_store(s3, stack.bucket, _worker_output_prefix(stack, args, deps)), results_key_for(args.job)
 
     job = announce_job(deps.ledger(stack, args.endpoint_url), args.job, store_for=store_for,
-                       events=EventBridgeEvents(deps.aws("events", args.endpoint_url)))
+                       events=build_job_events(endpoint_url=args.endpoint_url))
     if args.json:
         _print_json(console, job.to_summary(results_location=job.results_location))
     else:
@@ -393,11 +388,11 @@ def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 
 def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
-    from fanfetch.adapters.sqs_redrive import SqsRedrive
+    from fanfetch.bootstrap import build_redrive
 
     stack = _stack(args, deps)
-    mover = SqsRedrive(deps.aws("sqs", args.endpoint_url),
-                       move_client=deps.aws("sqs", args.endpoint_url, max_attempts=1))
+    mover = build_redrive(deps.aws("sqs", args.endpoint_url),
+                          move_client=deps.aws("sqs", args.endpoint_url, max_attempts=1))
     report = mover.redrive(dlq_url=stack.dlq_url, queue_url=stack.queue_url)
     if args.json:
         _print_json(console, report.to_dict())

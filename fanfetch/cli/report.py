@@ -16,10 +16,11 @@ from typing import Any
 
 from rich.console import Console
 
-from fanfetch.adapters.ledger_sqlite import SqliteLedger, default_ledger_path
 from fanfetch.app.report import render_report
+from fanfetch.bootstrap import local_ledger_path, open_ledger_file
 from fanfetch.cli.args import endpoint_url
 from fanfetch.core.ledger import GroupRecord, JobRecord
+from fanfetch.core.locations import parse_s3_uri
 from fanfetch.errors import InputError, LedgerError
 from fanfetch.ports import Ledger
 
@@ -63,7 +64,7 @@ def command_report(args: argparse.Namespace, console: Console, *, stack_ledger: 
         source = f"{args.out_dir.rstrip('/')}/_jobs/{job.job_id}/{_RESULTS_NAME}"
         target = args.html or f"fanfetch-report-{job.job_id}.html"
     else:
-        ledger_path = default_ledger_path(args.out_dir)
+        ledger_path = local_ledger_path(args.out_dir)
         job_dir = _job_dir(args.out_dir, args.job, has_ledger=os.path.isfile(ledger_path))
         job, groups, source = load_local_run(job_dir, ledger_path=ledger_path)
         target = args.html or os.path.join(job_dir, REPORT_NAME)
@@ -107,7 +108,6 @@ def _fetch_s3_results(dest: str, job: str, folder: str, *, endpoint_url: str | N
     ``folder/_jobs/<job>/``; return that job folder. InputError naming the jobs there."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from fanfetch.adapters.s3 import parse_s3_uri
     from fanfetch.bootstrap import aws_client
 
     bucket, prefix = parse_s3_uri(dest)
@@ -143,7 +143,7 @@ def load_local_run(job_dir: str, *, ledger_path: str | None = None) -> tuple[Job
     # Never create a ledger just to read it: only an existing file is opened.
     if ledger_path and os.path.isfile(ledger_path):
         try:
-            ledger = SqliteLedger(ledger_path)
+            ledger = open_ledger_file(ledger_path)
         except LedgerError as exc:
             raise InputError(f"{ledger_path}: cannot open the job ledger: {exc}") from None
         try:
@@ -229,14 +229,10 @@ def load_from_ledger(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[Group
 
 def _dynamodb_ledger_of_stack(stack: str, endpoint_url: str | None) -> tuple[Ledger, str]:
     """The stack's DynamoDB ledger, its table found from the stack's outputs."""
-    from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
-    from fanfetch.adapters.stack_outputs import resolve_stack
-    from fanfetch.bootstrap import aws_client
+    from fanfetch.bootstrap import build_stack_ledger, find_stack
 
-    outputs = resolve_stack(stack, cfn_client=aws_client("cloudformation", endpoint_url=endpoint_url))
-    if not outputs.ledger_table:
-        raise InputError(f"stack {stack!r} has no LedgerTableName output: redeploy it with this version")
-    ledger = DynamoDBLedger(aws_client("dynamodb", endpoint_url=endpoint_url), outputs.ledger_table)
+    outputs = find_stack(stack, endpoint_url=endpoint_url)
+    ledger = build_stack_ledger(outputs, endpoint_url)
     return ledger, f"stack {stack} (table {outputs.ledger_table})"
 
 

@@ -14,16 +14,14 @@ from types import FrameType
 
 from rich.console import Console
 
-from fanfetch.adapters.ledger_sqlite import default_ledger_path
-from fanfetch.adapters.local_store import LocalStore
 from fanfetch.adapters.manifests import load_streamed_job
 from fanfetch.app.local_run import RunProgress, RunSummary, run_job
 from fanfetch.app.preflight import check_destination, check_hosts, check_ledger, run_preflight
 from fanfetch.bootstrap import (
     aws_client,
+    build_destination,
     build_fetcher,
     build_group_context,
-    build_store,
     guard_resolver,
     open_local_ledger,
 )
@@ -73,10 +71,11 @@ def execute_job(job: Job | StreamedJob, *, dest: str, concurrency: int, allow_ho
     download), and run ``job`` into ``dest`` (``on_result`` sees each group's result as it finishes)."""
     if isinstance(job, Job):
         job = StreamedJob.from_job(job)
-    store = build_store(dest, endpoint_url=endpoint_url)
+    destination = build_destination(dest, endpoint_url=endpoint_url)
+    store = destination.store
     # A local destination keeps its own ledger (DEST/_jobs/ledger.sqlite): report timeline, refresh validators.
-    if ledger_path is None and isinstance(store, LocalStore):
-        ledger_path = default_ledger_path(dest)
+    if ledger_path is None:
+        ledger_path = destination.ledger_path
     ledger, ledger_problems = open_local_ledger(ledger_path)
     try:
         run_preflight([
@@ -89,7 +88,7 @@ def execute_job(job: Job | StreamedJob, *, dest: str, concurrency: int, allow_ho
         if ledger is not None:
             ledger.close()
         raise
-    spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
+    spool_dir = destination.make_spool_dir()
     fetcher = build_fetcher(concurrency=concurrency, allow_hosts=tuple(allow_hosts),
                             per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps)
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=concurrency, spool_dir=spool_dir,

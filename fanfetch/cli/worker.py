@@ -19,17 +19,16 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fanfetch.adapters.clock import SystemClock
-from fanfetch.adapters.local_store import LocalStore
-from fanfetch.adapters.sqs import SqsQueue
 from fanfetch.app.services import GroupContext
 from fanfetch.app.worker import DeadLetters, JobBook, run_batch
 from fanfetch.bootstrap import (
     aws_client,
+    build_clock,
+    build_dead_letters,
+    build_destination,
     build_fetcher,
     build_group_context,
     build_job_events,
-    build_store,
     build_table_ledger,
 )
 from fanfetch.core.models import OnMissing
@@ -139,8 +138,8 @@ class QueuePoller:
     """Receives batches from one queue and runs each through ``run_batch`` until told to stop."""
 
     def __init__(self, sqs: Any, queue_url: str, ctx: GroupContext, *, settings: PollSettings,
-                 dead_letters: DeadLetters | None = None, stop: threading.Event | None = None,
-                 clock: Clock | None = None, book: JobBook | None = None):
+                 clock: Clock, dead_letters: DeadLetters | None = None, stop: threading.Event | None = None,
+                 book: JobBook | None = None):
         self._book = book
         self._sqs = sqs
         self._queue_url = queue_url
@@ -148,7 +147,7 @@ class QueuePoller:
         self._settings = settings
         self._dead_letters = dead_letters
         self.stop = stop or threading.Event()
-        self._clock = clock or SystemClock()
+        self._clock = clock
 
     def run(self) -> PollSummary:
         """Poll until stopped (signal / ``stop`` event), idle for ``idle_exit_s`` or ``max_messages`` received.
@@ -295,21 +294,23 @@ def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = 
     Returns the poller and a ``close`` that releases the thread pool and HTTP connections.
     """
     sqs = sqs_client or aws_client("sqs", endpoint_url=options.endpoint_url)
-    store = build_store(options.dest, endpoint_url=options.endpoint_url)
-    spool_dir = store.ensure_tmp_dir() if isinstance(store, LocalStore) else None
+    destination = build_destination(options.dest, endpoint_url=options.endpoint_url)
+    store = destination.store
+    clock = build_clock()
     fetcher = build_fetcher(concurrency=options.concurrency, allow_hosts=options.allow_hosts,
                             max_file_bytes=options.max_file_bytes, per_host_concurrency=options.per_host_concurrency,
-                            per_host_rps=options.per_host_rps)
+                            per_host_rps=options.per_host_rps, clock=clock)
     ledger = build_table_ledger(options.ledger_table, endpoint_url=options.endpoint_url)
-    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=options.concurrency, spool_dir=spool_dir,
+    ctx = build_group_context(fetcher=fetcher, store=store, concurrency=options.concurrency,
+                              spool_dir=destination.make_spool_dir(), clock=clock,
                               previous=ledger.last_validators if ledger is not None else None)
-    dead_letters = SqsQueue(sqs, options.dlq_url) if options.dlq_url else None
+    dead_letters = build_dead_letters(options.dlq_url, sqs_client=sqs)
     book = None
     if ledger is not None:
         events = build_job_events(options.event_bus_name, endpoint_url=options.endpoint_url)
         book = JobBook(ledger=ledger, events=events, store=store)
-    poller = QueuePoller(sqs, options.queue_url, ctx, settings=options.poll, dead_letters=dead_letters, stop=stop,
-                         book=book)
+    poller = QueuePoller(sqs, options.queue_url, ctx, settings=options.poll, clock=clock, dead_letters=dead_letters,
+                         stop=stop, book=book)
 
     def close() -> None:
         ctx.files.shutdown(wait=True, cancel_futures=True)

@@ -151,7 +151,7 @@ def test_a_missing_queue_is_an_input_error():
 
     ctx = GroupContext(fetcher=FakeFetcher({}), store=MemoryStore(), files=None, clock=FakeClock())
     with pytest.raises(InputError, match="does not exist"):
-        QueuePoller(NoQueue([], FakeClock()), "https://gone", ctx, settings=PollSettings()).run()
+        QueuePoller(NoQueue([], FakeClock()), "https://gone", ctx, settings=PollSettings(), clock=FakeClock()).run()
 
 
 def test_the_heartbeat_keeps_extending_the_batchs_visibility_until_the_batch_ends():
