@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fanfetch.core import spec as spec_module
+from fanfetch.core import spec_expand
 from fanfetch.core.spec import parse_spec
 from fanfetch.errors import ManifestError
 
@@ -17,7 +17,7 @@ SPEC = {"job": {"url": "https://example.org/{s}/{year}", "group": "{s}"},
 def test_a_spec_over_the_limit_is_refused_before_it_is_expanded(monkeypatch):
     # GIVEN a spec of 3 rows × 400,000 years (1.2 million URLs) and a limit of 1,000,000
     rendered = []
-    monkeypatch.setattr(spec_module, "_render", lambda *a: rendered.append(a) or "x")
+    monkeypatch.setattr(spec_expand, "_render", lambda *a: rendered.append(a) or "x")
     # WHEN it is parsed / THEN it is refused by its total, naming the section, and nothing was rendered
     with pytest.raises(ManifestError) as info:
         parse_spec(SPEC, source="job.toml", max_urls=1_000_000)
