@@ -58,9 +58,7 @@ def download_all(
         if deadline is not None and ctx.clock.monotonic() >= deadline:
             raise DeadlineExceeded(f"group {group.group_id!r}: deadline reached before {source.url}")
         options: dict[str, object] = {"deadline": deadline}
-        validator = validators.get(redact_url(source.url))
-        if validator is not None:
-            validator = dataclasses.replace(validator, url=source.url)
+        validator = _validator_for(validators, source.url)
         if validator is not None:
             options["validator"] = validator
         if digest:  # only then: a fetcher without either option still serves the other groups
@@ -92,6 +90,15 @@ def download_all(
     return [f.result() for f in futures]
 
 
+def _validator_for(validators: Mapping[str, Validator], url: str) -> Validator | None:
+    """The validator the ledger keeps for ``url`` (under its redacted form), addressed to the real URL; no
+    redaction at all when there are none (every run but a refresh)."""
+    if not validators:
+        return None
+    validator = validators.get(redact_url(url))
+    return None if validator is None else dataclasses.replace(validator, url=url)
+
+
 def _download_async(
     group: Group,
     ctx: GroupContext,
@@ -119,11 +126,8 @@ def _download_async(
 
     def start(index: int) -> Future[FileResult]:
         source = group.sources[index]
-        validator = validators.get(redact_url(source.url)) if validators else None
-        if validator is not None:
-            validator = dataclasses.replace(validator, url=source.url)
-        return fetch_async(source, parts[index], deadline=deadline, validator=validator, digest=digest,
-                           before=partial(before, index))
+        return fetch_async(source, parts[index], deadline=deadline, validator=_validator_for(validators, source.url),
+                           digest=digest, before=partial(before, index))
 
     futures: list[Future[FileResult]] = []
 
