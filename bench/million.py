@@ -23,26 +23,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.common import ScenarioFailed, Table, fanfetch_cmd, run_child
-from bench.origin import _free_port, _user_directive, _wait_listening
+from bench.origin import launch_nginx, stop_nginx
 
 __all__ = ["MillionParams", "run_million"]
 
 _NGINX = """\
-{user}daemon off;
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
+{head}worker_processes 1;
 events {{ worker_connections 4096; }}
 http {{
     log_format stamp '$msec';
     access_log {tmp}/access.log stamp buffer=64k flush=1s;
     keepalive_requests 1000000;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
+{temp_paths}    server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{ return 200 "x\\n"; }}
     }}
@@ -70,15 +62,8 @@ class _StampOrigin:
         self.kind = "nginx" if prefer != "python" and shutil.which("nginx") else "python"
         self._first: float | None = None
         if self.kind == "nginx":
-            self._tmp = tempfile.mkdtemp(prefix="fanfetch-million-")
-            port = _free_port()
-            conf = os.path.join(self._tmp, "nginx.conf")
-            with open(conf, "w", encoding="utf-8") as handle:
-                handle.write(_NGINX.format(user=_user_directive(), tmp=self._tmp, port=port))
-            self._proc: subprocess.Popen[Any] | None = subprocess.Popen(
-                [shutil.which("nginx") or "nginx", "-p", self._tmp, "-c", conf, "-e", f"{self._tmp}/error.log"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _wait_listening(port, self._proc)
+            self._tmp, port, proc = launch_nginx(_NGINX, prefix="fanfetch-million-")
+            self._proc: subprocess.Popen[Any] | None = proc
         else:
             origin = self
 
@@ -115,9 +100,7 @@ class _StampOrigin:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            stop_nginx(self._proc, self._tmp)
         else:
             self._server.shutdown()
             self._server.server_close()

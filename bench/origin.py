@@ -18,16 +18,28 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Origin", "NginxOrigin", "PythonOrigin", "start_origin", "nginx_available", "ECHO_MODULE"]
+__all__ = ["Origin", "NginxOrigin", "PythonOrigin", "start_origin", "nginx_available", "launch_nginx", "stop_nginx",
+           "ECHO_MODULE"]
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 
-_CONFIG = """\
-load_module {echo_module};
+# Every config's first lines (the run-as user, foreground, logs and pid in the temp folder) and, inside http { },
+# its temp paths there (nginx's compiled-in defaults may not be writable).
+_HEAD = """\
 {user}daemon off;
-worker_processes {workers};
 error_log {tmp}/error.log warn;
 pid {tmp}/nginx.pid;
+"""
+_TEMP_PATHS = """\
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+"""
+_CONFIG = """\
+load_module {echo_module};
+{head}worker_processes {workers};
 events {{ worker_connections 4096; multi_accept on; }}
 http {{
     access_log off;
@@ -37,12 +49,7 @@ http {{
     keepalive_requests 1000000;
     keepalive_timeout 120s;
     default_type application/octet-stream;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
+{temp_paths}    server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root};
         location / {{
@@ -96,41 +103,48 @@ class NginxOrigin(Origin):
     def __init__(
         self, root: str, *, latency_s: float = 0.0, rate_bytes_s: int | None = None, workers: int = 1
     ):
-        nginx = shutil.which("nginx")
-        if nginx is None or not os.path.exists(ECHO_MODULE):
+        if shutil.which("nginx") is None or not os.path.exists(ECHO_MODULE):
             raise RuntimeError("nginx with libnginx-mod-http-echo is not installed (see bench/README.md)")
-        self._tmp = tempfile.mkdtemp(prefix="fanfetch-nginx-")
-        port = _free_port()
-        config = _CONFIG.format(
+        self._tmp, port, self._proc = launch_nginx(
+            _CONFIG, prefix="fanfetch-nginx-",
             echo_module=ECHO_MODULE,
             workers=workers,
-            user=_user_directive(),
-            tmp=self._tmp,
-            port=port,
             root=os.path.abspath(root),
             sleep=f"echo_sleep {latency_s:.3f};" if latency_s > 0 else "",
             rate=f"limit_rate {rate_bytes_s};" if rate_bytes_s else "",
         )
-        conf_path = os.path.join(self._tmp, "nginx.conf")
-        with open(conf_path, "w", encoding="utf-8") as handle:
-            handle.write(config)
-        self._proc = subprocess.Popen(
-            [nginx, "-p", self._tmp, "-c", conf_path, "-e", f"{self._tmp}/error.log"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
         self.base_url = f"http://127.0.0.1:{port}/"
-        _wait_listening(port, self._proc)
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        stop_nginx(self._proc, self._tmp)
+
+
+def launch_nginx(config: str, *, prefix: str, **values: object) -> tuple[str, int, subprocess.Popen[Any]]:
+    """Run nginx on a free loopback port with ``config`` (a template: ``{head}``, ``{temp_paths}``, ``{tmp}`` and
+    ``{port}`` are filled in here, the rest from ``values``) in a new temp folder; return (folder, port, process)
+    once it listens."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    port = _free_port()
+    conf_path = os.path.join(tmp, "nginx.conf")
+    with open(conf_path, "w", encoding="utf-8") as handle:
+        handle.write(config.format(head=_HEAD.format(user=_user_directive(), tmp=tmp),
+                                   temp_paths=_TEMP_PATHS.format(tmp=tmp), tmp=tmp, port=port, **values))
+    proc = subprocess.Popen([shutil.which("nginx") or "nginx", "-p", tmp, "-c", conf_path, "-e", f"{tmp}/error.log"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_listening(port, proc)
+    return tmp, port, proc
+
+
+def stop_nginx(proc: subprocess.Popen[Any], tmp: str) -> None:
+    """Stop what ``launch_nginx`` started (killed if it does not exit within 10 s) and remove its folder."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _user_directive() -> str:
