@@ -30,7 +30,7 @@ def _code(exc: ClientError) -> str:
 
 
 class SqsRedrive:
-    """Implements ``fanfetch.app.ops.DeadLetterMover``.
+    """Implements ``fanfetch.ports.DeadLetterMover``.
 
     ``move_client`` makes the StartMessageMoveTask call; give it a client without retries, so an endpoint
     that answers 500 (moto) falls back at once instead of after a retry schedule.

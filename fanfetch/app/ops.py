@@ -17,21 +17,11 @@ from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.core.manifest import detect_format
 from fanfetch.core.models import Job, MergeMode
 from fanfetch.errors import FanfetchError, InputError, ManifestError
-from fanfetch.ports import (
-    DeadLetterMover,
-    InvocationFailed,
-    InvocationOutcomeUnknown,
-    Invoker,
-    JobEvents,
-    Ledger,
-    ObjectStore,
-    RedriveReport,
-)
+from fanfetch.ports import InvocationOutcomeUnknown, Invoker, JobEvents, Ledger, ObjectStore
 
 __all__ = [
-    "Invoker", "InvocationFailed", "InvocationOutcomeUnknown", "SubmitResult", "submit_manifest", "manifest_prefix",
-    "UnknownJob", "JobProgress", "read_progress", "list_failures", "watch_progress",
-    "RedriveReport", "DeadLetterMover",
+    "SubmitResult", "submit_manifest", "manifest_prefix", "UnknownJob", "JobProgress", "read_progress",
+    "list_failures", "watch_progress", "announce_job",
 ]
 
 # --- submit ------------------------------------------------------------------------------------

@@ -22,8 +22,6 @@ from rich.table import Table
 
 from fanfetch.adapters.manifests import load_job
 from fanfetch.app.ops import (
-    InvocationFailed,
-    Invoker,
     JobProgress,
     announce_job,
     list_failures,
@@ -46,7 +44,7 @@ from fanfetch.core.locations import parse_s3_uri
 from fanfetch.core.models import MergeMode, OnMissing
 from fanfetch.core.units import format_bytes, plural
 from fanfetch.errors import FanfetchError, InputError
-from fanfetch.ports import Ledger, ObjectStore
+from fanfetch.ports import InvocationFailed, Invoker, Ledger, ObjectStore
 from fanfetch.settings import Settings
 
 if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start

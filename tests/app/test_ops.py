@@ -9,8 +9,6 @@ import pytest
 
 from fanfetch.adapters.manifests import load_job
 from fanfetch.app.ops import (
-    InvocationFailed,
-    InvocationOutcomeUnknown,
     UnknownJob,
     list_failures,
     read_progress,
@@ -20,6 +18,7 @@ from fanfetch.app.ops import (
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.models import MergeMode
 from fanfetch.errors import ManifestError
+from fanfetch.ports import InvocationFailed, InvocationOutcomeUnknown
 from tests.fakes import MemoryLedger, MemoryStore
 
 

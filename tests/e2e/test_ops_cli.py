@@ -11,11 +11,11 @@ from rich.console import Console
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
-from fanfetch.app.ops import InvocationFailed
 from fanfetch.cli.main import main
 from fanfetch.cli.ops import OpsDeps
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.messages import decode_message
+from fanfetch.ports import InvocationFailed
 from tests.conftest import FakeLambdaContext, load_handler
 
 pytestmark = pytest.mark.slow
