@@ -3,10 +3,12 @@ as Lambda's event source mapping would, with the job ledger behind a DynamoDB th
 side with the same run on a conflict-free ledger.
 
 Each function runs with exactly its synthesized template environment (``tests/template_env.py``), plus the
-Lambda runtime's variables and the loopback endpoints. The origin (demo origin, own process) answers 503 once
-for a deterministic few files and 404 for the years a few groups ask for but it does not have. Every run is
-checked before its numbers count: every output byte-exact, every failure dead-lettered with its reason, exactly
-one "Job Finished" (EventBridge rule → SQS) whose results manifest exists and lists every group once.
+Lambda runtime's variables and the loopback endpoints; the worker also gets ``EMULATOR_WORKER_ENV`` (longer
+bookkeeping timeouts for emulators that answer in seconds, see there). The origin (demo origin, own process)
+answers 503 once for a deterministic few files and 404 for the years a few groups ask for but it does not have.
+Every run is checked before its numbers count: every output byte-exact, every failure dead-lettered with its
+reason, exactly one "Job Finished" (EventBridge rule → SQS) whose results manifest exists and lists every group
+once.
 
 ``python -m bench.fleet`` (600 groups × 12 containers, both ledgers) or ``bench/run.sh --only fleet``;
 ``--groups/--containers/--modes`` for other sizes.
@@ -34,11 +36,19 @@ from fanfetch.cli.demo_origin import Station
 from tests.doubles.dynamodb_conflicts import ConflictStats, fetch_stats
 from tests.template_env import SynthesizedStack, synthesize
 
-__all__ = ["FleetParams", "FleetRun", "run_fleet", "run_fleet_scenario", "main", "MODES"]
+__all__ = ["EMULATOR_WORKER_ENV", "FleetParams", "FleetRun", "run_fleet", "run_fleet_scenario", "main", "MODES"]
 
 MODES = ("free", "conflicts")  # conflict-free peer first, then the ledger behind the conflict double
 OUTPUT_PREFIX = "fleet/out"
 MISSING_YEAR = 1800  # no station has it: the origin answers 404 (a permanent failure)
+# The worker's bookkeeping clients default to 2 s connect / 5 s read (DynamoDB, SQS, S3 and EventBridge answer in
+# milliseconds). Here they talk to emulators on a loaded 2-core machine: moto's one server, and a ledger double that
+# runs one transaction at a time for 25 ms each, so 12 containers' verdicts queue for seconds. With the Lambda
+# defaults those calls time out and whole batches come back (docs/performance.md §9); the bench gives its
+# containers the general clients' timeouts and a reserve that holds one such attempt (5 + 30 s + the 7 s pause
+# that may follow = 42 s, of the worker's 300 s), through the worker's own variables.
+EMULATOR_WORKER_ENV = {"FANFETCH_BOOKKEEPING_CONNECT_TIMEOUT_S": "5", "FANFETCH_BOOKKEEPING_READ_TIMEOUT_S": "30",
+                       "FANFETCH_DEADLINE_RESERVE_S": "45"}
 
 
 @dataclass(frozen=True)
@@ -231,7 +241,8 @@ def run_fleet(params: FleetParams, mode: str, stack: SynthesizedStack, origin_po
         manifest = "\n".join(json.dumps(line) for line in manifest_lines(params, stations, origin.url)) + "\n"
         clients["s3"].put_object(Bucket=resources.bucket_name, Key="manifests/fleet.jsonl", Body=manifest.encode())
         producer_env = function_env(stack, "Producer", resources, aws_endpoint=moto.url, dynamodb_endpoint=ddb.url)
-        worker_env = function_env(stack, "Worker", resources, aws_endpoint=moto.url, dynamodb_endpoint=ddb.url)
+        worker_env = function_env(stack, "Worker", resources, aws_endpoint=moto.url,
+                                  dynamodb_endpoint=ddb.url) | EMULATOR_WORKER_ENV
 
         started = time.monotonic()
         produced = run_producer(stack, producer_env, {"manifest": f"s3://{resources.bucket_name}/manifests/fleet.jsonl"},
@@ -311,7 +322,8 @@ def run_fleet_scenario(params: FleetParams, *, workdir: str, prefer_origin: str 
                        f"{params.flaky_one_in} answers 503 once, every {params.missing_every}th group asks for a "
                        f"missing year (404); files per group 1–{params.max_years}; transaction hold "
                        f"{params.hold_ms:g} ms; visibility timeout {visibility} s; template "
-                       f"environment per function, output prefix {OUTPUT_PREFIX!r}")
+                       f"environment per function, output prefix {OUTPUT_PREFIX!r}; worker also "
+                       + ", ".join(f"{k}={v}" for k, v in EMULATOR_WORKER_ENV.items()))
     for run in runs:
         if run.ledger.hottest_items:
             hottest = ", ".join(f"{_item_label(item)} ×{n:,}" for item, n in run.ledger.hottest_items[:3])

@@ -25,6 +25,7 @@ from fanfetch.app.worker import JobBook
 from fanfetch.core.ledger import Validator
 from fanfetch.core.locations import parse_s3_uri
 from fanfetch.core.redact import configure_secret_params, parse_secret_params
+from fanfetch.errors import InputError
 from fanfetch.ports import Clock, ManifestReader, ObjectStore
 from fanfetch.settings import Settings, aws_region
 
@@ -39,8 +40,8 @@ if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so
     from fanfetch.adapters.stack_outputs import StackOutputs
     from fanfetch.ports import DeadLetterMover, Invoker, Ledger
 
-__all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config", "build_fetcher",
-           "configure_redaction",
+__all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "bookkeeping_config",
+           "bookkeeping_need_s", "build_fetcher", "configure_redaction",
            "build_store", "build_group_context", "WorkerApp", "build_worker_app", "build_queue", "build_ledger",
            "guard_resolver", "build_output_store", "build_manifest_reader",
            "open_local_ledger", "build_table_ledger", "build_job_events", "Destination", "build_destination",
@@ -54,12 +55,10 @@ __all__ = ["aws_config", "aws_client", "worst_call_s", "lambda_invoke_client", "
 AWS_MAX_ATTEMPTS = 3  # total attempts per call, the first included (standard mode's own default)
 AWS_CONNECT_TIMEOUT_S = 5.0
 AWS_READ_TIMEOUT_S = 30.0  # above SQS long polling's longest wait (20 s); S3 parts stream within it
-# The worker's bookkeeping calls (DynamoDB, DLQ sends, EventBridge, failure records, results) are small requests
-# AWS answers in milliseconds; short timeouts keep an attempt's worst case inside the Lambda's last seconds. Each
-# attempt checks the time left first (adapters/call_deadline.py): 1 + 2 s, plus the pause that may follow it
-# (9 s, 10 s, 5 s for attempts 1-3), all within the 15 s FANFETCH_DEADLINE_RESERVE_S kept after the downloads.
-BOOKKEEPING_CONNECT_TIMEOUT_S = 1.0
-BOOKKEEPING_READ_TIMEOUT_S = 2.0
+# The worker's bookkeeping calls (DynamoDB, DLQ sends, EventBridge, failure records, results) have their own
+# timeouts and attempts (Settings.bookkeeping_*: 2 s connect, 5 s read, 3 attempts unless set), short enough that
+# each attempt, checked against the time left first (adapters/call_deadline.py), fits with the pause that may
+# follow it (13 s, 14 s, 9 s for attempts 1-3) within the 15 s FANFETCH_DEADLINE_RESERVE_S kept after the downloads.
 BOOKKEEPING_LOOP_PAUSE_S = 2.0  # the longest pause of our own retry loops (ledger conflicts, PutEvents, S3 409)
 # botocore standard mode pauses after attempt n at most min(2**(n-1), 20) s (throttling scale), raised by an
 # x-amz-retry-after header to at most 5 s more (botocore/retries/standard.py ExponentialBackoff)
@@ -188,10 +187,35 @@ class WorkerApp:
     failure_store: ObjectStore | None = None  # where failure records go (None: ctx.store)
 
 
-def bookkeeping_config(*, max_attempts: int = AWS_MAX_ATTEMPTS) -> Any:
-    """The botocore ``Config`` of the worker's bookkeeping clients: short timeouts, ``max_attempts``."""
-    return aws_config(connect_timeout_s=BOOKKEEPING_CONNECT_TIMEOUT_S, read_timeout_s=BOOKKEEPING_READ_TIMEOUT_S,
-                      max_attempts=max_attempts)
+def bookkeeping_config(settings: Settings | None = None, *, max_attempts: int | None = None) -> Any:
+    """The botocore ``Config`` of the worker's bookkeeping clients: ``settings``' bookkeeping timeouts (defaults when
+    None) and attempts, or ``max_attempts`` (the dead-letter path: 1)."""
+    settings = settings or Settings()
+    return aws_config(connect_timeout_s=settings.bookkeeping_connect_timeout_s,
+                      read_timeout_s=settings.bookkeeping_read_timeout_s,
+                      max_attempts=max_attempts if max_attempts is not None else settings.bookkeeping_max_attempts)
+
+
+def bookkeeping_need_s(settings: Settings) -> float:
+    """The longest time one bookkeeping attempt may take with the pause that may follow it (the guard starts an
+    attempt only with this much left)."""
+    from fanfetch.adapters.call_deadline import attempt_need_s
+
+    config, most = bookkeeping_config(settings), settings.bookkeeping_max_attempts
+    return max(attempt_need_s(config, n, most, then_pause_s=BOOKKEEPING_LOOP_PAUSE_S) for n in range(1, most + 1))
+
+
+def _check_bookkeeping_fits(settings: Settings) -> None:
+    """InputError when the reserve kept after the downloads cannot hold one bookkeeping attempt: the verdicts of a
+    batch that works to its deadline could then never be counted (a reserve of 0 keeps nothing back on purpose)."""
+    need = bookkeeping_need_s(settings)
+    if 0 < settings.deadline_reserve_s < need:
+        raise InputError(
+            f"bad configuration: FANFETCH_DEADLINE_RESERVE_S={settings.deadline_reserve_s:g} is shorter than a "
+            f"bookkeeping attempt may take ({need:g} s: FANFETCH_BOOKKEEPING_CONNECT_TIMEOUT_S="
+            f"{settings.bookkeeping_connect_timeout_s:g} + FANFETCH_BOOKKEEPING_READ_TIMEOUT_S="
+            f"{settings.bookkeeping_read_timeout_s:g} + the pause after it, FANFETCH_BOOKKEEPING_MAX_ATTEMPTS="
+            f"{settings.bookkeeping_max_attempts}): raise the reserve or shorten the timeouts")
 
 
 def build_worker_app(env: dict[str, str] | None = None, *, clock: Clock | None = None) -> WorkerApp:
@@ -204,12 +228,14 @@ def build_worker_app(env: dict[str, str] | None = None, *, clock: Clock | None =
     from fanfetch.adapters.sqs import SqsQueue
 
     settings = Settings.from_env(env if env is not None else dict(os.environ), require=("BUCKET_NAME",))
+    _check_bookkeeping_fits(settings)
     clock = clock or SystemClock()
     deadline = CallDeadline(clock)
 
-    def bookkeeping(service: str, *, max_attempts: int = AWS_MAX_ATTEMPTS) -> Any:
-        client = aws_client(service, config=bookkeeping_config(max_attempts=max_attempts))
-        return deadline.guard(client, then_pause_s=BOOKKEEPING_LOOP_PAUSE_S if max_attempts > 1 else 0.0)
+    def bookkeeping(service: str, *, dead_letter: bool = False) -> Any:
+        """A guarded client: the dead-letter path's makes one attempt and has no retry loop around it."""
+        client = aws_client(service, config=bookkeeping_config(settings, max_attempts=1 if dead_letter else None))
+        return deadline.guard(client, then_pause_s=0.0 if dead_letter else BOOKKEEPING_LOOP_PAUSE_S)
 
     fetcher = build_fetcher(concurrency=settings.concurrency, allow_hosts=settings.allow_hosts,
                             max_file_bytes=settings.max_file_bytes, per_host_concurrency=settings.per_host_concurrency,
@@ -219,8 +245,8 @@ def build_worker_app(env: dict[str, str] | None = None, *, clock: Clock | None =
     ctx = build_group_context(fetcher=fetcher, store=store, concurrency=settings.concurrency,
                               previous=ledger.last_validators if ledger is not None else None,
                               spool_dir=tempfile.gettempdir(), spool_max_bytes=settings.spool_max_bytes, clock=clock)
-    dead_letters = SqsQueue(bookkeeping("sqs", max_attempts=1), settings.dlq_url) if settings.dlq_url else None
-    failure_store = S3Store(bookkeeping("s3", max_attempts=1), settings.bucket_name, settings.output_prefix)
+    dead_letters = SqsQueue(bookkeeping("sqs", dead_letter=True), settings.dlq_url) if settings.dlq_url else None
+    failure_store = S3Store(bookkeeping("s3", dead_letter=True), settings.bucket_name, settings.output_prefix)
     book = None
     if ledger is not None:
         book = JobBook(ledger=ledger, events=EventBridgeEvents(bookkeeping("events"), bus_name=settings.event_bus_name),

@@ -7,6 +7,7 @@ fails at its first invocation with a message that says what to fix.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -107,6 +108,12 @@ class Settings:
     send_calls_in_flight: int = 16  # FANFETCH_SEND_CALLS_IN_FLIGHT: SendMessageBatch calls at once
     on_missing: str = "fail"  # FANFETCH_ON_MISSING: fail | skip, for groups whose message names no on_missing
     spool_max_bytes: int | None = None  # FANFETCH_SPOOL_MAX_BYTES: cap of the worker's spool budget (else /tmp's room)
+    # The worker's bookkeeping clients (ledger, EventBridge, results, failure records, DLQ): small requests AWS
+    # answers in milliseconds. Each attempt, with the pause that may follow it, must fit FANFETCH_DEADLINE_RESERVE_S
+    # (bootstrap checks): 2 + 5 s and 3 attempts need 13 / 14 / 9 s of the 15 s.
+    bookkeeping_connect_timeout_s: float = 2.0  # FANFETCH_BOOKKEEPING_CONNECT_TIMEOUT_S
+    bookkeeping_read_timeout_s: float = 5.0  # FANFETCH_BOOKKEEPING_READ_TIMEOUT_S
+    bookkeeping_max_attempts: int = 3  # FANFETCH_BOOKKEEPING_MAX_ATTEMPTS: attempts per call, the first included
 
     @property
     def output_key_prefix(self) -> str:
@@ -127,6 +134,9 @@ class Settings:
                 value = kind(raw)
             except ValueError:
                 problems.append(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}")
+                return default
+            if not math.isfinite(value):
+                problems.append(f"{name}={raw!r} is not a finite number")
                 return default
             if value < minimum:
                 problems.append(f"{name}={raw!r} must be at least {minimum}")
@@ -153,6 +163,12 @@ class Settings:
             per_host_concurrency=_optional(number("FANFETCH_PER_HOST_CONCURRENCY", 0, int, 1), int),
             per_host_rps=_optional(number("FANFETCH_PER_HOST_RPS", 0.0, float, 0.001), float),
             spool_max_bytes=_optional(number("FANFETCH_SPOOL_MAX_BYTES", 0, int, 1), int),
+            bookkeeping_connect_timeout_s=float(number("FANFETCH_BOOKKEEPING_CONNECT_TIMEOUT_S",
+                                                       cls.bookkeeping_connect_timeout_s, float, 0.1)),
+            bookkeeping_read_timeout_s=float(number("FANFETCH_BOOKKEEPING_READ_TIMEOUT_S",
+                                                    cls.bookkeeping_read_timeout_s, float, 0.1)),
+            bookkeeping_max_attempts=int(number("FANFETCH_BOOKKEEPING_MAX_ATTEMPTS", cls.bookkeeping_max_attempts,
+                                                int, 1)),
         )
         problems += _allow_host_problems(settings.allow_hosts, "FANFETCH_ALLOW_HOSTS")
         on_missing = env.get("FANFETCH_ON_MISSING", "").strip() or cls.on_missing

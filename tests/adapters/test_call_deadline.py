@@ -11,7 +11,7 @@ from moto import mock_aws
 from fanfetch.adapters.call_deadline import CallDeadline, attempt_need_s
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
-from fanfetch.bootstrap import bookkeeping_config
+from fanfetch.bootstrap import bookkeeping_config, bookkeeping_need_s
 from fanfetch.errors import DeadlineExceeded
 from fanfetch.settings import Settings
 from tests.fakes import FakeClock
@@ -30,12 +30,13 @@ def _depth(client, url: str) -> int:
 
 
 def test_every_bookkeeping_attempt_fits_the_reserve_kept_after_the_downloads():
-    # GIVEN the bookkeeping clients' config (1 s connect, 2 s read, 3 attempts; our loops pause ≤ 2 s)
+    # GIVEN the bookkeeping clients' default config (2 s connect, 5 s read, 3 attempts; our loops pause ≤ 2 s)
     config = bookkeeping_config()
-    # THEN each attempt with the pause after it fits the default 15 s reserve; a single attempt needs 3 s
+    # THEN each attempt with the pause after it fits the default 15 s reserve; a single attempt needs 7 s
     needs = [attempt_need_s(config, n, 3, then_pause_s=2.0) for n in (1, 2, 3)]
-    assert needs == [9.0, 10.0, 5.0] and max(needs) <= Settings().deadline_reserve_s
-    assert attempt_need_s(bookkeeping_config(max_attempts=1), 1, 1) == 3.0
+    assert needs == [13.0, 14.0, 9.0] and max(needs) <= Settings().deadline_reserve_s
+    assert bookkeeping_need_s(Settings()) == 14.0
+    assert attempt_need_s(bookkeeping_config(max_attempts=1), 1, 1) == 7.0
 
 
 def test_a_call_starts_when_its_attempt_fits_and_is_refused_unsent_when_it_does_not(sqs):
@@ -43,14 +44,14 @@ def test_a_call_starts_when_its_attempt_fits_and_is_refused_unsent_when_it_does_
     clock = FakeClock()
     deadline = CallDeadline(clock)
     deadline.guard(client)
-    # GIVEN an invocation with 9 s left (attempt 1 of 3 may take 3 s and be followed by a 6 s pause)
-    deadline.start(clock.monotonic() + 9.0)
+    # GIVEN an invocation with 13 s left (attempt 1 of 3 may take 7 s and be followed by a 6 s pause)
+    deadline.start(clock.monotonic() + 13.0)
     # WHEN a message is sent / THEN it goes
     client.send_message(QueueUrl=url, MessageBody="fits")
-    # GIVEN 0.5 s later (8.5 s left)
+    # GIVEN 0.5 s later (12.5 s left)
     clock.advance(0.5)
     # WHEN another is sent / THEN it is refused before any request, naming the time left and the need
-    with pytest.raises(DeadlineExceeded, match=r"SendMessage not started: 8.5 s left .* attempt 1 of 3 may take 9 s"):
+    with pytest.raises(DeadlineExceeded, match=r"SendMessage not started: 12.5 s left .* attempt 1 of 3 may take 13 s"):
         client.send_message(QueueUrl=url, MessageBody="late")
     deadline.start(None)  # (no invocation end: no check)
     assert _depth(client, url) == 1
@@ -72,21 +73,21 @@ def test_a_retry_is_checked_again_so_retries_cannot_run_past_the_end(sqs, monkey
     monkeypatch.setattr("botocore.endpoint.time.sleep", clock.sleep)  # botocore's pauses on the fake clock
     attempts: list[str] = []
 
-    def slow_500(request, **_):  # an attempt that takes its whole 3 s and fails with a 500
+    def slow_500(request, **_):  # an attempt that takes its whole 7 s and fails with a 500
         attempts.append(request.headers["amz-sdk-request"].decode())
-        clock.advance(3.0)
+        clock.advance(7.0)
         return AWSResponse(request.url, 500, {}, _Raw(b""))
 
     deadline = CallDeadline(clock)
     deadline.guard(client)
     client.meta.events.register_first("before-send", slow_500)  # after the guard, before moto
-    # GIVEN 12 s left: attempt 1 fits (needs 9 s)
-    deadline.start(clock.monotonic() + 12.0)
-    # WHEN the send fails after 3 s / THEN attempt 2 (needs 10 s, 9 s minus the pause left) is refused
+    # GIVEN 16 s left: attempt 1 fits (needs 13 s)
+    deadline.start(clock.monotonic() + 16.0)
+    # WHEN the send fails after 7 s / THEN attempt 2 (needs 14 s, 9 s minus the pause left) is refused
     with pytest.raises(DeadlineExceeded, match="attempt 2 of 3"):
         client.send_message(QueueUrl=url, MessageBody="x")
     assert attempts == ["attempt=1; max=3"]
-    assert clock.monotonic() <= 1000.0 + 12.0  # nothing ran past the end
+    assert clock.monotonic() <= 1000.0 + 16.0  # nothing ran past the end
 
 
 def test_the_ledgers_own_conflict_loop_is_bounded_by_the_time_left_too(aws_env):
@@ -97,7 +98,7 @@ def test_the_ledgers_own_conflict_loop_is_bounded_by_the_time_left_too(aws_env):
         deadline = CallDeadline(clock)
         deadline.guard(client, then_pause_s=2.0)
         ledger = DynamoDBLedger(client, "ledger", clock=clock)
-        # GIVEN an invocation with 4 s left (no attempt of 3 fits: attempt 1 needs 9 s)
+        # GIVEN an invocation with 4 s left (no attempt of 3 fits: attempt 1 needs 13 s)
         deadline.start(clock.monotonic() + 4.0)
         # WHEN the ledger is asked for a job / THEN it is refused at once, not retried for 8 attempts
         with pytest.raises(DeadlineExceeded):

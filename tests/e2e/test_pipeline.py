@@ -45,8 +45,8 @@ def test_every_group_lands_merged_and_a_permanently_failing_one_ends_in_the_dlq(
     monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", demo_origin.host_port)
     monkeypatch.setenv("DLQ_URL", dlq)
     monkeypatch.setenv("FANFETCH_MAX_RECEIVE_COUNT", "2")
-    monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "10")
-    # the first invocation runs out of time (5 s left, 10 s reserve): its whole batch must come back
+    monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "15")
+    # the first invocation runs out of time (5 s left, 15 s reserve): its whole batch must come back
     contexts = iter([FakeLambdaContext(remaining_ms=5_000)])
 
     # WHEN the producer is invoked and the event source mapping drives the worker until the queue is empty

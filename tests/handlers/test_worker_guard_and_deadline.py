@@ -25,7 +25,7 @@ def worker_env(monkeypatch, aws_env):
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="out")
         monkeypatch.setenv("BUCKET_NAME", "out")
-        monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "5")
+        monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "15")
         yield monkeypatch
 
 

@@ -18,7 +18,7 @@ def worker(demo_origin, monkeypatch, aws_env):
     monkeypatch.setenv("BUCKET_NAME", "out")
     monkeypatch.setenv("OUTPUT_PREFIX", "runs")
     monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", demo_origin.host_port)
-    monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "10")
+    monkeypatch.setenv("FANFETCH_DEADLINE_RESERVE_S", "15")
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="out")
@@ -73,7 +73,7 @@ def test_a_poison_message_is_reported_while_the_rest_of_the_batch_goes_on(worker
 
 
 def test_when_time_runs_short_no_group_starts_and_all_are_reported(worker):
-    # GIVEN less remaining time than the reserve the worker keeps (10 s)
+    # GIVEN less remaining time than the reserve the worker keeps (15 s)
     module, s3, origin = worker
     event = sqs_event([_station_message(origin, s) for s in origin.stations[:2]])
     event["Records"].append(sqs_event(["{}"])["Records"][0] | {"messageId": "msg-poison"})

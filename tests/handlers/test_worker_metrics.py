@@ -14,7 +14,7 @@ from tests.conftest import FakeLambdaContext, sqs_event
 
 @pytest.fixture
 def worker_env() -> dict[str, str]:
-    return {"FANFETCH_DEADLINE_RESERVE_S": "10"}
+    return {"FANFETCH_DEADLINE_RESERVE_S": "15"}
 
 
 def _message(origin, station, years) -> str:
