@@ -19,7 +19,7 @@ from fanfetch.core.ledger import Validator
 from fanfetch.core.models import FileResult, Source
 from fanfetch.errors import FetchError, RetryableFetchError
 
-LITERAL_PINS = 1024  # IP-literal hosts whose guard verdict is remembered (no DNS involved)
+LITERAL_PINS = 1024  # hosts whose guard verdict is remembered (IP literals for good, names for dns_cache_s)
 
 _DECIDED = threading.Event()  # an injected first request (fetch_async) is decided already
 _DECIDED.set()
@@ -126,8 +126,9 @@ class AsyncFetches:
         self._continue(item, [(request, resume)])
 
     def _literal_pin(self, url: str) -> tuple[str, int, tuple[str, ...]] | None:
-        """The guard's remembered verdict for an IP-literal host (checked now if new); None for a host name
-        (DNS may block: a thread resolves it) or a refused address (``fetch`` reports it as ever)."""
+        """The guard's remembered verdict for the URL's host: an IP literal (checked now if new) or a host name
+        resolved within ``settings.dns_cache_s``; None for a name not resolved lately (DNS may block: a thread resolves
+        it and remembers the verdict) or a refused address (``fetch`` reports it as ever)."""
         slash = url.find("/", url.find("//") + 2)
         origin = url[:slash] if slash > 0 else url
         key = self._pin_keys.get(origin)
@@ -140,6 +141,9 @@ class AsyncFetches:
         pins = self._literal_pins.get(key)
         if pins is not None:
             return pins
+        named = self._name_pins.get(key)
+        if named is not None and named[1] > self._clock.monotonic():
+            return named[0]
         try:
             ipaddress.ip_address(key[0])
             return self._pins(url, url)

@@ -89,7 +89,7 @@ class CurlEngine:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
         self._pending: deque[tuple[Transfer, Future[Done]]] = deque()
-        self._active: dict[pycurl.Curl, tuple[Transfer, Future[Done], list[float]]] = {}
+        self._active: dict[pycurl.Curl, tuple[Transfer, Future[Done], list[Any]]] = {}
         self._free: list[pycurl.Curl] = []
         # what set a handle up last (Transfer.shares): a transfer sharing it skips the reset and the constant options
         self._set_up_for: dict[pycurl.Curl, object] = {}
@@ -236,7 +236,7 @@ class CurlEngine:
             else:
                 future.set_exception(exc)
             return
-        self._active[easy] = (transfer, future, [time.monotonic()])
+        self._active[easy] = (transfer, future, [time.monotonic(), 0])  # [last activity seen here, header bytes]
         self._multi.add_handle(easy)
 
     def _poll(self) -> None:
@@ -294,7 +294,16 @@ class CurlEngine:
         self._last_silence_check = now
         for easy, (transfer, _, last) in list(self._active.items()):
             silence = transfer.silence_s
-            if silence is not None and now - _last_activity(transfer, last[0]) >= silence:
+            if silence is None:
+                continue
+            idle = now - _last_activity(transfer, last[0])
+            if idle < _SILENCE_CHECK_S:
+                continue
+            # header lines reach no Python callback that could note them: libcurl counts their bytes
+            seen = easy.getinfo(pycurl.HEADER_SIZE)
+            if seen != last[1]:
+                last[0], last[1] = now, seen
+            elif idle >= silence:
                 self._finish(easy, SILENCE, f"no data for {silence:g} s")
 
     def _abort_active(self, reason: str) -> None:

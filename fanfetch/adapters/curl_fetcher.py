@@ -88,6 +88,8 @@ class CurlFetcher(AsyncFetches, RangedDownloads):
         self._literal_pins: dict[tuple[str, int], tuple[str, int, tuple[str, ...]]] = {}
         self._resolve_lists: dict[tuple[str, int, tuple[str, ...]], list[str]] = {}
         self._pin_keys: dict[str, tuple[str, int]] = {}  # scheme://authority -> (host, port)
+        # host names resolved and approved by the guard, each until (clock) now + settings.dns_cache_s
+        self._name_pins: dict[tuple[str, int], tuple[tuple[str, int, tuple[str, ...]], float]] = {}
         self._slots_lock = threading.Lock()
         self._in_flight = 0  # fetch_async files running (each holds a slot until its future is done)
         self._waiting: deque[AsyncFile] = deque()
@@ -304,14 +306,22 @@ class CurlFetcher(AsyncFetches, RangedDownloads):
         literal = self._literal_pins.get((host, port))
         if literal is not None:
             return literal
+        named = self._name_pins.get((host, port))
+        if named is not None and named[1] > self._clock.monotonic():
+            return named[0]
         try:
             addresses = self._guard.resolve(host, port)
         except FetchError as exc:
             reason = exc.reason if hop == url else f"redirected to {hop}: {exc.reason}"
             raise type(exc)(url, reason, status=exc.status) from None
         pins = host, port, tuple(normalise_ip(a) for a in addresses)
-        if normalise_ip(host) == pins[2][0] and len(self._literal_pins) < LITERAL_PINS:
-            self._literal_pins[(host, port)] = pins  # an IP literal: no DNS, the guard's verdict cannot change
+        if normalise_ip(host) == pins[2][0]:
+            if len(self._literal_pins) < LITERAL_PINS:
+                self._literal_pins[(host, port)] = pins  # an IP literal: no DNS, the guard's verdict cannot change
+        elif self.settings.dns_cache_s and (len(self._name_pins) < LITERAL_PINS or (host, port) in self._name_pins):
+            # a host name: its approved addresses for dns_cache_s; every request stays pinned to them
+            # (CURLOPT_RESOLVE) and the open-socket callback still checks the address dialled
+            self._name_pins[(host, port)] = pins, self._clock.monotonic() + self.settings.dns_cache_s
         return pins
 
     def _run(self, request: Request, end: float) -> Any:
@@ -347,8 +357,11 @@ class CurlFetcher(AsyncFetches, RangedDownloads):
         def wait() -> Any:
             try:
                 done = future.result()
-                if gate is not None and request.status:
-                    gate.record(host, request.status, retry_after_s=done.retry_after_s)
+                if gate is not None:
+                    if request.head_state == 0:
+                        request.read_head()
+                    if request.status:
+                        gate.record(host, request.status, retry_after_s=done.retry_after_s)
                 return request.outcome(done)  # type: ignore[attr-defined]
             finally:
                 if release is not None:

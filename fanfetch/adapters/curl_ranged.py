@@ -57,6 +57,8 @@ class PartRequest(Request):
 
     def _write(self, data: bytes) -> int | None:
         self.last_activity = time.monotonic()
+        if self.head_state == 0:
+            self._head_accepted()
         if not self.writing:
             return 0
         take = data[: self.part.stop - self.offset]
@@ -70,6 +72,7 @@ class PartRequest(Request):
         return None if len(take) == len(data) else 0
 
     def outcome(self, done: Done) -> None:
+        self._settle(done)
         if self.verdict is not None:
             raise self.verdict
         if self.writing and self.offset >= self.part.stop:

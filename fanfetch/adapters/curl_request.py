@@ -63,6 +63,10 @@ class Request:
         self.started = 0.0
         self.status = 0
         self.headers: dict[str, str] = {}
+        # the response's header lines as libcurl hands them over: list.append is the callback (no Python frame
+        # per line); read once, at the first body byte or at the end (``_head_accepted``)
+        self.head: list[bytes] = []
+        self.head_state = 0  # 0: not decided yet, 1: accepted by ``_headers_done``, 2: refused
         self.error: BaseException | None = None
         self.blocked: str | None = None
 
@@ -85,7 +89,7 @@ class Request:
         easy.setopt(pycurl.TIMEOUT_MS, max(1, int(self.timeout_s * 1000)))
         easy.setopt(pycurl.RESOLVE, fetcher.resolve_list(self.pins))
         easy.setopt(pycurl.OPENSOCKETFUNCTION, socket_opener(self._may_dial, self._refuse))
-        easy.setopt(pycurl.HEADERFUNCTION, self._header)
+        easy.setopt(pycurl.HEADERFUNCTION, self.head.append)
         easy.setopt(pycurl.WRITEFUNCTION, self._write)
 
     def _may_dial(self, family: int, ip: str, port: int) -> bool:
@@ -100,30 +104,50 @@ class Request:
 
     # --- callbacks (I/O thread) ----------------------------------------------------------------------------
 
-    def _header(self, line: bytes) -> int | None:
-        self.last_activity = time.monotonic()
-        if line.startswith(b"HTTP/"):
-            parts = line.split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.headers = {}
-            return None
-        if line in (b"\r\n", b"\n"):
-            if 100 <= self.status < 200:
-                return None  # an interim answer (100 Continue, 103 Early Hints): the final one follows
-            return None if self._headers_done() else 0
-        name, sep, value = line.decode("latin-1").partition(":")
-        if sep:
-            key = name.strip().lower()
-            text = value.strip()
-            self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
-        return None
+    def read_head(self) -> bool:
+        """Set ``status`` and ``headers`` from the header lines received so far; True once the final answer's
+        block has ended. An interim answer (100 Continue, 103 Early Hints) is skipped: the final one follows;
+        lines after the final block (trailers of a chunked body) are not headers."""
+        status, headers, complete = 0, {}, False
+        for line in self.head:
+            if line.startswith(b"HTTP/"):
+                parts = line.split(None, 2)
+                status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+                headers = {}
+            elif line in (b"\r\n", b"\n"):
+                if not 100 <= status < 200:
+                    complete = True
+                    break
+            else:
+                name, sep, value = line.decode("latin-1").partition(":")
+                if sep:
+                    key = name.strip().lower()
+                    text = value.strip()
+                    headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        self.status, self.headers = status, headers
+        return complete
+
+    def _head_accepted(self) -> bool:
+        """Read the final answer's headers once (at the first body byte, or at the end when there is none) and
+        let ``_headers_done`` judge them; False when it refused them (the transfer stops there)."""
+        if self.head_state == 0:
+            self.head_state = 1 if not self.read_head() or self._headers_done() else 2
+        return self.head_state == 1
+
+    def _settle(self, done: Done) -> None:
+        """At the end: headers judged (a body-less answer had no write to judge them at), or at least read."""
+        if self.head_state == 0:
+            if done.code == 0:
+                self._head_accepted()
+            else:
+                self.read_head()
 
     def _headers_done(self) -> bool:
         return True
 
     def _write(self, data: bytes) -> int | None:
         self.last_activity = time.monotonic()
-        return None
+        return None if self.head_state == 1 or self._head_accepted() else 0
 
     def _fail(self, error: BaseException) -> int:
         if self.error is None:
@@ -135,6 +159,8 @@ class Request:
     def raise_transport(self, done: Done) -> None:
         """Raise the error for a transfer that did not complete (``done.code`` != 0)."""
         url, code, status = self.url, done.code, done.status or None
+        if self.head_state == 0:
+            self.read_head()
         if self.error is not None:
             raise self.error
         if self.blocked is not None:
@@ -148,7 +174,7 @@ class Request:
             elapsed = time.monotonic() - self.started
             if elapsed >= self.timeout_s * _DEADLINE_SLACK:
                 raise DeadlinePassed()
-            if self.status == 0 and self.last_activity == 0.0:
+            if not self.head and self.last_activity == 0.0:
                 raise RetryableFetchError(url, f"connect timeout ({detail})")
             settings = self.fetcher.settings
             slow = f"below {settings.low_speed_bytes_per_s} bytes/s for {settings.low_speed_time_s} s"
@@ -239,6 +265,8 @@ class Stream(Request):
 
     def _write(self, data: bytes) -> int | None:
         self.last_activity = time.monotonic()
+        if self.head_state != 1 and not self._head_accepted():
+            return 0
         if self.mode == "store":
             try:
                 for chunk in self.decoder.feed(data):  # type: ignore[union-attr]
@@ -285,6 +313,9 @@ class Stream(Request):
         return None if self.offset < part.stop else 0
 
     def outcome(self, done: Done) -> Body | Redirect:
+        self._settle(done)
+        if self.head_state == 2 and self.error is not None:
+            raise self.error  # what ``_headers_done`` refused (a body-less answer, judged at the end)
         url, status = self.url, self.status
         if self.mode == "probe" and self.first is not None and self.offset >= self.first.stop:
             return Body(self.first.length, None, None)  # part 0 complete; the transfer was stopped on purpose

@@ -35,6 +35,7 @@ class HttpSettings:
     ranged_min_file_bytes: int = 32 * _MIB  # smaller files (by Content-Length) use one stream
     per_host_concurrency: int | None = None  # requests in flight per host (per fetcher); None: pool_size
     per_host_rps: float | None = None  # request starts per second per host (per fetcher); None: unlimited
+    dns_cache_s: float = 60.0  # a host name's resolved, guard-approved addresses are reused this long; 0: per request
 
     @property
     def connections_per_file(self) -> int:
@@ -52,6 +53,7 @@ class HttpSettings:
         for name in ("connect_timeout_s", "read_timeout_s", "file_deadline_s", "backoff_max_s"):
             _require(name, getattr(self, name) > 0, "must be > 0")
         _require("backoff_base_s", self.backoff_base_s >= 0, "must be >= 0")
+        _require("dns_cache_s", self.dns_cache_s >= 0, "must be >= 0")
         for name in ("low_speed_bytes_per_s", "low_speed_time_s"):
             value = getattr(self, name)
             _require(name, isinstance(value, int) and not isinstance(value, bool) and value >= 0, "must be an int >= 0")

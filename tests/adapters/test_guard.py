@@ -278,7 +278,7 @@ def test_dns_rebinding_cannot_redirect_the_connection(fault_origin, monkeypatch)
     )
     guard = AddressGuard(allow_hosts=[f"127.0.0.1:{port}"], resolver=rebinding)
     try:
-        with _fetcher(guard) as fetcher:
+        with _fetcher(guard, dns_cache_s=0) as fetcher:  # every request resolves (the cache: the next test)
             # WHEN the name is fetched
             body = _fetch(fetcher, f"http://rebind.test:{port}/data")
             # THEN the bytes came from the checked address, resolved once, with the name as Host
@@ -291,6 +291,52 @@ def test_dns_rebinding_cannot_redirect_the_connection(fault_origin, monkeypatch)
         # AND the canary never saw a connection
         assert canary.connections == 0
         assert fault_origin.requests("/data") == 1
+    finally:
+        canary.close()
+
+
+def test_a_host_names_verdict_is_reused_for_dns_cache_s_and_pins_every_request_to_the_checked_address(
+        fault_origin, monkeypatch):
+    # GIVEN the origin on 127.0.0.1:P, a canary on 127.0.0.2:P, and a name that rebinds to the canary after its
+    # first answer (the system resolver answers the canary too)
+    port = fault_origin.port
+    canary = Canary("127.0.0.2", port)
+    fault_origin.add("/data", ok(b"from the checked address"))
+    answers = iter([["127.0.0.1"]])
+    calls: list[str] = []
+
+    def rebinding(host, port_, *args, **kwargs):
+        calls.append(host)
+        ip = next(answers, ["127.0.0.2"])[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port_))]
+
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.2", *a, **k) if host == "rebind.test" else real(host, *a, **k),
+    )
+    guard = AddressGuard(allow_hosts=[f"127.0.0.1:{port}"], resolver=rebinding)
+    clock = FakeClock()
+    try:
+        with CurlFetcher(HttpSettings(max_attempts=2, connect_timeout_s=1.0, read_timeout_s=1.0, dns_cache_s=60.0),
+                         clock=clock, guard=guard, rand=lambda: 0.0) as fetcher:
+            url = f"http://rebind.test:{port}/data"
+            # WHEN the name is fetched twice within dns_cache_s, once through fetch and once through fetch_async
+            first = _fetch(fetcher, url)
+            dest = io.BytesIO()
+            fetcher.fetch_async(Source(url), dest).result(timeout=60)
+            # THEN DNS was asked once, and both requests went to the checked address
+            assert first == dest.getvalue() == b"from the checked address"
+            assert calls == ["rebind.test"]
+            # AND once dns_cache_s has passed, the name is resolved again: now the canary, refused
+            clock.advance(61.0)
+            with pytest.raises(BlockedAddressError):
+                _fetch(fetcher, url)
+            assert calls == ["rebind.test", "rebind.test"]
+        # AND the canary never saw a connection
+        assert canary.connections == 0
+        assert fault_origin.requests("/data") == 2
     finally:
         canary.close()
 

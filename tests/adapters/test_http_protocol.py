@@ -49,6 +49,25 @@ class _Drip:
                 return
 
 
+@dataclass(frozen=True)
+class _SlowHead:
+    """The header block one line every ``interval_s`` (``stall_after``: that many lines, then silence), then BODY."""
+
+    interval_s: float
+    stall_after: int | None = None
+
+    def serve(self, ex) -> None:
+        lines = [b"HTTP/1.1 200 OK\r\n", *(b"X-Filler-%d: %d\r\n" % (i, i) for i in range(6)),
+                 b"Content-Length: %d\r\n" % len(BODY), b"Connection: close\r\n", b"\r\n"]
+        for sent, line in enumerate(lines):
+            if sent == self.stall_after:
+                ex.hold(30.0)
+                return
+            if not ex.send(line) or ex.hold(self.interval_s):
+                return
+        ex.send(BODY)
+
+
 def _chunked(body: bytes, size: int = 1000) -> bytes:
     pieces = [body[i: i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
@@ -162,3 +181,25 @@ def test_the_low_speed_guard_can_be_switched_off(fault_origin, clock):
         # WHEN fetched / THEN it completes
         result, data = _fetch(fetcher, url)
     assert data == b"x" * 20 and result.attempts == 1
+
+
+def test_header_lines_arriving_one_by_one_within_the_read_timeout_are_no_silence(fault_origin, clock):
+    # GIVEN a read timeout of 0.5 s and a header block sent one line every 0.1 s (~1 s in all): header lines reach
+    # no Python callback, so the engine sees them by libcurl's header byte count
+    url = fault_origin.add("/f", _SlowHead(interval_s=0.1))
+    with _fetcher(fault_origin, clock, max_attempts=1, read_timeout_s=0.5) as fetcher:
+        # WHEN fetched / THEN the file arrives: no read timeout while lines keep coming
+        result, data = _fetch(fetcher, url)
+    assert data == BODY and result.attempts == 1
+
+
+def test_a_stall_in_the_middle_of_the_header_block_is_a_read_timeout(fault_origin, clock):
+    # GIVEN an origin that sends two header lines, then nothing for 30 s, and a read timeout of 0.3 s
+    url = fault_origin.add("/f", _SlowHead(interval_s=0.01, stall_after=2))
+    with _fetcher(fault_origin, clock, max_attempts=1, read_timeout_s=0.3) as fetcher:
+        started = time.monotonic()
+        error = _fail(fetcher, url)
+        elapsed = time.monotonic() - started
+    # THEN the attempt ends retryable as a read timeout, long before the origin's 30 s
+    assert isinstance(error, RetryableFetchError) and "read timeout" in error.reason
+    assert elapsed < 20  # the bound only says "not the origin's stall", load or not
