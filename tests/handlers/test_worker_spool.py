@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from fanfetch.bootstrap import build_worker_app
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
-from tests.conftest import FakeLambdaContext, load_handler, sqs_event
+from tests.conftest import FakeLambdaContext, sqs_event
 from tests.origin_faults import FaultOrigin
 from tests.tmpfs import mounted_tmpfs
 
@@ -69,7 +67,7 @@ def worker_env(fault_origin: FaultOrigin) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(worker, fault_origin: FaultOrigin, small_tmp: Path, monkeypatch):
+def tmpfs_worker(worker, fault_origin: FaultOrigin, small_tmp: Path, monkeypatch):
     """The shared worker (tests/handlers/conftest.py), its container started with TMPDIR on the small disk; moto
     (which stands in for S3 in this same process and spools objects to the temp folder too) keeps the ordinary
     one afterwards."""
@@ -96,9 +94,9 @@ def _dead(sqs, dlq):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("declare", [False, True], ids=["sizes-unknown", "sizes-declared"])
-def test_four_64_mib_groups_fit_a_160_mib_tmp_and_a_450_mib_group_is_dead_lettered_naming_sizes(worker, declare):
+def test_four_64_mib_groups_fit_a_160_mib_tmp_and_a_450_mib_group_is_dead_lettered_naming_sizes(tmpfs_worker, declare):
     # GIVEN TMPDIR on a 160 MiB tmpfs and a batch of four 64 MiB groups (2 x 32 MiB, merged) and one 450 MiB group
-    module, s3, sqs, dlq, origin, tmp = worker
+    module, s3, sqs, dlq, origin, tmp = tmpfs_worker
     small = [_group(origin, f"g{i}", 32 * MIB, declare=declare) for i in range(4)]
     big = _group(origin, "big", 225 * MIB, declare=declare)
     event = sqs_event([encode_message("job-spool", g) for g in [*small, big]])
@@ -125,21 +123,12 @@ def test_four_64_mib_groups_fit_a_160_mib_tmp_and_a_450_mib_group_is_dead_letter
 
 
 @pytest.fixture
-def capped_worker(monkeypatch, aws_env):
-    """The worker with its spool budget capped by FANFETCH_SPOOL_MAX_BYTES (no root needed)."""
-    origin = FaultOrigin()
-    try:
-        with mock_aws():
-            s3, sqs = boto3.client("s3"), boto3.client("sqs")
-            s3.create_bucket(Bucket="out")
-            dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
-            monkeypatch.setenv("BUCKET_NAME", "out")
-            monkeypatch.setenv("DLQ_URL", dlq)
-            monkeypatch.setenv("FANFETCH_SPOOL_MAX_BYTES", str(2 * MIB))
-            monkeypatch.setenv("FANFETCH_ALLOW_HOSTS", f"127.0.0.1:{origin.port}")
-            yield load_handler("worker"), s3, sqs, dlq, origin
-    finally:
-        origin.close()
+def capped_worker(worker, fault_origin: FaultOrigin, monkeypatch):
+    """The shared worker with its spool budget capped by FANFETCH_SPOOL_MAX_BYTES (no root needed; read when its
+    app is built, at the first batch)."""
+    monkeypatch.setenv("FANFETCH_SPOOL_MAX_BYTES", str(2 * MIB))
+    module, s3, sqs, dlq, _ = worker
+    return module, s3, sqs, dlq, fault_origin
 
 
 def test_with_a_capped_spool_a_group_declaring_more_is_dead_lettered_on_first_sight_and_the_rest_fit(capped_worker):
