@@ -95,12 +95,7 @@ def spec_drafts(
     met while expanding raise from the iterator (``load_spec`` words them all the same way)."""
     text = decode_text(data, source=source)
     spec = _decode_toml(text, source)
-    expand, job, at = _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
-    policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing") if "on_missing" in job \
-        else None
-    if policy is None:
-        return expand
-    return lambda: (draft._replace(on_missing=policy) for draft in expand())
+    return _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
 
 
 def _decode_toml(text: str, source: str) -> object:
@@ -142,12 +137,8 @@ def _expand(
     key_prefix: str = "",
     max_urls: int = MAX_SPEC_URLS,
 ) -> Job:
-    expand, job, at = _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
-    drafts = list(expand())
-    if "on_missing" in job:
-        policy = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing")
-        drafts = [draft._replace(on_missing=policy) for draft in drafts]
-    return assemble_job(drafts, source=source, default_merge=default_merge, key_prefix=key_prefix)
+    expand = _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
+    return assemble_job(list(expand()), source=source, default_merge=default_merge, key_prefix=key_prefix)
 
 
 def _prepare(
@@ -157,8 +148,8 @@ def _prepare(
     read_related: Callable[[str], bytes] | None,
     text: str | None,
     max_urls: int,
-) -> tuple[Callable[[], Iterator[Draft]], Mapping[str, object], Callable[[str], Where]]:
-    """Everything but the expansion: (a function expanding the drafts afresh, the [job] table, ``at``)."""
+) -> Callable[[], Iterator[Draft]]:
+    """Everything but the expansion: a function expanding the drafts afresh (the job's on_missing applied)."""
     locate = _Locator(text)
 
     def at(path: str) -> Where:
@@ -170,9 +161,16 @@ def _prepare(
     job = sections["job"]
     templates = [read_template(job, name, at) for name in ("url", "group", "key") if name in job]
     merge = read_merge(job["merge"], at("job.merge"), "job.merge") if "merge" in job else None
+    on_missing = read_on_missing(job["on_missing"], at("job.on_missing"), "job.on_missing") if "on_missing" in job \
+        else None
     axes = [read_axis(name, value, at) for name, value in sections["expand"].items()]
     columns, rows = read_table(sections.get("table"), axes, source=source, read_related=read_related, at=at)
     check_names(templates, axes, columns, at)
     url, group, key = templates[0], templates[1], (templates[2] if len(templates) > 2 else None)
     check_size(rows, axes, max_urls, at)  # counted from the table and ranges: nothing expanded yet
-    return lambda: draft_groups(rows, axes, url, group, key, merge), job, at
+
+    def expand() -> Iterator[Draft]:
+        drafts = draft_groups(rows, axes, url, group, key, merge)
+        return drafts if on_missing is None else (draft._replace(on_missing=on_missing) for draft in drafts)
+
+    return expand
