@@ -11,8 +11,8 @@ import pytest
 from fanfetch.core.manifest import parse_manifest
 from fanfetch.core.manifest_stream import (
     StreamedJob,
-    _read_plain,
     hosts_of_groups,
+    read_plain,
     scan_drafts,
     scan_lines,
     stream_drafts,
@@ -108,7 +108,7 @@ PLAIN_TRICKS = [
 @pytest.mark.parametrize("prefix", ["", "p" * 900 + "/"])
 def test_the_fast_path_accepts_a_line_only_as_the_full_path_reads_it(line: str, prefix: str) -> None:
     # GIVEN a line near an edge of some rule / WHEN the fast path reads it
-    plain = _read_plain(line, MergeMode.CONCAT, len(prefix))
+    plain = read_plain(line, MergeMode.CONCAT, len(prefix))
     # THEN it leaves the line to the full path, or makes exactly the group the full path makes
     if plain is None:
         return
