@@ -1,4 +1,5 @@
-"""Argument types shared by every ``fanfetch`` subcommand, so a bad flag reads the same everywhere.
+"""Argument types shared by every ``fanfetch`` subcommand, so a bad flag reads the same everywhere, and the
+flags the AWS commands share (``add_common_flags``).
 
 Each type refuses a bad value with one line (argparse prints it and exits 2), with sane bounds:
 concurrency, ports, hosts, destinations and endpoints are checked before anything runs.
@@ -7,6 +8,7 @@ concurrency, ports, hosts, destinations and endpoints are checked before anythin
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
@@ -16,7 +18,8 @@ from fanfetch.core.models import MergeMode
 from fanfetch.settings import check_allow_host
 
 __all__ = ["OneLineParser", "positive_int", "positive_float", "seconds", "merge_mode", "concurrency", "allow_host",
-           "destination", "endpoint_url", "latency_ms", "port_number", "check_allow_host", "MAX_CONCURRENCY"]
+           "destination", "endpoint_url", "latency_ms", "port_number", "check_allow_host", "MAX_CONCURRENCY",
+           "add_common_flags"]
 
 MAX_CONCURRENCY = 4096  # threads (and pooled connections) in one process: more only exhausts the machine
 # S3 bucket names: 3-63 characters of lower-case letters, digits, dots and hyphens, starting and ending
@@ -130,3 +133,12 @@ def endpoint_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise argparse.ArgumentTypeError(f"{text!r} is not an http(s)://host[:port] URL")
     return text
+
+
+def add_common_flags(parser: argparse.ArgumentParser, *, stack: bool = True) -> None:
+    """``--stack NAME`` (required; unless ``stack`` is False), ``--json`` and ``--endpoint-url``."""
+    if stack:
+        parser.add_argument("--stack", required=True, metavar="NAME", help="the deployed stack's name")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+    parser.add_argument("--endpoint-url", type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
+                        help="AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")

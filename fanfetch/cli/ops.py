@@ -1,5 +1,5 @@
-"""The operations commands of ``fanfetch``: ``submit``, ``status``, ``failures``, ``redrive`` against a
-deployed stack (found by ``--stack NAME``), and ``worker``, a long-running queue poller.
+"""The operations commands of ``fanfetch``: ``submit``, ``status``, ``failures``, ``finish``, ``redrive`` against a
+deployed stack (found by ``--stack NAME``); ``worker`` (cli/worker_command.py) is dispatched here too.
 
 Exit codes: 0 ok; 1 the job has failures, or an operation failed; 2 bad usage, unknown job or stack.
 """
@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -29,31 +27,20 @@ from fanfetch.app.ops import (
     submit_manifest,
     watch_progress,
 )
-from fanfetch.cli.args import (
-    allow_host,
-    concurrency,
-    destination,
-    endpoint_url,
-    merge_mode,
-    positive_float,
-    positive_int,
-    seconds,
-)
+from fanfetch.cli.args import add_common_flags, merge_mode, seconds
+from fanfetch.cli.worker_command import add_worker_parser, command_worker
 from fanfetch.core.ledger import GroupRecord
 from fanfetch.core.locations import parse_s3_uri
-from fanfetch.core.models import MergeMode, OnMissing
+from fanfetch.core.models import MergeMode
 from fanfetch.core.units import format_bytes, plural
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.ports import InvocationFailed, Invoker, Ledger, ObjectStore
-from fanfetch.settings import Settings
 
 if TYPE_CHECKING:  # botocore-backed modules load when an ops command runs, not at every `fanfetch` start
     from fanfetch.adapters.stack_outputs import StackOutputs
-    from fanfetch.cli.worker import WorkerOptions
 
-__all__ = ["OPS_COMMANDS", "OpsDeps", "add_ops_parsers", "run_ops_command", "worker_options"]
+__all__ = ["OPS_COMMANDS", "OpsDeps", "add_ops_parsers", "run_ops_command"]
 
-T = TypeVar("T")
 OPS_COMMANDS = ("submit", "status", "failures", "finish", "redrive", "worker")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -93,93 +80,33 @@ class OpsDeps:
 # --- parsers -----------------------------------------------------------------------------------
 
 
-def _wait_time(text: str) -> int:
-    value = int(seconds(text))
-    if value > 20:
-        raise argparse.ArgumentTypeError("SQS long polling waits at most 20 s")
-    return value
-
-
-def _common(parser: argparse.ArgumentParser, *, stack: bool = True) -> None:
-    if stack:
-        parser.add_argument("--stack", required=True, metavar="NAME", help="the deployed stack's name")
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
-    parser.add_argument("--endpoint-url", type=endpoint_url, default=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        help="AWS-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
-
-
 def add_ops_parsers(subparsers: Any) -> None:
     """Add ``submit``, ``status``, ``failures``, ``finish``, ``redrive`` and ``worker`` to ``fanfetch``."""
     submit = subparsers.add_parser("submit", help="upload a manifest to a deployed stack and start the job")
     submit.add_argument("manifest", help="JSON Lines, CSV or TOML job spec (a path, or s3://bucket/key)")
     submit.add_argument("--merge", type=merge_mode, default=MergeMode.CONCAT,
                         help="merge mode for groups that do not name one: csv, concat (default), none, csv-lenient")
-    _common(submit)
+    add_common_flags(submit)
 
     status = subparsers.add_parser("status", help="a job's progress, from the stack's ledger")
     status.add_argument("job", help="the job id (printed by submit)")
     status.add_argument("--watch", action="store_true", help="a live progress bar until the job finishes")
     status.add_argument("--interval-s", type=seconds, default=2.0, help="--watch refresh interval (default 2)")
-    _common(status)
+    add_common_flags(status)
 
     failures = subparsers.add_parser("failures", help="a job's failed groups and why they failed")
     failures.add_argument("job", help="the job id")
-    _common(failures)
+    add_common_flags(failures)
 
     finish = subparsers.add_parser(
         "finish", help="write a finished job's results again and re-publish \"Job Finished\" (if it was lost)")
     finish.add_argument("job", help="the job id")
-    _common(finish)
+    add_common_flags(finish)
 
     redrive = subparsers.add_parser("redrive", help="move the stack's dead letters back to its work queue")
-    _common(redrive)
+    add_common_flags(redrive)
 
-    worker = subparsers.add_parser(
-        "worker", help="a long-running worker draining an SQS queue (EC2/ECS)",
-        description="Drains the work queue with the worker Lambda's code. Configured like the Lambda, from its "
-                    "environment (QUEUE_URL, BUCKET_NAME, OUTPUT_PREFIX, DLQ_URL, LEDGER_TABLE, EVENT_BUS_NAME, "
-                    "FANFETCH_*); a flag overrides its variable.")
-    worker.add_argument("--queue-url", default=None, help="the work queue (default $QUEUE_URL)")
-    where = worker.add_mutually_exclusive_group()
-    where.add_argument("--bucket", help="store outputs in this S3 bucket, as the stack's worker does (default "
-                                        "$BUCKET_NAME)")
-    where.add_argument("--out", type=destination, metavar="DEST",
-                       help="store outputs in s3://bucket/prefix or a local folder instead")
-    worker.add_argument("--output-prefix", default=None, metavar="PREFIX",
-                        help="with --bucket: prepended to every output key (default $OUTPUT_PREFIX)")
-    worker.add_argument("--concurrency", type=concurrency, default=None,
-                        help="downloads in flight (default $FANFETCH_CONCURRENCY, else 16)")
-    worker.add_argument("--groups-in-flight", type=positive_int, default=None,
-                        help="groups of a batch processed at once (default $FANFETCH_GROUPS_IN_FLIGHT, else 10)")
-    worker.add_argument("--dlq-url", default=None,
-                        help="dead-letter queue for failures that cannot succeed, with their reason (default $DLQ_URL)")
-    worker.add_argument("--max-receive-count", type=positive_int, default=None,
-                        help="the queue's redrive maxReceiveCount (default $FANFETCH_MAX_RECEIVE_COUNT, else 5)")
-    worker.add_argument("--per-host-concurrency", type=positive_int, default=None, metavar="N",
-                        help="at most N requests in flight to any one host (default $FANFETCH_PER_HOST_CONCURRENCY, "
-                             "else no cap)")
-    worker.add_argument("--per-host-rps", type=positive_float, default=None, metavar="R",
-                        help="at most R requests per second to any one host, slower on 429/503 (default "
-                             "$FANFETCH_PER_HOST_RPS, else no limit)")
-    worker.add_argument("--ledger-table", default=None,
-                        help="count verdicts in this DynamoDB job ledger (the stack's LedgerTableName), so "
-                             "`fanfetch status` sees them and the job finishes (default $LEDGER_TABLE)")
-    worker.add_argument("--event-bus-name", default=None,
-                        help="where \"Job Finished\" is published (default $EVENT_BUS_NAME, else default)")
-    worker.add_argument("--allow-host", type=allow_host, action="append", default=[], metavar="HOST[:PORT]",
-                        help="allow downloads from this otherwise refused (private/loopback) host; repeatable "
-                             "(added to $FANFETCH_ALLOW_HOSTS)")
-    worker.add_argument("--wait-time-s", type=_wait_time, default=20, help="long-poll wait, 0-20 (default 20)")
-    worker.add_argument("--visibility-timeout-s", type=positive_int, default=None,
-                        help="visibility kept by the heartbeat (default: the queue's)")
-    worker.add_argument("--max-messages", type=positive_int, default=None,
-                        help="exit after receiving this many messages")
-    worker.add_argument("--on-missing", choices=("fail", "skip"), default=None,
-                        help="a 404/410 file of a group whose message names no on_missing: fail the group or skip "
-                             "it (default $FANFETCH_ON_MISSING, else fail)")
-    worker.add_argument("--idle-exit-s", type=seconds, default=None,
-                        help="exit after this many seconds without a message")
-    _common(worker, stack=False)
+    add_worker_parser(subparsers)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -407,61 +334,7 @@ def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
-def _worker(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
-    from fanfetch.cli.worker import serve
-
-    options = worker_options(args, os.environ)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for chatty in ("botocore", "boto3", "urllib3"):  # "Found credentials in environment variables." and such
-            logging.getLogger(chatty).setLevel(logging.WARNING)
-    summary = serve(options, handle_signals=deps.handle_signals)
-    if args.json:
-        _print_json(console, summary.to_dict())
-    else:
-        console.print(f"worker stopped ({summary.reason}): {plural(summary.received, 'message')} in "
-                      f"{plural(summary.batches, 'batch', 'batches')}, {summary.deleted:,} done, "
-                      f"{summary.returned:,} returned for retry, "
-                      f"{summary.dead_lettered:,} dead-lettered", highlight=False, markup=False)
-
-    return EXIT_OK
-
-
-def worker_options(args: argparse.Namespace, env: Mapping[str, str]) -> WorkerOptions:
-    """The worker's options: each flag, else the variable the worker Lambda reads, else its default."""
-    from fanfetch.cli.worker import PollSettings, WorkerOptions
-
-    settings = Settings.from_env(env)  # every malformed FANFETCH_* variable named in one error
-
-    def pick(flag: T | None, configured: T) -> T:
-        return flag if flag is not None else configured
-
-    queue_url = args.queue_url or settings.queue_url
-    if not queue_url:
-        raise InputError("no work queue: give --queue-url or set QUEUE_URL (the stack's QueueUrl)")
-    if args.out:
-        dest = args.out
-    elif args.bucket or settings.bucket_name:
-        prefix = pick(args.output_prefix, settings.output_prefix).strip("/")
-        dest = f"s3://{args.bucket or settings.bucket_name}/{prefix}".rstrip("/")
-    else:
-        raise InputError("no destination: give --bucket (or set BUCKET_NAME, the stack's BucketName) or --out")
-    poll = PollSettings(wait_time_s=args.wait_time_s, groups_in_flight=pick(args.groups_in_flight,
-                                                                              settings.groups_in_flight),
-                        max_receive_count=pick(args.max_receive_count, settings.max_receive_count),
-                        visibility_timeout_s=args.visibility_timeout_s, max_messages=args.max_messages,
-                        idle_exit_s=args.idle_exit_s, on_missing=OnMissing(pick(args.on_missing, settings.on_missing)))
-    return WorkerOptions(queue_url=queue_url, dest=dest, concurrency=pick(args.concurrency, settings.concurrency),
-                         dlq_url=args.dlq_url or settings.dlq_url or None,
-                         allow_hosts=tuple(args.allow_host) + settings.allow_hosts, endpoint_url=args.endpoint_url,
-                         max_file_bytes=settings.max_file_bytes, poll=poll,
-                         ledger_table=args.ledger_table or settings.ledger_table or None,
-                         event_bus_name=args.event_bus_name or settings.event_bus_name,
-                         per_host_concurrency=pick(args.per_host_concurrency, settings.per_host_concurrency),
-                         per_host_rps=pick(args.per_host_rps, settings.per_host_rps))
-
-
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console, OpsDeps], int]] = {
     "submit": _submit, "status": _status, "failures": _failures, "finish": _finish, "redrive": _redrive,
-    "worker": _worker,
+    "worker": lambda args, console, deps: command_worker(args, console, handle_signals=deps.handle_signals),
 }
