@@ -30,6 +30,13 @@ def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[],
     """
     if not location.startswith("s3://"):
         return load_manifest(location, default_merge=default_merge, key_prefix=key_prefix)
+    data, read_related = _read_s3_manifest(location, s3_client)
+    return parse_manifest(data, source=location, default_merge=default_merge, read_related=read_related,
+                          key_prefix=key_prefix, max_spec_urls=max_spec_urls)
+
+
+def _read_s3_manifest(location: str, s3_client: Callable[[], Any] | None) -> tuple[bytes, Callable[[str], bytes]]:
+    """The manifest at an ``s3://`` location, and a reader of the files it names beside it (a spec's table)."""
     if s3_client is None:
         raise ValueError("an s3:// manifest needs an s3_client factory")
     from fanfetch.adapters.s3 import read_s3_bytes  # boto3 only when a manifest is in S3
@@ -40,8 +47,7 @@ def load_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[],
     def read_related(relative: str) -> bytes:
         return read_s3_bytes(client, f"s3://{bucket}/{posixpath.normpath(posixpath.join(folder, relative))}")
 
-    return parse_manifest(read_s3_bytes(client, location), source=location, default_merge=default_merge,
-                          read_related=read_related, key_prefix=key_prefix, max_spec_urls=max_spec_urls)
+    return read_s3_bytes(client, location), read_related
 
 
 def load_streamed_job(location: str, *, default_merge: MergeMode, s3_client: Callable[[], Any] | None = None,
@@ -51,17 +57,7 @@ def load_streamed_job(location: str, *, default_merge: MergeMode, s3_client: Cal
     (kept in a temp file meanwhile). A problem is worded by the whole-manifest parser, so the error is exactly
     ``load_job``'s (ManifestError); so is a CSV whose rows of one group are not adjacent held whole, as before."""
     if location.startswith("s3://"):
-        if s3_client is None:
-            raise ValueError("an s3:// manifest needs an s3_client factory")
-        from fanfetch.adapters.s3 import read_s3_bytes  # boto3 only when a manifest is in S3
-        client = s3_client()
-        bucket, key = parse_s3_uri(location)
-        folder = posixpath.dirname(key)
-        data = read_s3_bytes(client, location)  # held as bytes: a fraction of the groups it makes
-
-        def read_related(relative: str) -> bytes:
-            return read_s3_bytes(client, f"s3://{bucket}/{posixpath.normpath(posixpath.join(folder, relative))}")
-
+        data, read_related = _read_s3_manifest(location, s3_client)  # held as bytes: a fraction of its groups
         return _stream_job(lambda: io.BytesIO(data), source=location, read_related=read_related,
                            default_merge=default_merge, key_prefix=key_prefix, max_spec_urls=max_spec_urls)
     manifest = ManifestFile(location)
