@@ -3,7 +3,9 @@ one verdict per record: done, try again (reported in ``batchItemFailures``), or 
 
 A failure that cannot heal (poison message, 404, too large) or that has used its last delivery is
 sent to the DLQ by the worker itself, with the reason as message attributes, and a failure record is
-written beside the outputs; then the record is acknowledged. Waiting for SQS's redrive would retry
+written beside the outputs; then the record is acknowledged. Order: failure record, ledger count, DLQ
+send — the one step that cannot be repeated without a duplicate comes last, so a record that comes back
+(any step refused) has sent nothing yet. Waiting for SQS's redrive would retry
 permanent failures ``maxReceiveCount`` times and land them in the DLQ without a reason. The redrive
 policy stays as the safety net for a worker that dies mid-batch.
 """
@@ -118,7 +120,8 @@ def run_batch(
     """Process the groups of a batch concurrently and decide each record's fate; never raises.
 
     With a ``book``, every final verdict (stored, or dead-lettered) is counted in the ledger before
-    the record is acknowledged; a verdict that cannot be counted comes back to be counted later.
+    the record is acknowledged, and a failure is sent to the DLQ only once counted; a verdict that cannot
+    be counted comes back (unsent) to be counted later.
     Failure records go to ``failure_store`` (default: the outputs' store).
     """
     records_store = failure_store if failure_store is not None else ctx.store
@@ -126,6 +129,7 @@ def run_batch(
         ctx.spool.remeasure()
     decoded: dict[str, JobMessage] = {}
     verdicts: dict[str, Verdict] = {}
+    letters: dict[str, _DeadLetter | None] = {}  # a final failure's DLQ message, sent once its verdict is counted
     ids = [_message_id(r, i) for i, r in enumerate(records)]
     stand_ins = {m for m, r in zip(ids, records, strict=True) if _message_id(r, -1) != m}
     by_id = dict(zip(ids, records, strict=True))
@@ -138,7 +142,7 @@ def run_batch(
         except MessageError as exc:
             record_doc = {"message_id": message_id, "error": str(exc), "error_type": type(exc).__name__}
             poison_key = f"_jobs/_poison/{encode_component(message_id)}.json"
-            verdicts[message_id] = _dead_letter_or_retry(
+            verdicts[message_id], letters[message_id] = _record_failure(
                 dead_letters, records_store, bodies[message_id], exc, poison_key, record_doc)
     ids = list(decoded)
     groups = [decoded[i].group.with_default_on_missing(on_missing) for i in ids]  # the message's own policy wins
@@ -156,7 +160,7 @@ def run_batch(
         job_id = decoded[message_id].job_id
         record_doc = dict(result.to_record(), job=job_id, deliveries=deliveries,
                           error_type="permanent" if not result.retryable else "retries exhausted")
-        verdicts[message_id] = _dead_letter_or_retry(
+        verdicts[message_id], letters[message_id] = _record_failure(
             dead_letters, records_store, bodies[message_id], error, failure_record_key(job_id, result.group_id),
             record_doc, result=result)
     verdicts = {m: replace(v, job_id=decoded[m].job_id) if m in decoded else v for m, v in verdicts.items()}
@@ -165,6 +169,8 @@ def run_batch(
         clock = ctx.clock
         time_left = None if deadline is None else (lambda: deadline - clock.monotonic())
         verdicts = {m: _count(book, v, finish_errors, time_left) for m, v in verdicts.items()}
+    if dead_letters is not None:  # last: only what is counted (or has no job to count in) goes to the DLQ
+        verdicts = {m: _send(dead_letters, v, letters.get(m)) for m, v in verdicts.items()}
     return BatchOutcome(verdicts=verdicts, finish_errors=tuple(finish_errors))
 
 
@@ -192,7 +198,15 @@ def _count(book: JobBook, verdict: Verdict, finish_errors: list[str],
     return verdict
 
 
-def _dead_letter_or_retry(
+@dataclass(frozen=True)
+class _DeadLetter:
+    """The DLQ message of a final failure: its body and the reason attributes."""
+
+    body: str
+    reason: Mapping[str, str]
+
+
+def _record_failure(
     dead_letters: DeadLetters | None,
     store: ObjectStore,
     body: str,
@@ -201,17 +215,30 @@ def _dead_letter_or_retry(
     record_doc: Mapping[str, object],
     *,
     result: GroupResult | None = None,
-) -> Verdict:
-    """Record the failure and move the message to the DLQ; if either step fails, let SQS retry it."""
+) -> tuple[Verdict, _DeadLetter | None]:
+    """Write the failure record (idempotent: a redelivery overwrites it) and prepare the DLQ message, sent only
+    after the verdict is counted. Without a DLQ, or when the record cannot be written, the record comes back."""
     if dead_letters is None:
-        return Verdict(acknowledge=False, result=result, error=error)
+        return Verdict(acknowledge=False, result=result, error=error), None
     try:
         store.put_bytes(record_key, json.dumps(record_doc, indent=1).encode(), content_type="application/json")
-        dead_letters.dead_letter(_sendable(body), {
-            "fanfetch-error": _sendable(str(error)[:1000]),
-            "fanfetch-error-type": str(record_doc.get("error_type", type(error).__name__)),
-            "fanfetch-failure-record": record_key,
-        })
     except FanfetchError:
-        return Verdict(acknowledge=False, result=result, error=error)
-    return Verdict(acknowledge=True, result=result, error=error, dead_lettered=True)
+        return Verdict(acknowledge=False, result=result, error=error), None
+    letter = _DeadLetter(_sendable(body), {
+        "fanfetch-error": _sendable(str(error)[:1000]),
+        "fanfetch-error-type": str(record_doc.get("error_type", type(error).__name__)),
+        "fanfetch-failure-record": record_key,
+    })
+    return Verdict(acknowledge=True, result=result, error=error), letter
+
+
+def _send(dead_letters: DeadLetters, verdict: Verdict, letter: _DeadLetter | None) -> Verdict:
+    """Send an acknowledged final failure to the DLQ; if the send fails, the (counted) record comes back and its
+    redelivery — a duplicate for the ledger — sends it then."""
+    if letter is None or not verdict.acknowledge:
+        return verdict
+    try:
+        dead_letters.dead_letter(letter.body, letter.reason)
+    except FanfetchError:
+        return replace(verdict, acknowledge=False)
+    return replace(verdict, dead_lettered=True)

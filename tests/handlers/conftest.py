@@ -46,14 +46,14 @@ def numbered_group(i: int) -> Group:
 
 @pytest.fixture
 def faked_worker():
-    """``faked_worker(fetcher, ledger=, events=, store=, clock=None)``: the worker handler module, its app wired to
-    these fakes (no DLQ, no deadline reserve) and a pool of 4 download threads."""
+    """``faked_worker(fetcher, ledger=, events=, store=, clock=None, dead_letters=None)``: the worker handler module,
+    its app wired to these fakes (no DLQ unless given, no deadline reserve) and a pool of 4 download threads."""
     with ThreadPoolExecutor(max_workers=4) as files:
-        def wire(fetcher, *, ledger, events, store, clock=None):
+        def wire(fetcher, *, ledger, events, store, clock=None, dead_letters=None):
             module = load_handler("worker")
             ctx = GroupContext(fetcher=fetcher, store=store, files=files, clock=clock or FakeClock())
             module._app = WorkerApp(settings=Settings(bucket_name="b", deadline_reserve_s=0), ctx=ctx,
-                                    dead_letters=None, book=JobBook(ledger=ledger, events=events, store=store))
+                                    dead_letters=dead_letters, book=JobBook(ledger=ledger, events=events, store=store))
             return module
 
         yield wire

@@ -1,6 +1,6 @@
 """The worker handler in its last seconds (moto, injected clock): no bookkeeping call starts whose worst case
-does not fit the time left; the record comes back instead, and a last delivery's reason still reaches the DLQ
-when one attempt fits."""
+does not fit the time left; the record comes back instead, and a failure reaches the DLQ only once its verdict
+is counted."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_a_verdict_is_not_recorded_without_time_for_the_ledger_call_and_is_count
     assert origin.requests_for_year(2000) == 1  # the stored output was only counted, not fetched again
 
 
-def test_a_last_delivery_gets_its_reason_to_the_dlq_when_one_attempt_fits_and_comes_back_when_none_does(app):
+def test_a_failure_with_seconds_left_goes_to_the_dlq_only_once_its_verdict_is_counted(app):
     module, s3, sqs, dlq, origin, ledger = app
     ledger.open_job("job7", total_groups=1, total_files=1, results_location="", now=0.0)
     event = sqs_event([_message(origin, "ghost", 1800)])  # a 404: dead-lettered on first sight
@@ -70,13 +70,17 @@ def test_a_last_delivery_gets_its_reason_to_the_dlq_when_one_attempt_fits_and_co
     with pytest.raises(BatchProcessingError):
         module.handler(event, FakeLambdaContext(remaining_ms=2_500))
     assert _dead(sqs, dlq) == [] and "Contents" not in s3.list_objects_v2(Bucket="out", Prefix="_jobs/")
-    # GIVEN its last delivery with 8 s left: one dead-letter attempt (7 s) fits, a retrying ledger call (13 s) does not
-    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
-    # WHEN handled / THEN the reason reaches the DLQ and the failure record is written; the verdict is not
-    # counted yet, so the record comes back to be counted
+    # GIVEN 8 s left: the failure record's one attempt (7 s) fits, a retrying ledger call (13 s) does not
+    # WHEN handled / THEN the failure record is written, but the verdict is not counted, so nothing is sent to the
+    # DLQ (it would be sent again when the record comes back to be counted): the record comes back
     with pytest.raises(BatchProcessingError):
         module.handler(event, FakeLambdaContext(remaining_ms=8_000))
+    assert s3.get_object(Bucket="out", Key="_jobs/job7/failed/ghost.json")
+    assert _dead(sqs, dlq) == [] and ledger.get_job("job7").done == 0
+    # WHEN it comes back with time enough / THEN counted once, and in the DLQ once, with its reason
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "2"
+    assert module.handler(event, FakeLambdaContext(remaining_ms=60_000)) == {"batchItemFailures": []}
     (dead,) = _dead(sqs, dlq)
     assert "404" in dead["MessageAttributes"]["fanfetch-error"]["StringValue"]
-    assert s3.get_object(Bucket="out", Key="_jobs/job7/failed/ghost.json")
-    assert ledger.get_job("job7").done == 0
+    job = ledger.get_job("job7")
+    assert (job.done, job.failed) == (1, 1)
