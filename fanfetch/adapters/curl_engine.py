@@ -59,7 +59,6 @@ class Done:
     status: int  # last HTTP status (0: none)
     retry_after_s: float | None  # CURLINFO_RETRY_AFTER (seconds or HTTP-date, parsed by libcurl)
     redirect_url: str | None  # CURLINFO_REDIRECT_URL: where a 3xx points (resolved, encoded by libcurl)
-    wire_bytes: int  # body bytes as received (content coding still on)
     os_errno: int = 0  # CURLINFO_OS_ERRNO: the socket error behind a failure (0: libcurl's own verdict)
 
 
@@ -332,7 +331,7 @@ def _last_activity(transfer: Transfer, started: float) -> float:
 
 
 def _ended(code: int, message: str) -> Done:
-    return Done(code=code, message=message, status=0, retry_after_s=None, redirect_url=None, wire_bytes=0)
+    return Done(code=code, message=message, status=0, retry_after_s=None, redirect_url=None)
 
 
 def _read_done(easy: pycurl.Curl, code: int, message: str) -> Done:
@@ -345,7 +344,6 @@ def _read_done(easy: pycurl.Curl, code: int, message: str) -> Done:
         status=status,
         retry_after_s=float(retry_after) if retry_after and retry_after > 0 else None,
         redirect_url=redirect or None,
-        wire_bytes=int(easy.getinfo(pycurl.SIZE_DOWNLOAD)),
         os_errno=int(easy.getinfo(pycurl.OS_ERRNO)) if code else 0,
     )
 

@@ -94,15 +94,20 @@ def conditional_headers(validator: Validator | None) -> list[str]:
 
 
 def hash_names(source: Source, digest: bool) -> tuple[str, ...]:
-    return tuple(
-        name
-        for name, wanted in (("sha256", digest or source.sha256 is not None), ("md5", source.md5 is not None))
-        if wanted
-    )
+    sha256, md5 = digest or source.sha256 is not None, source.md5 is not None
+    return _HASH_NAMES[sha256, md5]
 
 
 def hashers(source: Source, digest: bool) -> dict[str, Any]:
-    return {name: hashlib.new(name, usedforsecurity=False) for name in hash_names(source, digest)}
+    sha256, md5 = digest or source.sha256 is not None, source.md5 is not None
+    if not (sha256 or md5):
+        return {}  # most files: no hash to keep (a constructor looked up by name costs ~1 µs a file)
+    return {name: _HASH_MAKERS[name](usedforsecurity=False) for name in _HASH_NAMES[sha256, md5]}
+
+
+_HASH_NAMES = {(sha256, md5): ("sha256",) * sha256 + ("md5",) * md5  # (sha256 wanted, md5 wanted) -> names
+               for sha256 in (False, True) for md5 in (False, True)}
+_HASH_MAKERS = {"sha256": hashlib.sha256, "md5": hashlib.md5}  # integrity, not security (usedforsecurity=False)
 
 
 def check_integrity(source: Source, received: int, digests: dict[str, str], status: int) -> None:

@@ -215,6 +215,7 @@ class Stream(Request):
         self.rangeable = rangeable
         self.mode = "discard"  # discard (error, redirect, 304) / store / probe (a ranged download's first part)
         self.decoder: StreamDecoder | None = None
+        self.plain = False  # the body is stored as received (no content coding to undo): no decoder per write
         self.hashers: dict[str, Any] = {}
         self.received = 0
         self.discarded = 0
@@ -260,6 +261,7 @@ class Stream(Request):
             return False
         self.hashers = hashers(self.source, self.digest)
         self.decoder = StreamDecoder(plan, max_out=settings.chunk_bytes)
+        self.plain = not plan.decode
         self.mode = "store"  # the caller waits for the end (``decided`` is set then): one wake-up per file
         return True
 
@@ -268,6 +270,8 @@ class Stream(Request):
         if self.head_state != 1 and not self._head_accepted():
             return 0
         if self.mode == "store":
+            if self.plain:
+                return None if self._store(data) else 0
             try:
                 for chunk in self.decoder.feed(data):  # type: ignore[union-attr]
                     if not self._store(chunk):
@@ -332,7 +336,7 @@ class Stream(Request):
         if self.mode == "probe":  # stopped before part 0 was whole: the body ended early
             raise RetryableFetchError(url, f"body ended after {self.offset} bytes of the first part", status=status)
         try:
-            for chunk in self.decoder.finish():  # type: ignore[union-attr]
+            for chunk in () if self.plain else self.decoder.finish():  # type: ignore[union-attr]
                 if not self._store(chunk):
                     raise self.error  # type: ignore[misc]
         except TruncatedEncoding as exc:
