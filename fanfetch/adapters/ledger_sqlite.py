@@ -8,7 +8,6 @@ job, across threads and processes (WAL mode). A local run records through ``star
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -16,70 +15,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from fanfetch.adapters.ledger_sqlite_tables import (
+    GROUP_COLUMNS,
+    connect,
+    count_verdict,
+    group_from_row,
+    insert_group,
+    read_group,
+    read_job,
+    replace_group,
+    unpack_validators,
+)
 from fanfetch.core.ledger import GroupRecord, JobRecord, RecordOutcome, Validator
 from fanfetch.errors import JobNotOpen, LedgerError, PermanentLedgerError, RetryableLedgerError
 
 __all__ = ["SqliteLedger", "default_ledger_path", "classify_sqlite_error"]
 
 _BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another process's transaction before "busy"
-_MAX_ERROR_CHARS = 2000
 # Primary result codes (https://www.sqlite.org/rescode.html) where another attempt may succeed.
 _RETRYABLE_CODES = frozenset({5, 6, 10, 13, 15})  # BUSY, LOCKED, IOERR, FULL, PROTOCOL
-_COUNTERS = ("ok", "failed", "files", "bytes", "changed", "unchanged")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    total_groups INTEGER NOT NULL,
-    total_files INTEGER NOT NULL,
-    ok INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    files INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER NOT NULL DEFAULT 0,
-    changed INTEGER NOT NULL DEFAULT 0,
-    unchanged INTEGER NOT NULL DEFAULT 0,
-    remaining INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    results_location TEXT NOT NULL DEFAULT '',
-    announced_at REAL,
-    announce_until REAL
-);
-CREATE TABLE IF NOT EXISTS groups (
-    job_id TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    key TEXT NOT NULL,
-    files INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    sha256 TEXT,
-    attempts INTEGER NOT NULL,
-    error TEXT,
-    started_at REAL NOT NULL,
-    finished_at REAL NOT NULL,
-    change TEXT,
-    validators TEXT NOT NULL,
-    missing TEXT,
-    PRIMARY KEY (job_id, group_id)
-);
-CREATE TABLE IF NOT EXISTS outputs (
-    key TEXT PRIMARY KEY,
-    sha256 TEXT,
-    validators TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-"""
-_JOB_COLUMNS = (
-    "job_id, total_groups, total_files, ok, failed, files, bytes, changed, unchanged, started_at, finished_at, "
-    "results_location, announced_at"
-)
-# Columns added after the first release: a ledger file from then gains them when opened.
-_ADDED_JOB_COLUMNS = (("announced_at", "REAL"), ("announce_until", "REAL"))
-_GROUP_COLUMNS = (
-    "job_id, group_id, status, key, files, bytes, sha256, attempts, error, started_at, finished_at, change, "
-    "validators, missing"
-)
 
 
 def default_ledger_path(dest: str) -> str:
@@ -131,33 +85,33 @@ class SqliteLedger:
                 "results_location) VALUES (?, ?, ?, ?, ?, ?)",
                 (job_id, total_groups, total_files, total_groups, now, results_location),
             )
-            job = _read_job(conn, job_id)
+            job = read_job(conn, job_id)
         assert job is not None
         return job
 
     def record_group(self, record: GroupRecord) -> RecordOutcome:
         what = f"record group {record.group_id!r} of job {record.job_id!r}"
         with self._transaction(what) as conn:
-            if _read_job(conn, record.job_id) is None:
+            if read_job(conn, record.job_id) is None:
                 raise JobNotOpen(f"{what}: the ledger has no such job")
-            counted = _insert_group(conn, record)
+            counted = insert_group(conn, record)
             upgraded = False
             if counted:
-                _count(conn, record, None)
+                count_verdict(conn, record, None)
             elif record.status == "ok":
                 # A redriven / re-run group that now succeeds replaces its "failed" verdict, once.
-                old = _read_group(conn, record.job_id, record.group_id)
+                old = read_group(conn, record.job_id, record.group_id)
                 upgraded = old is not None and old.status == "failed"
                 if upgraded:
-                    _replace_group(conn, record)
-                    _count(conn, record, old)
+                    replace_group(conn, record)
+                    count_verdict(conn, record, old)
             # Tried after duplicates too (as in DynamoDB): a run that died between counting and
             # finishing gets the job finished by the redelivery.
             finished = conn.execute(
                 "UPDATE jobs SET finished_at = ? WHERE job_id = ? AND remaining = 0 AND finished_at IS NULL",
                 (record.finished_at or self._wall(), record.job_id),
             ).rowcount == 1
-            job = _read_job(conn, record.job_id)
+            job = read_job(conn, record.job_id)
         pending = not finished and job is not None and job.finished_at is not None and job.announced_at is None
         return RecordOutcome(counted=counted or upgraded, job_finished=finished, job=job, upgraded=upgraded,
                              announce_pending=pending)
@@ -175,7 +129,7 @@ class SqliteLedger:
                 (job_id, total_groups, total_files, total_groups, now, results_location),
             )
             conn.execute("UPDATE jobs SET started_at = ?, finished_at = NULL WHERE job_id = ?", (now, job_id))
-            job = _read_job(conn, job_id)
+            job = read_job(conn, job_id)
         assert job is not None
         return job
 
@@ -204,43 +158,43 @@ class SqliteLedger:
         it failed, and leaves an earlier run's facts about a stored output alone."""
         what = f"record group {record.group_id!r} of job {record.job_id!r}"
         with self._transaction(what) as conn:
-            if _read_job(conn, record.job_id) is None:
+            if read_job(conn, record.job_id) is None:
                 raise JobNotOpen(f"{what}: the ledger has no such job")
-            old = _read_group(conn, record.job_id, record.group_id)
+            old = read_group(conn, record.job_id, record.group_id)
             counted = upgraded = False
             if old is None:
-                counted = _insert_group(conn, record)
-                _count(conn, record, None, keep_output=skipped)
+                counted = insert_group(conn, record)
+                count_verdict(conn, record, None, keep_output=skipped)
             elif not (skipped and old.status == "ok"):
                 upgraded = old.status == "failed" and record.status == "ok"
-                _replace_group(conn, record)
-                _count(conn, record, old, keep_output=skipped)
-            job = _read_job(conn, record.job_id)
+                replace_group(conn, record)
+                count_verdict(conn, record, old, keep_output=skipped)
+            job = read_job(conn, record.job_id)
         return RecordOutcome(counted=counted or upgraded, job_finished=False, job=job, upgraded=upgraded)
 
     def finish_run(self, job_id: str, *, now: float) -> JobRecord | None:
         """The run is over: when every group has a verdict, the job finished now."""
         with self._transaction(f"finish a run of job {job_id!r}") as conn:
             conn.execute("UPDATE jobs SET finished_at = ? WHERE job_id = ? AND remaining = 0", (now, job_id))
-            return _read_job(conn, job_id)
+            return read_job(conn, job_id)
 
     def get_job(self, job_id: str) -> JobRecord | None:
         with self._transaction(f"read job {job_id!r}", write=False) as conn:
-            return _read_job(conn, job_id)
+            return read_job(conn, job_id)
 
     def list_groups(self, job_id: str, *, status: str | None = None) -> list[GroupRecord]:
-        sql = f"SELECT {_GROUP_COLUMNS} FROM groups WHERE job_id = ?"
+        sql = f"SELECT {GROUP_COLUMNS} FROM groups WHERE job_id = ?"
         params: tuple[str, ...] = (job_id,)
         if status is not None:
             sql += " AND status = ?"
             params += (status,)
         with self._transaction(f"list groups of job {job_id!r}", write=False) as conn:
             rows = conn.execute(sql + " ORDER BY group_id", params).fetchall()
-        return [_group_from_row(row) for row in rows]
+        return [group_from_row(row) for row in rows]
 
     def iter_groups(self, job_id: str, *, status: str | None = None, page_size: int = 1000) -> Iterator[GroupRecord]:
         """Pages of ``page_size`` by group id (keyset pagination), validators left out: bounded memory."""
-        columns = _GROUP_COLUMNS.replace("validators", "'[]'")
+        columns = GROUP_COLUMNS.replace("validators", "'[]'")
         after = ""
         while True:
             sql = f"SELECT {columns} FROM groups WHERE job_id = ? AND group_id > ?"
@@ -250,7 +204,7 @@ class SqliteLedger:
                 params += (status,)
             with self._transaction(f"list groups of job {job_id!r}", write=False) as conn:
                 rows = conn.execute(sql + " ORDER BY group_id LIMIT ?", (*params, page_size)).fetchall()
-            yield from (_group_from_row(row) for row in rows)
+            yield from (group_from_row(row) for row in rows)
             if len(rows) < page_size:
                 return
             after = str(rows[-1][1])
@@ -262,7 +216,7 @@ class SqliteLedger:
                 "AND announced_at IS NULL AND (announce_until IS NULL OR announce_until < ?)",
                 (now + lease_s, job_id, now),
             ).rowcount == 1
-            return _read_job(conn, job_id) if claimed else None
+            return read_job(conn, job_id) if claimed else None
 
     def mark_announced(self, job_id: str, *, now: float) -> None:
         with self._transaction(f"mark job {job_id!r} announced") as conn:
@@ -278,7 +232,7 @@ class SqliteLedger:
             row = conn.execute("SELECT sha256, validators FROM outputs WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None, ()
-        return row[0], _unpack_validators(row[1])
+        return row[0], unpack_validators(row[1])
 
     # --- connection --------------------------------------------------------------------------------
 
@@ -305,148 +259,6 @@ class SqliteLedger:
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross a fork: a child process opens its own.
         if self._conn is None or self._pid != os.getpid():
-            self._conn = _connect(self.path, self._busy_timeout_s)
+            self._conn = connect(self.path, self._busy_timeout_s)
             self._pid = os.getpid()
         return self._conn
-
-
-def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False: the lock serializes.
-    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")  # readers (`fanfetch status`) never block the workers
-    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of the process
-    conn.executescript(_SCHEMA)
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
-    if "missing" not in columns:  # a ledger written before on_missing existed
-        conn.execute("ALTER TABLE groups ADD COLUMN missing TEXT")
-    present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-    for name, kind in _ADDED_JOB_COLUMNS:
-        if name not in present:
-            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-    return conn
-
-
-def _insert_group(conn: sqlite3.Connection, record: GroupRecord) -> bool:
-    cursor = conn.execute(
-        f"INSERT OR IGNORE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _group_row(record),
-    )
-    return cursor.rowcount == 1
-
-
-def _replace_group(conn: sqlite3.Connection, record: GroupRecord) -> None:
-    conn.execute(f"REPLACE INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 _group_row(record))
-
-
-def _read_group(conn: sqlite3.Connection, job_id: str, group_id: str) -> GroupRecord | None:
-    row = conn.execute(
-        f"SELECT {_GROUP_COLUMNS} FROM groups WHERE job_id = ? AND group_id = ?", (job_id, group_id)
-    ).fetchone()
-    return None if row is None else _group_from_row(row)
-
-
-def _group_row(record: GroupRecord) -> tuple[object, ...]:
-    return (
-        record.job_id,
-        record.group_id,
-        record.status,
-        record.key,
-        record.files,
-        record.bytes,
-        record.sha256,
-        record.attempts,
-        None if record.error is None else record.error[:_MAX_ERROR_CHARS],
-        record.started_at,
-        record.finished_at,
-        record.change,
-        _pack_validators(record.validators),
-        json.dumps(list(record.missing)) if record.missing else None,
-    )
-
-
-def _count(
-    conn: sqlite3.Connection, record: GroupRecord, replaced: GroupRecord | None, *, keep_output: bool = False
-) -> None:
-    """Add ``record``'s share to its job's counters; for an upgrade, take the ``replaced`` verdict's out
-    (``remaining`` then stays: the group was already done). An ok verdict becomes the output's latest
-    hash and validators, unless ``keep_output`` (a skip: what is known about the output stands)."""
-    new, old = _share(record), _share(replaced)
-    conn.execute(
-        "UPDATE jobs SET ok = ok + ?, failed = failed + ?, files = files + ?, bytes = bytes + ?, "
-        "changed = changed + ?, unchanged = unchanged + ?, remaining = remaining - ? WHERE job_id = ?",
-        (*(a - b for a, b in zip(new, old, strict=True)), int(replaced is None), record.job_id),
-    )
-    if record.status == "ok":
-        conflict = "DO NOTHING" if keep_output else (
-            "DO UPDATE SET sha256 = excluded.sha256, validators = excluded.validators, "
-            "job_id = excluded.job_id, updated_at = excluded.updated_at")
-        conn.execute(
-            "INSERT INTO outputs (key, sha256, validators, job_id, updated_at) VALUES (?, ?, ?, ?, ?) "
-            f"ON CONFLICT (key) {conflict}",
-            (record.key, record.sha256, _pack_validators(record.validators), record.job_id, record.finished_at),
-        )
-
-
-def _share(record: GroupRecord | None) -> tuple[int, ...]:
-    """A verdict's part of the job counters, in ``_COUNTERS`` order (all zeros for no verdict)."""
-    if record is None:
-        return (0,) * len(_COUNTERS)
-    ok = record.status == "ok"
-    return (int(ok), int(not ok), record.files, record.bytes, int(record.change in ("changed", "new")),
-            int(record.change == "unchanged"))
-
-
-def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
-    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    if row is None:
-        return None
-    (job, total_groups, total_files, ok, failed, files, nbytes, changed, unchanged, started, finished, location,
-     announced) = row
-    return JobRecord(
-        job_id=job,
-        total_groups=total_groups,
-        total_files=total_files,
-        ok=ok,
-        failed=failed,
-        files=files,
-        bytes=nbytes,
-        changed=changed,
-        unchanged=unchanged,
-        started_at=started,
-        finished_at=finished,
-        results_location=location,
-        announced_at=announced,
-    )
-
-
-def _group_from_row(row: tuple[object, ...]) -> GroupRecord:
-    (job, group, status, key, files, nbytes, sha256, attempts, error, started, finished, change, validators,
-     missing) = row
-    return GroupRecord(
-        job_id=str(job),
-        group_id=str(group),
-        status=str(status),
-        key=str(key),
-        files=int(files),  # type: ignore[call-overload]
-        bytes=int(nbytes),  # type: ignore[call-overload]
-        sha256=None if sha256 is None else str(sha256),
-        attempts=int(attempts),  # type: ignore[call-overload]
-        error=None if error is None else str(error),
-        started_at=float(started),  # type: ignore[arg-type]
-        finished_at=float(finished),  # type: ignore[arg-type]
-        change=None if change is None else str(change),
-        validators=_unpack_validators(str(validators)),
-        missing=tuple(json.loads(str(missing))) if missing else (),
-    )
-
-
-def _pack_validators(validators: tuple[Validator, ...]) -> str:
-    return json.dumps([[v.url, v.etag, v.last_modified] for v in validators], separators=(",", ":"))
-
-
-def _unpack_validators(text: str) -> tuple[Validator, ...]:
-    return tuple(Validator(url=url, etag=etag, last_modified=modified) for url, etag, modified in json.loads(text))
