@@ -11,9 +11,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from fanfetch.core.manifest_stream import StreamedJob
+from fanfetch.core.manifest_stream import StreamedJob, hosts_of_groups
 from fanfetch.core.models import Job
 from fanfetch.errors import BlockedAddressError, FanfetchError, InputError
 from fanfetch.ports import Ledger, ObjectStore
@@ -54,17 +53,8 @@ def preflight_key(job_id: str) -> str:
 
 def hosts_of(job: Job | StreamedJob) -> list[HostUse]:
     """Each distinct (host, port) of the job, in manifest order (a streamed job's, as its check found them)."""
-    if isinstance(job, StreamedJob):
-        return [HostUse(seen.host, seen.port, seen.group_id) for seen in job.hosts]
-    seen: dict[tuple[str, int], HostUse] = {}
-    for group in job.groups:
-        for source in group.sources:
-            parts = urlsplit(source.url)
-            host = (parts.hostname or "").lower()
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            if (host, port) not in seen:
-                seen[(host, port)] = HostUse(host, port, group.group_id)
-    return list(seen.values())
+    hosts = job.hosts if isinstance(job, StreamedJob) else hosts_of_groups(job.groups)
+    return [HostUse(seen.host, seen.port, seen.group_id) for seen in hosts]
 
 
 def check_hosts(job: Job | StreamedJob, resolve: Callable[[str, int], object], *,
