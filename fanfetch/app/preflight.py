@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from fanfetch.core.bookkeeping import job_dir_name
 from fanfetch.core.manifest_stream import StreamedJob, hosts_of_groups
 from fanfetch.core.models import Job
 from fanfetch.errors import BlockedAddressError, FanfetchError, InputError
@@ -48,7 +49,7 @@ class HostUse:
 
 def preflight_key(job_id: str) -> str:
     """The small object a pre-flight writes: beside the results manifest, under ``_jobs/<job>/``."""
-    return f"_jobs/{job_id}/preflight.json"
+    return f"_jobs/{job_dir_name(job_id)}/preflight.json"
 
 
 def hosts_of(job: Job | StreamedJob) -> list[HostUse]:
