@@ -82,8 +82,7 @@ def _stream_job(open_bytes: Callable[[], BinaryIO], *, source: str, read_related
     if fmt == "spec":
         spec = read_all()
         try:
-            drafts = spec_drafts(spec, source=source, read_related=read_related,
-                                 **({"max_urls": max_spec_urls} if max_spec_urls else {}))
+            drafts = spec_drafts(spec, source=source, read_related=read_related, max_urls=max_spec_urls)
         except ManifestError:
             return whole()
         scan = scan_drafts(drafts, default_merge=default_merge, key_prefix=key_prefix)

@@ -130,4 +130,4 @@ def job_from_event(event: Mapping[str, Any], *, manifests: ManifestReader, bucke
         return manifests.read_bytes(f"s3://{bucket}/{posixpath.normpath(relative.lstrip('/'))}")
 
     return parse_spec(spec, source="event.spec", read_related=read_related, default_merge=merge,
-                      key_prefix=key_prefix, **({"max_urls": max_spec_urls} if max_spec_urls else {}))
+                      key_prefix=key_prefix, max_urls=max_spec_urls)

@@ -75,7 +75,7 @@ def parse_manifest(
         fmt = detect_format(data, source=source)
     if fmt == "spec":
         return load_spec(data, source=source, read_related=read_related, default_merge=default_merge,
-                         key_prefix=key_prefix, **({"max_urls": max_spec_urls} if max_spec_urls else {}))
+                         key_prefix=key_prefix, max_urls=max_spec_urls)
     problems = Problems()  # up to MAX_PROBLEMS reported at once
     if fmt == "jsonl":
         drafts = read_jsonl(decode_lines(data, source=source), source=source, problems=problems)

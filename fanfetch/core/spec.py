@@ -75,7 +75,7 @@ def load_spec(
     read_related: Callable[[str], bytes] | None = None,
     default_merge: MergeMode = MergeMode.CONCAT,
     key_prefix: str = "",
-    max_urls: int = MAX_SPEC_URLS,
+    max_urls: int | None = None,
 ) -> Job:
     """Decode a TOML job spec and expand it (see the module docstring)."""
     text = decode_text(data, source=source)
@@ -88,7 +88,7 @@ def spec_drafts(
     *,
     source: str,
     read_related: Callable[[str], bytes] | None = None,
-    max_urls: int = MAX_SPEC_URLS,
+    max_urls: int | None = None,
 ) -> Callable[[], Iterator[Draft]]:
     """The spec's groups as drafts, expanded lazily each time the returned function is called (the table is
     read once, the groups never held). Raises ManifestError on a problem found before expanding; problems
@@ -120,7 +120,7 @@ def parse_spec(
     read_related: Callable[[str], bytes] | None = None,
     default_merge: MergeMode = MergeMode.CONCAT,
     key_prefix: str = "",
-    max_urls: int = MAX_SPEC_URLS,
+    max_urls: int | None = None,
 ) -> Job:
     """Expand an already-decoded spec mapping (the TOML document's shape, e.g. inline in an event)."""
     return _expand(spec, source=source, read_related=read_related, default_merge=default_merge, text=None,
@@ -135,7 +135,7 @@ def _expand(
     default_merge: MergeMode,
     text: str | None,
     key_prefix: str = "",
-    max_urls: int = MAX_SPEC_URLS,
+    max_urls: int | None = None,
 ) -> Job:
     expand = _prepare(spec, source=source, read_related=read_related, text=text, max_urls=max_urls)
     return assemble_job(list(expand()), source=source, default_merge=default_merge, key_prefix=key_prefix)
@@ -147,7 +147,7 @@ def _prepare(
     source: str,
     read_related: Callable[[str], bytes] | None,
     text: str | None,
-    max_urls: int,
+    max_urls: int | None,
 ) -> Callable[[], Iterator[Draft]]:
     """Everything but the expansion: a function expanding the drafts afresh (the job's on_missing applied)."""
     locate = _Locator(text)
@@ -167,7 +167,8 @@ def _prepare(
     columns, rows = read_table(sections.get("table"), axes, source=source, read_related=read_related, at=at)
     check_names(templates, axes, columns, at)
     url, group, key = templates[0], templates[1], (templates[2] if len(templates) > 2 else None)
-    check_size(rows, axes, max_urls, at)  # counted from the table and ranges: nothing expanded yet
+    limit = MAX_SPEC_URLS if max_urls is None else max_urls  # None: the library's own limit
+    check_size(rows, axes, limit, at)  # counted from the table and ranges: nothing expanded yet
 
     def expand() -> Iterator[Draft]:
         drafts = draft_groups(rows, axes, url, group, key, merge)
