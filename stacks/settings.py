@@ -52,9 +52,11 @@ _MAX_PREFIX_CHARS = 512
 class ContextError(ValueError):
     """One or more CDK context values are invalid; the message lists every problem at once."""
 
-    @property
-    def problems(self) -> list[str]:
-        return [line[4:] for line in str(self).splitlines()[1:]]
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid CDK context ({len(self.problems)} problem(s)); fix with `cdk synth -c name=value`:"
+                         f"\n{lines}")
 
 
 # context keys of the CDK itself (feature flags have a ':' or start with '@'), and app.py's own
@@ -110,7 +112,7 @@ class StackSettings:
     def __post_init__(self) -> None:
         problems = _find_problems(self)
         if problems:
-            raise ContextError(_format_problems(problems))
+            raise ContextError(problems)
 
     @classmethod
     def from_context(cls, lookup: Callable[[str], object], *, all_keys: Iterable[str] = ()) -> StackSettings:
@@ -122,10 +124,10 @@ class StackSettings:
             settings = cls.from_mapping({k: v for k, v in raw.items() if v is not None})
         except ContextError as exc:
             if unknown:
-                raise ContextError(_format_problems(unknown + exc.problems)) from None
+                raise ContextError(unknown + exc.problems) from None
             raise
         if unknown:
-            raise ContextError(_format_problems(unknown))
+            raise ContextError(unknown)
         return settings
 
     @classmethod
@@ -145,7 +147,7 @@ class StackSettings:
             draft = object.__new__(cls)
             for field in fields(cls):
                 object.__setattr__(draft, field.name, parsed.get(field.name, field.default))
-            raise ContextError(_format_problems(problems + _find_problems(draft)))
+            raise ContextError(problems + _find_problems(draft))
         return cls(**parsed)  # type: ignore[arg-type]  # __post_init__ checks ranges and combinations
 
     @property
@@ -373,8 +375,3 @@ def _find_schedule_problems(expression: str | None, manifest: str | None) -> lis
             "(e.g. 'manifests/daily.csv'), not a URL or absolute path"
         )
     return problems
-
-
-def _format_problems(problems: list[str]) -> str:
-    lines = "\n".join(f"  - {p}" for p in problems)
-    return f"invalid CDK context ({len(problems)} problem(s)); fix with `cdk synth -c name=value`:\n{lines}"
