@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 
+from fanfetch.core.politeness import worker_share_rps
+
 __all__ = [
     "LOG_RETENTION_DAYS_ALLOWED",
     "ContextError",
@@ -170,10 +172,7 @@ class StackSettings:
     def worker_per_host_rps(self) -> float | None:
         """FANFETCH_PER_HOST_RPS of each worker invocation: ``perHostRps``, or ``fleetPerHostRps`` shared
         among ``workerMaxConcurrency`` invocations (the stricter of the two when both are given)."""
-        shares = [self.per_host_rps] if self.per_host_rps is not None else []
-        if self.fleet_per_host_rps is not None:
-            shares.append(self.fleet_per_host_rps / self.worker_max_concurrency)
-        return min(shares) if shares else None
+        return worker_share_rps(self.per_host_rps, self.fleet_per_host_rps, self.worker_max_concurrency)
 
     @property
     def has_schedule(self) -> bool:

@@ -29,7 +29,7 @@ from fanfetch.core.costmodel import (
 )
 from fanfetch.core.messages import encode_job
 from fanfetch.core.models import Job, MergeMode, Source
-from fanfetch.core.politeness import FleetBound, bound_fleet
+from fanfetch.core.politeness import FleetBound, bound_fleet, worker_share_rps
 from fanfetch.core.units import plural
 from fanfetch.errors import FetchError, InputError
 
@@ -235,10 +235,7 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
 def worker_rps(args: argparse.Namespace) -> float | None:
     """The per-worker rate the stack would set: ``--per-host-rps``, or ``--fleet-per-host-rps`` shared among
     ``--concurrency`` invocations (the stricter when both are given), as ``StackSettings.worker_per_host_rps``."""
-    shares = [args.per_host_rps] if args.per_host_rps is not None else []
-    if args.fleet_per_host_rps is not None:
-        shares.append(args.fleet_per_host_rps / args.concurrency)
-    return min(shares) if shares else None
+    return worker_share_rps(args.per_host_rps, args.fleet_per_host_rps, args.concurrency)
 
 
 def _busiest_host(job: Job) -> tuple[str, int]:

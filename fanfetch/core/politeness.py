@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AimdPolicy", "FleetBound", "HostPace", "bound_fleet"]
+__all__ = ["AimdPolicy", "FleetBound", "HostPace", "bound_fleet", "worker_share_rps"]
 
 _OBSERVE_WINDOW_S = 1.0  # request-rate sample window of an unlimited host, for its first throttle
 
@@ -123,3 +123,13 @@ def bound_fleet(
         in_flight=invocations * per_worker,
         rps=None if per_host_rps is None else invocations * per_host_rps,
     )
+
+
+def worker_share_rps(per_host_rps: float | None, fleet_per_host_rps: float | None, invocations: int) -> float | None:
+    """One worker invocation's requests per second per host: ``per_host_rps``, or ``fleet_per_host_rps`` shared
+    among ``invocations`` (the stricter of the two when both are given); None: no limit. The stack sets it
+    (FANFETCH_PER_HOST_RPS) and ``fanfetch plan`` models it."""
+    shares = [per_host_rps] if per_host_rps is not None else []
+    if fleet_per_host_rps is not None:
+        shares.append(fleet_per_host_rps / invocations)
+    return min(shares) if shares else None
