@@ -33,7 +33,7 @@ from fanfetch.core.politeness import FleetBound, bound_fleet, worker_share_rps
 from fanfetch.core.units import plural
 from fanfetch.errors import FetchError, InputError
 
-__all__ = ["add_plan_parser", "command_plan", "measure_per_file_s"]
+__all__ = ["add_plan_parser", "command_plan", "sample_downloads"]
 
 
 def add_plan_parser(subparsers: Any) -> None:
@@ -114,14 +114,6 @@ def add_plan_parser(subparsers: Any) -> None:
         help="S3-compatible endpoint for an s3:// manifest",
     )
     plan.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
-
-
-def measure_per_file_s(sources: Sequence[Source], *, allow_hosts: Sequence[str]) -> float:
-    """Mean seconds per download over ``sources``, fetched one after another through the real fetcher."""
-    timed, failures = sample_downloads(sources, allow_hosts=allow_hosts)
-    if not timed:
-        raise failures[0]
-    return sum(timed) / len(timed)
 
 
 def sample_downloads(sources: Sequence[Source], *, allow_hosts: Sequence[str]) -> tuple[list[float], list[FetchError]]:
