@@ -91,7 +91,7 @@ def _client(endpoint: str):  # type: ignore[no-untyped-def]
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    from fanfetch.bootstrap import aws_client
+    from fanfetch.bootstrap.aws import aws_client
 
     return aws_client("sqs", endpoint_url=endpoint)
 

@@ -110,7 +110,7 @@ class Settings:
     spool_max_bytes: int | None = None  # FANFETCH_SPOOL_MAX_BYTES: cap of the worker's spool budget (else /tmp's room)
     # The worker's bookkeeping clients (ledger, EventBridge, results, failure records, DLQ): small requests AWS
     # answers in milliseconds. Each attempt, with the pause that may follow it, must fit FANFETCH_DEADLINE_RESERVE_S
-    # (bootstrap checks): 2 + 5 s and 3 attempts need 13 / 14 / 9 s of the 15 s.
+    # (bootstrap.worker checks): 2 + 5 s and 3 attempts need 13 / 14 / 9 s of the 15 s.
     bookkeeping_connect_timeout_s: float = 2.0  # FANFETCH_BOOKKEEPING_CONNECT_TIMEOUT_S
     bookkeeping_read_timeout_s: float = 5.0  # FANFETCH_BOOKKEEPING_READ_TIMEOUT_S
     bookkeeping_max_attempts: int = 3  # FANFETCH_BOOKKEEPING_MAX_ATTEMPTS: attempts per call, the first included

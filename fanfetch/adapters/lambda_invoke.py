@@ -23,7 +23,7 @@ FALLBACK_TIMEOUT_S = 900  # Lambda's longest timeout: used when the function's o
 class LambdaInvoker:
     """Implements ``fanfetch.ports.Invoker`` with boto3 Lambda clients.
 
-    ``invoke_client_for(read_timeout_s)`` builds the client of one invoke (``bootstrap.lambda_invoke_client``:
+    ``invoke_client_for(read_timeout_s)`` builds the client of one invoke (``bootstrap.aws.lambda_invoke_client``:
     one attempt, keep-alive); the read timeout is the function's configured timeout (read with ``client``'s
     ``GetFunctionConfiguration``) plus ``margin_s``. Without it, ``client`` invokes as it is configured.
     """

@@ -46,20 +46,20 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _aws_client(service: str, endpoint_url: str | None, *, max_attempts: int | None = None) -> Any:
-    from fanfetch.bootstrap import aws_client, aws_config
+    from fanfetch.bootstrap.aws import aws_client, aws_config
 
     config = aws_config() if max_attempts is None else aws_config(max_attempts=max_attempts)
     return aws_client(service, endpoint_url=endpoint_url, config=config)
 
 
 def _lambda_invoker(endpoint_url: str | None) -> Invoker:
-    from fanfetch.bootstrap import build_invoker
+    from fanfetch.bootstrap.stack import build_invoker
 
     return build_invoker(endpoint_url)
 
 
 def _dynamodb_ledger(stack: StackOutputs, endpoint_url: str | None) -> Ledger:
-    from fanfetch.bootstrap import build_stack_ledger
+    from fanfetch.bootstrap.stack import build_stack_ledger
 
     return build_stack_ledger(stack, endpoint_url)
 
@@ -155,13 +155,13 @@ def run_ops_command(args: argparse.Namespace, console: Console, *, deps: OpsDeps
 
 
 def _stack(args: argparse.Namespace, deps: OpsDeps) -> StackOutputs:
-    from fanfetch.bootstrap import find_stack
+    from fanfetch.bootstrap.stack import find_stack
 
     return find_stack(args.stack, cfn_client=deps.aws("cloudformation", args.endpoint_url))
 
 
 def _s3_store(client: Any, bucket: str, prefix: str = "") -> ObjectStore:
-    from fanfetch.bootstrap import build_s3_store
+    from fanfetch.bootstrap.stack import build_s3_store
 
     return build_s3_store(bucket, prefix, s3_client=client)
 
@@ -289,7 +289,7 @@ def _worker_output_prefix(stack: StackOutputs, args: argparse.Namespace, deps: O
 
 def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
     from fanfetch.app.jobs import results_key_for
-    from fanfetch.bootstrap import build_job_events
+    from fanfetch.bootstrap.stack import build_job_events
 
     stack = _stack(args, deps)
     s3 = deps.aws("s3", args.endpoint_url)
@@ -313,7 +313,7 @@ def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 
 def _redrive(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
-    from fanfetch.bootstrap import build_redrive
+    from fanfetch.bootstrap.stack import build_redrive
 
     stack = _stack(args, deps)
     mover = build_redrive(deps.aws("sqs", args.endpoint_url),

@@ -119,7 +119,7 @@ def add_plan_parser(subparsers: Any) -> None:
 def sample_downloads(sources: Sequence[Source], *, allow_hosts: Sequence[str]) -> tuple[list[float], list[FetchError]]:
     """Download ``sources`` one after another; the seconds of each that succeeded, and the failures (a 404 in
     the sample is reported, not a reason to stop)."""
-    from fanfetch.bootstrap import build_fetcher
+    from fanfetch.bootstrap.fetching import build_fetcher
 
     fetcher = build_fetcher(concurrency=1, allow_hosts=tuple(allow_hosts))
     timed: list[float] = []
@@ -145,7 +145,7 @@ def command_plan(args: argparse.Namespace, console: Console) -> int:
     Raises InputError (exit 2 in ``main``) for a bad manifest.
     """
     from fanfetch.adapters.manifests import load_job
-    from fanfetch.bootstrap import aws_client
+    from fanfetch.bootstrap.aws import aws_client
     from fanfetch.settings import allow_hosts_from_env
 
     job = load_job(

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from fanfetch.app.report import render_report
-from fanfetch.bootstrap import local_ledger_path, open_ledger_file
+from fanfetch.bootstrap.destination import local_ledger_path, open_ledger_file
 from fanfetch.cli.args import endpoint_url
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.core.locations import parse_s3_uri
@@ -108,7 +108,7 @@ def _fetch_s3_results(dest: str, job: str, folder: str, *, endpoint_url: str | N
     ``folder/_jobs/<job>/``; return that job folder. InputError naming the jobs there."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from fanfetch.bootstrap import aws_client
+    from fanfetch.bootstrap.aws import aws_client
 
     bucket, prefix = parse_s3_uri(dest)
     root = f"{prefix.rstrip('/')}/_jobs/" if prefix.strip("/") else "_jobs/"
@@ -229,7 +229,7 @@ def load_from_ledger(ledger: Ledger, job_id: str) -> tuple[JobRecord, list[Group
 
 def _dynamodb_ledger_of_stack(stack: str, endpoint_url: str | None) -> tuple[Ledger, str]:
     """The stack's DynamoDB ledger, its table found from the stack's outputs."""
-    from fanfetch.bootstrap import build_stack_ledger, find_stack
+    from fanfetch.bootstrap.stack import build_stack_ledger, find_stack
 
     outputs = find_stack(stack, endpoint_url=endpoint_url)
     ledger = build_stack_ledger(outputs, endpoint_url)

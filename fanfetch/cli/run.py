@@ -17,14 +17,9 @@ from rich.console import Console
 from fanfetch.adapters.manifests import load_streamed_job
 from fanfetch.app.local_run import RunProgress, RunSummary, run_job
 from fanfetch.app.preflight import check_destination, check_hosts, check_ledger, run_preflight
-from fanfetch.bootstrap import (
-    aws_client,
-    build_destination,
-    build_fetcher,
-    build_group_context,
-    guard_resolver,
-    open_local_ledger,
-)
+from fanfetch.bootstrap.aws import aws_client
+from fanfetch.bootstrap.destination import build_destination, open_local_ledger
+from fanfetch.bootstrap.fetching import build_fetcher, build_group_context, guard_resolver
 from fanfetch.cli.progress import ProgressView, print_summary
 from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import GroupResult, Job, OnMissing

@@ -21,16 +21,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fanfetch.app.services import GroupContext
 from fanfetch.app.worker import DeadLetters, JobBook, run_batch
-from fanfetch.bootstrap import (
-    aws_client,
-    build_clock,
-    build_dead_letters,
-    build_destination,
-    build_fetcher,
-    build_group_context,
-    build_job_events,
-    build_table_ledger,
-)
+from fanfetch.bootstrap.aws import aws_client
+from fanfetch.bootstrap.destination import build_destination
+from fanfetch.bootstrap.fetching import build_clock, build_fetcher, build_group_context
+from fanfetch.bootstrap.stack import build_dead_letters, build_job_events, build_table_ledger
 from fanfetch.core.models import OnMissing
 from fanfetch.errors import InputError
 from fanfetch.ports import Clock
@@ -289,7 +283,7 @@ class WorkerOptions:
 
 def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = None,
                       sqs_client: Any | None = None) -> tuple[QueuePoller, Callable[[], None]]:
-    """Compose the real adapters from flags (like ``bootstrap.build_worker_app`` from the environment).
+    """Compose the real adapters from flags (like ``bootstrap.worker.build_worker_app`` from the environment).
 
     Returns the poller and a ``close`` that releases the thread pool and HTTP connections.
     """

@@ -12,14 +12,8 @@ from fanfetch.app.jobs import results_key_for
 from fanfetch.app.preflight import preflight_producer
 from fanfetch.app.producer_events import producer_max_urls, request_from_event
 from fanfetch.app.services import enqueue_job
-from fanfetch.bootstrap import (
-    build_ledger,
-    build_manifest_reader,
-    build_output_store,
-    build_queue,
-    configure_redaction,
-    guard_resolver,
-)
+from fanfetch.bootstrap.fetching import configure_redaction, guard_resolver
+from fanfetch.bootstrap.stack import build_ledger, build_manifest_reader, build_output_store, build_queue
 from fanfetch.settings import Settings
 
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from fanfetch.adapters.observability import log_group_result, make_logger, make_metrics, record_group_metrics
 from fanfetch.app.worker import run_batch
-from fanfetch.bootstrap import WorkerApp, build_worker_app
+from fanfetch.bootstrap.worker import WorkerApp, build_worker_app
 from fanfetch.core.models import OnMissing
 
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -11,7 +11,7 @@ from moto import mock_aws
 from fanfetch.adapters.call_deadline import CallDeadline, attempt_need_s
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
-from fanfetch.bootstrap import bookkeeping_config, bookkeeping_need_s
+from fanfetch.bootstrap.worker import bookkeeping_config, bookkeeping_need_s
 from fanfetch.errors import DeadlineExceeded
 from fanfetch.settings import Settings
 from tests.fakes import FakeClock

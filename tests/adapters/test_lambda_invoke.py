@@ -16,7 +16,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from fanfetch.adapters.lambda_invoke import LambdaInvoker
-from fanfetch.bootstrap import aws_client, aws_config, lambda_invoke_client
+from fanfetch.bootstrap.aws import aws_client, aws_config, lambda_invoke_client
 from fanfetch.errors import InputError
 from fanfetch.ports import InvocationFailed, InvocationOutcomeUnknown
 

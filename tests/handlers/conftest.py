@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from fanfetch.app.services import GroupContext
 from fanfetch.app.worker import JobBook
-from fanfetch.bootstrap import WorkerApp
+from fanfetch.bootstrap.worker import WorkerApp
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.settings import Settings
 from tests.conftest import load_handler

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fanfetch.app.services import GroupContext
-from fanfetch.bootstrap import WorkerApp
+from fanfetch.bootstrap.worker import WorkerApp
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from fanfetch.errors import PermanentFetchError, RetryableFetchError

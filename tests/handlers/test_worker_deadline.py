@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
 from fanfetch.adapters.ledger_dynamodb_items import create_ledger_table
-from fanfetch.bootstrap import build_worker_app
+from fanfetch.bootstrap.worker import build_worker_app
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from tests.conftest import FakeLambdaContext, sqs_event

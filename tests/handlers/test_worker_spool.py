@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fanfetch.bootstrap import build_worker_app
+from fanfetch.bootstrap.worker import build_worker_app
 from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from tests.conftest import FakeLambdaContext, sqs_event

@@ -1,15 +1,11 @@
-"""The composition root's AWS client settings (issue 8 point 8): standard retries, bounded attempts, explicit
-timeouts everywhere; the worker's bookkeeping clients short and guarded by the invocation's time left; what a
-destination keeps beside it; a stack without a ledger."""
+"""The worker Lambda's composition: bookkeeping clients short and guarded by the invocation's time left, their
+timeouts and attempts from the environment, and a reserve that cannot hold one attempt refused."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from fanfetch.adapters.stack_outputs import StackOutputs
-from fanfetch.bootstrap import aws_config, build_destination, build_stack_ledger, build_worker_app
+from fanfetch.bootstrap.worker import build_worker_app
 from fanfetch.errors import InputError
 
 
@@ -17,12 +13,6 @@ def _settings(client) -> tuple[str, int, float, float]:
     config = client.meta.config
     return (config.retries["mode"], config.retries["total_max_attempts"], config.connect_timeout,
             config.read_timeout)
-
-
-def test_every_client_uses_standard_retries_with_bounded_attempts_and_explicit_timeouts():
-    config = aws_config()
-    assert (config.retries, config.connect_timeout, config.read_timeout) == (
-        {"mode": "standard", "total_max_attempts": 3}, 5.0, 30.0)
 
 
 def test_the_workers_bookkeeping_clients_are_short_and_the_dead_letter_path_makes_one_attempt(aws_env):
@@ -37,26 +27,6 @@ def test_the_workers_bookkeeping_clients_are_short_and_the_dead_letter_path_make
     assert _settings(app.failure_store._client) == ("standard", 1, 2.0, 5.0)
     assert _settings(app.ctx.store._client) == ("standard", 3, 5.0, 30.0)
     assert app.call_deadline is not None and app.call_deadline.time_left_s() is None
-
-
-def test_a_local_destination_keeps_its_ledger_and_spool_beside_the_outputs_and_s3_neither(tmp_path, aws_env):
-    # GIVEN a local folder and an S3 destination
-    local = build_destination(str(tmp_path / "out"))
-    remote = build_destination("s3://bucket/prefix")
-    # THEN the folder's ledger is DEST/_jobs/ledger.sqlite, and its spool folder is made only when asked for
-    assert local.ledger_path == os.path.join(str(tmp_path / "out"), "_jobs", "ledger.sqlite")
-    assert not (tmp_path / "out").exists()
-    spool = local.make_spool_dir()
-    assert spool is not None and os.path.isdir(spool) and spool.startswith(str(tmp_path / "out"))
-    # AND S3 has no default ledger, and downloads spool in the system temp folder
-    assert (remote.ledger_path, remote.make_spool_dir()) == (None, None)
-
-
-def test_a_stack_without_a_ledger_table_is_an_input_error_naming_it():
-    stack = StackOutputs(name="old", bucket="b", queue_url="q", dlq_url="d", producer_function="p",
-                         worker_function="w", ledger_table=None)
-    with pytest.raises(InputError, match="stack 'old' has no LedgerTableName output"):
-        build_stack_ledger(stack)
 
 
 def test_the_bookkeeping_timeouts_and_attempts_come_from_the_environment_for_every_bookkeeping_client(aws_env):
