@@ -21,6 +21,7 @@ from fanfetch.bootstrap.aws import aws_client
 from fanfetch.bootstrap.destination import build_destination, open_local_ledger
 from fanfetch.bootstrap.fetching import build_fetcher, build_group_context, guard_resolver
 from fanfetch.cli.progress import ProgressView, print_summary
+from fanfetch.core.locations import parse_s3_uri
 from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import GroupResult, Job, OnMissing
 from fanfetch.core.units import plural
@@ -118,7 +119,7 @@ def execute_job(job: Job | StreamedJob, *, dest: str, concurrency: int, allow_ho
 
 def command_run(args: argparse.Namespace, console: Console) -> int:
     # an s3:// destination's prefix counts against S3's key limit; a local folder's does not
-    prefix = args.out.split("/", 3)[3] if args.out.startswith("s3://") and args.out.count("/") >= 3 else ""
+    prefix = parse_s3_uri(args.out)[1] if args.out.startswith("s3://") else ""
     # checked whole now, its groups read again as they run: a million groups are never held at once
     job = load_streamed_job(args.manifest, default_merge=args.merge,
                             key_prefix=prefix.rstrip("/") + "/" if prefix else "",
