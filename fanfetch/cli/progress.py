@@ -19,7 +19,7 @@ from fanfetch.app.local_run import RunProgress, RunSummary
 from fanfetch.core.models import GroupResult
 from fanfetch.core.units import format_bytes, plural
 
-__all__ = ["ProgressView", "format_bytes", "print_summary", "plural"]
+__all__ = ["ProgressView", "print_summary"]
 
 
 def _clock(seconds: float | None) -> str:

@@ -8,8 +8,9 @@ import pytest
 from rich.console import Console
 
 from fanfetch.app.local_run import RunProgress
-from fanfetch.cli.progress import ProgressView, plural
+from fanfetch.cli.progress import ProgressView
 from fanfetch.core.models import GroupResult, GroupStatus
+from fanfetch.core.units import plural
 
 
 @pytest.mark.parametrize("width", [80, 100, 200])
