@@ -133,14 +133,9 @@ class SqliteLedger:
         assert job is not None
         return job
 
-    def ok_groups(self, job_id: str) -> frozenset[str]:
-        """The groups of ``job_id`` recorded as stored (a re-run need not record their skips again)."""
-        with self._transaction(f"list stored groups of job {job_id!r}", write=False) as conn:
-            rows = conn.execute("SELECT group_id FROM groups WHERE job_id = ? AND status = 'ok'", (job_id,))
-            return frozenset(str(row[0]) for row in rows)
-
     def ok_group_ids(self, job_id: str, *, page_size: int = 10_000) -> Iterator[str]:
-        """``ok_groups`` a page at a time (keyset pagination by group id): bounded memory at any size."""
+        """The groups of ``job_id`` recorded as stored (a re-run need not record their skips again), a page at a
+        time (keyset pagination by group id): bounded memory at any size."""
         after = ""
         while True:
             with self._transaction(f"list stored groups of job {job_id!r}", write=False) as conn:
