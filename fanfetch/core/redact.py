@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_SECRET_PARAMS",
@@ -109,8 +109,6 @@ def _redact_query(query: str) -> str:
 def _is_secret(raw_name: str) -> bool:
     name = raw_name.strip().lower()
     if "%" in name or "+" in name:
-        from urllib.parse import unquote_plus
-
         name = unquote_plus(name).strip().lower()
     return name in _secret_params
 
