@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedErro
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.ports import InvocationFailed, InvocationOutcomeUnknown
 
-__all__ = ["LambdaInvoker", "INVOKE_MARGIN_S", "FALLBACK_TIMEOUT_S"]
+__all__ = ["LambdaInvoker", "LambdaFunctions", "INVOKE_MARGIN_S", "FALLBACK_TIMEOUT_S"]
 
 _MISSING_CODES = frozenset({"ResourceNotFoundException"})
 INVOKE_MARGIN_S = 60.0  # the answer of a function that ran to its timeout still arrives within this
@@ -75,3 +75,23 @@ class LambdaInvoker:
         if not isinstance(answer, dict):
             raise FanfetchError(f"{function_name}: expected a JSON object, got {raw[:200]!r}")
         return answer
+
+
+class LambdaFunctions:
+    """Reads a deployed function's configuration (``GetFunctionConfiguration``), e.g. a variable the stack's outputs
+    do not carry."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def variables(self, function_name: str) -> dict[str, str]:
+        """The function's environment variables; InputError when it does not exist, FanfetchError when it cannot be
+        read (each message: the error's class and botocore's text)."""
+        try:
+            config = self._client.get_function_configuration(FunctionName=function_name)
+        except ClientError as exc:
+            kind = InputError if str(exc.response.get("Error", {}).get("Code")) in _MISSING_CODES else FanfetchError
+            raise kind(f"{type(exc).__name__}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise FanfetchError(f"{type(exc).__name__}: {exc}") from exc
+        return {str(k): str(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()}

@@ -21,9 +21,9 @@ from fanfetch.core.locations import parse_s3_uri
 from fanfetch.errors import ManifestError, OutputExists, PermanentStoreError, RetryableStoreError, StoreError
 from fanfetch.ports import StoredObject
 
-__all__ = ["S3Store", "read_s3_bytes", "classify_client_error"]
+__all__ = ["S3Store", "read_s3_bytes", "classify_client_error", "PERMANENT_CODES"]
 
-_PERMANENT_CODES = frozenset(
+PERMANENT_CODES = frozenset(
     {"AccessDenied", "NoSuchBucket", "InvalidBucketName", "AllAccessDisabled", "InvalidAccessKeyId",
      "SignatureDoesNotMatch", "KeyTooLongError", "InvalidObjectState", "AccountProblem"}
 )
@@ -66,7 +66,7 @@ def classify_client_error(exc: BaseException, what: str) -> StoreError:
         code = _error_code(cause)
         if code in ("PreconditionFailed", "412"):
             return OutputExists(f"{what}: already stored (conditional write refused)")
-        if code in _PERMANENT_CODES:
+        if code in PERMANENT_CODES:
             return PermanentStoreError(f"{what}: {code}")
         return RetryableStoreError(f"{what}: {code or 'error'}")
     return RetryableStoreError(f"{what}: {type(cause or exc).__name__}: {cause or exc}")

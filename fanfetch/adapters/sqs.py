@@ -24,6 +24,9 @@ _PERMANENT_CODES = frozenset({
     "InvalidAddress", "InvalidSecurity", "KMS.AccessDeniedException", "KMS.DisabledException",
 })
 
+_DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                     "ApproximateNumberOfMessagesDelayed")
+
 
 class SqsQueue:
     """Implements ``fanfetch.ports.WorkQueue`` on one SQS queue URL."""
@@ -67,6 +70,16 @@ class SqsQueue:
             self._client.send_message(QueueUrl=self.queue_url, MessageBody=body, MessageAttributes=attributes)
         except (ClientError, BotoCoreError) as exc:
             raise EnqueueError(f"could not dead-letter a message: {_describe(exc)}", sent=0, failed=1) from exc
+
+    def depth(self) -> int | None:
+        """Messages in the queue (visible, in flight, delayed), as SQS approximates them; None when SQS cannot say
+        (any error: the depth only adds to what the ledger tells)."""
+        try:
+            attributes = self._client.get_queue_attributes(QueueUrl=self.queue_url,
+                                                           AttributeNames=list(_DEPTH_ATTRIBUTES))["Attributes"]
+        except (ClientError, BotoCoreError):
+            return None
+        return sum(int(attributes.get(name, 0)) for name in _DEPTH_ATTRIBUTES)
 
     def _send_batch(self, bodies: list[str]) -> tuple[int, list[str]]:
         """Send one batch, retrying failed entries; return (sent, reasons for entries given up on)."""

@@ -12,14 +12,16 @@ from fanfetch.settings import Settings
 if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so `fanfetch run` into a
     # local folder never pays boto3's import time
     from fanfetch.adapters.events import EventBridgeEvents
+    from fanfetch.adapters.lambda_invoke import LambdaFunctions
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
+    from fanfetch.adapters.s3_read import S3Reader
     from fanfetch.adapters.sqs import SqsQueue
     from fanfetch.adapters.stack_outputs import StackOutputs
     from fanfetch.ports import DeadLetterMover, Invoker, Ledger
 
 __all__ = ["build_queue", "build_ledger", "build_output_store", "build_manifest_reader", "build_table_ledger",
            "build_job_events", "build_dead_letters", "find_stack", "build_stack_ledger", "build_s3_store",
-           "build_invoker", "build_redrive"]
+           "build_invoker", "build_redrive", "build_queue_at", "build_functions", "build_s3_reader"]
 
 
 def build_queue(settings: Settings, *, endpoint_url: str | None = None) -> SqsQueue:
@@ -114,3 +116,24 @@ def build_redrive(sqs_client: Any, *, move_client: Any) -> DeadLetterMover:
     from fanfetch.adapters.sqs_redrive import SqsRedrive
 
     return SqsRedrive(sqs_client, move_client=move_client)
+
+
+def build_queue_at(queue_url: str, *, sqs_client: Any) -> SqsQueue:
+    """The SQS queue at ``queue_url`` through ``sqs_client`` (e.g. to read its depth)."""
+    from fanfetch.adapters.sqs import SqsQueue
+
+    return SqsQueue(sqs_client, queue_url)
+
+
+def build_functions(*, lambda_client: Any) -> LambdaFunctions:
+    """Reads the deployed functions' configuration through ``lambda_client``."""
+    from fanfetch.adapters.lambda_invoke import LambdaFunctions
+
+    return LambdaFunctions(lambda_client)
+
+
+def build_s3_reader(bucket: str, *, endpoint_url: str | None = None) -> S3Reader:
+    """Reads folders and objects of ``bucket`` (what a run left there)."""
+    from fanfetch.adapters.s3_read import S3Reader
+
+    return S3Reader(aws_client("s3", endpoint_url=endpoint_url), bucket)

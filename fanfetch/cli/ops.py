@@ -206,16 +206,9 @@ def _status_exit(progress: JobProgress) -> int:
 
 def _queued(stack: StackOutputs, args: argparse.Namespace, deps: OpsDeps) -> int | None:
     """Messages in the work queue (visible, in flight, delayed); None when SQS cannot say."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from fanfetch.bootstrap.stack import build_queue_at
 
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-             "ApproximateNumberOfMessagesDelayed"]
-    try:
-        attributes = deps.aws("sqs", args.endpoint_url).get_queue_attributes(
-            QueueUrl=stack.queue_url, AttributeNames=names)["Attributes"]
-    except (BotoCoreError, ClientError):
-        return None
-    return sum(int(attributes.get(name, 0)) for name in names)
+    return build_queue_at(stack.queue_url, sqs_client=deps.aws("sqs", args.endpoint_url)).depth()
 
 
 def _status(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
@@ -277,14 +270,15 @@ def _failures(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:
 
 def _worker_output_prefix(stack: StackOutputs, args: argparse.Namespace, deps: OpsDeps) -> str:
     """The worker function's ``OUTPUT_PREFIX`` (the stack's outputs do not carry it)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from fanfetch.bootstrap.stack import build_functions
 
     try:
-        config = deps.aws("lambda", args.endpoint_url).get_function_configuration(FunctionName=stack.worker_function)
-    except (BotoCoreError, ClientError) as exc:
+        variables = build_functions(lambda_client=deps.aws("lambda", args.endpoint_url)).variables(
+            stack.worker_function)
+    except FanfetchError as exc:
         raise FanfetchError(f"job {args.job!r} has no results location and the worker's OUTPUT_PREFIX cannot be "
-                            f"read from {stack.worker_function}: {type(exc).__name__}: {exc}") from exc
-    return str(config.get("Environment", {}).get("Variables", {}).get("OUTPUT_PREFIX", ""))
+                            f"read from {stack.worker_function}: {exc}") from exc
+    return variables.get("OUTPUT_PREFIX", "")
 
 
 def _finish(args: argparse.Namespace, console: Console, deps: OpsDeps) -> int:

@@ -21,7 +21,7 @@ from fanfetch.bootstrap.destination import local_ledger_path, open_ledger_file
 from fanfetch.cli.args import endpoint_url
 from fanfetch.core.ledger import GroupRecord, JobRecord
 from fanfetch.core.locations import parse_s3_uri
-from fanfetch.errors import InputError, LedgerError
+from fanfetch.errors import InputError, LedgerError, StoreError
 from fanfetch.ports import Ledger
 
 __all__ = ["add_report_parser", "command_report", "load_local_run", "load_from_ledger", "REPORT_NAME", "StackLedger"]
@@ -106,30 +106,23 @@ def _job_dir(dest: str, job: str, *, has_ledger: bool) -> str:
 def _fetch_s3_results(dest: str, job: str, folder: str, *, endpoint_url: str | None) -> str:
     """Copy ``DEST/_jobs/<job>/results.jsonl`` (a unique prefix of the id is enough) from S3 into
     ``folder/_jobs/<job>/``; return that job folder. InputError naming the jobs there."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from fanfetch.bootstrap.aws import aws_client
+    from fanfetch.bootstrap.stack import build_s3_reader
 
     bucket, prefix = parse_s3_uri(dest)
     root = f"{prefix.rstrip('/')}/_jobs/" if prefix.strip("/") else "_jobs/"
-    client = aws_client("s3", endpoint_url=endpoint_url)
+    s3 = build_s3_reader(bucket, endpoint_url=endpoint_url)
     try:
-        def jobs(start: str) -> list[str]:
-            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root + start, Delimiter="/")
-            return sorted({p["Prefix"][len(root):].rstrip("/")
-                           for page in pages for p in page.get("CommonPrefixes", [])})
-
-        matches = jobs(job)
+        matches = s3.folders(root, job)
         if job in matches:
             matches = [job]
         if len(matches) != 1:
             problem = "matches several jobs" if matches else "is not a job here"
-            listing = ", ".join((matches or jobs(""))[:10]) or "none"
+            listing = ", ".join((matches or s3.folders(root))[:10]) or "none"
             raise InputError(f"{job!r} {problem} in s3://{bucket}/{root} (jobs: {listing})")
         job_dir = os.path.join(folder, "_jobs", matches[0])
         os.makedirs(job_dir)
-        client.download_file(bucket, f"{root}{matches[0]}/{_RESULTS_NAME}", os.path.join(job_dir, _RESULTS_NAME))
-    except (ClientError, BotoCoreError) as exc:
+        s3.download(f"{root}{matches[0]}/{_RESULTS_NAME}", os.path.join(job_dir, _RESULTS_NAME))
+    except StoreError as exc:
         raise InputError(f"cannot read s3://{bucket}/{root}{job}: {exc}") from None
     return job_dir
 

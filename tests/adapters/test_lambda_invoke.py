@@ -14,10 +14,11 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from moto import mock_aws
 
-from fanfetch.adapters.lambda_invoke import LambdaInvoker
+from fanfetch.adapters.lambda_invoke import LambdaFunctions, LambdaInvoker
 from fanfetch.bootstrap.aws import aws_client, aws_config, lambda_invoke_client
-from fanfetch.errors import InputError
+from fanfetch.errors import FanfetchError, InputError
 from fanfetch.ports import InvocationFailed, InvocationOutcomeUnknown
 
 ANSWER = {"job_id": "j-1", "groups": 3, "messages": 3}
@@ -174,3 +175,36 @@ def test_a_missing_function_is_an_input_error():
         stub.add_client_error("invoke", service_error_code="ResourceNotFoundException", http_status_code=404)
         with pytest.raises(InputError, match="not found"):
             LambdaInvoker(client).invoke("gone", {})
+
+
+def test_a_functions_variables_are_read_from_its_configuration(aws_env):
+    # GIVEN a deployed function with an environment (moto) and one without
+    with mock_aws():
+        role = boto3.client("iam").create_role(RoleName="w", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        client = boto3.client("lambda")
+        for name, variables in (("worker", {"OUTPUT_PREFIX": "out", "CONCURRENCY": "8"}), ("bare", None)):
+            client.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="h.handler",
+                                   Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+                                   **({"Environment": {"Variables": variables}} if variables else {}))
+        # WHEN their variables are read / THEN the worker's come back, the bare one has none
+        functions = LambdaFunctions(client)
+        assert functions.variables("worker") == {"OUTPUT_PREFIX": "out", "CONCURRENCY": "8"}
+        assert functions.variables("bare") == {}
+        # AND a function that does not exist is an input error naming botocore's error
+        missing = r"^ResourceNotFoundException: An error occurred \(ResourceNotFoundException\)"
+        with pytest.raises(InputError, match=missing):
+            functions.variables("gone")
+
+
+def test_a_configuration_that_cannot_be_read_is_an_error_in_botocores_words():
+    # GIVEN Lambda refusing the read (no permission) / WHEN the variables are read
+    client = _client("lambda")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_function_configuration", service_error_code="AccessDeniedException",
+                              http_status_code=403, service_message="not allowed")
+        with pytest.raises(FanfetchError) as caught:
+            LambdaFunctions(client).variables("worker")
+    # THEN it is not an input error, and its one line is the error's class and botocore's text
+    assert not isinstance(caught.value, InputError)
+    assert str(caught.value) == ("ClientError: An error occurred (AccessDeniedException) when calling the "
+                                 "GetFunctionConfiguration operation: not allowed")

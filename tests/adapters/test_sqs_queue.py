@@ -66,3 +66,19 @@ def test_sender_faults_are_not_retried_and_are_reported(sqs):
             SqsQueue(client, url, clock=FakeClock()).send_messages(["ok", "bad"])
     assert caught.value.sent == 1 and caught.value.failed == 1
     assert "InvalidMessageContents" in str(caught.value)
+
+
+def test_the_depth_counts_visible_in_flight_and_delayed_messages(sqs):
+    # GIVEN a queue with two visible messages, one received (in flight) and one delayed
+    client, url = sqs
+    SqsQueue(client, url).send_messages(["a", "b", "c"])
+    client.receive_message(QueueUrl=url, MaxNumberOfMessages=1)
+    client.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    # WHEN its depth is read / THEN all four count
+    assert SqsQueue(client, url).depth() == 4
+
+
+def test_the_depth_of_a_queue_sqs_cannot_describe_is_unknown(sqs):
+    # GIVEN a queue URL that does not exist / WHEN its depth is read / THEN SQS cannot say: None, not an error
+    client, url = sqs
+    assert SqsQueue(client, url + "-gone").depth() is None
