@@ -17,7 +17,7 @@ from fanfetch.core.manifest_plain import Plain
 from fanfetch.core.manifest_rules import key_identity
 from fanfetch.core.models import Group, MergeMode
 
-__all__ = ["HostSeen", "ManifestScan", "Tracker"]
+__all__ = ["HostSeen", "ManifestScan", "Tracker", "host_port_of"]
 
 _JOB_ID_CHUNK = 4096  # records joined per sha256 update
 _URL_HEAD = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*')
@@ -31,6 +31,12 @@ class HostSeen:
     host: str
     port: int
     group_id: str
+
+
+def host_port_of(url: str) -> tuple[str, int]:
+    """The lower-cased host and the port (the scheme's default when none is given) a URL downloads from."""
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,7 @@ class Tracker:
             self.prefixes.append(hash("/".join(parts[:depth])))
 
     def _note_head(self, head: str, group_id: str) -> None:
-        parts = urlsplit(head)
-        host_port = ((parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80))
+        host_port = host_port_of(head)
         self._heads[head] = host_port
         if host_port not in self._hosts:
             self._hosts[host_port] = HostSeen(host_port[0], host_port[1], group_id)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from fanfetch.core.limits import utf8_bytes
 from fanfetch.core.manifest_csv import _read_header, _read_source, read_csv_rows
 from fanfetch.core.manifest_groups import Draft, Where, _check_stored_keys, _finish, read_group_id, read_key
 from fanfetch.core.manifest_jsonl import _decode, draft_from_record
 from fanfetch.core.manifest_plain import Plain, plain_group, read_plain
-from fanfetch.core.manifest_scan import HostSeen, ManifestScan, Tracker
+from fanfetch.core.manifest_scan import HostSeen, ManifestScan, Tracker, host_port_of
 from fanfetch.core.manifest_text import MAX_LINE_BYTES
 from fanfetch.core.models import Group, Job, MergeMode, OnMissing, Source
 from fanfetch.errors import ManifestError
@@ -60,8 +59,7 @@ def hosts_of_groups(groups: Iterable[Group]) -> tuple[HostSeen, ...]:
     seen: dict[tuple[str, int], HostSeen] = {}
     for group in groups:
         for source in group.sources:
-            parts = urlsplit(source.url)
-            host_port = ((parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80))
+            host_port = host_port_of(source.url)
             if host_port not in seen:
                 seen[host_port] = HostSeen(host_port[0], host_port[1], group.group_id)
     return tuple(seen.values())
