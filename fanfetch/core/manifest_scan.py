@@ -71,14 +71,7 @@ class Tracker:
         self.groups += 1
         self.file_count += len(urls)
         self.ids.append(hash(group_id))
-        identity = key.lower()  # key_identity of printable ASCII
-        if identity[-1] == "/":
-            identity = identity[:-1]
-            self.folders.append(hash(identity))
-        else:
-            self.files.append(hash(identity))
-        if "/" in identity:
-            self._note_prefixes(identity)
+        self._note_key(key.lower())  # key_identity of printable ASCII
         if len(urls) == 1:
             self._records.append(f'["{group_id}","{key}","{_MODE_NAMES[merge]}",[["{urls[0]}",null,null,null]]]')
         else:
@@ -94,14 +87,7 @@ class Tracker:
         self.groups += 1
         self.file_count += len(group.sources)
         self.ids.append(hash(group.group_id))
-        identity = key_identity(group.key)
-        if identity.endswith("/"):
-            identity = identity[:-1]
-            self.folders.append(hash(identity))
-        else:
-            self.files.append(hash(identity))
-        if "/" in identity:
-            self._note_prefixes(identity)
+        self._note_key(key_identity(group.key))
         self._records.append(json.dumps([group.group_id, group.key, group.merge.value,
                                          [[s.url, s.sha256, s.md5, s.size] for s in group.sources]],
                                         ensure_ascii=False, separators=(",", ":")))
@@ -112,6 +98,16 @@ class Tracker:
             head = match.group() if match else source.url
             if head not in self._heads:
                 self._note_head(head, group.group_id)
+
+    def _note_key(self, identity: str) -> None:
+        """A key's identity among the output files or (ending in "/") folders, and every folder it needs."""
+        if identity[-1] == "/":
+            identity = identity[:-1]
+            self.folders.append(hash(identity))
+        else:
+            self.files.append(hash(identity))
+        if "/" in identity:
+            self._note_prefixes(identity)
 
     def _note_prefixes(self, identity: str) -> None:
         # key_identity of a prefix is the prefix of the identity: "/" is a starter, folds and composes with nothing
