@@ -255,12 +255,13 @@ def test_guard_is_on_by_default(fault_origin):
     assert fault_origin.requests("/data") == 0
 
 
-def test_dns_rebinding_cannot_redirect_the_connection(fault_origin, monkeypatch):
-    # GIVEN an allow-listed origin on 127.0.0.1:P and a canary on 127.0.0.2:P (same port)
+def _rebinding(fault_origin, monkeypatch) -> tuple[Canary, AddressGuard, list[str]]:
+    """A canary on 127.0.0.2 at the origin's port, and a guard allowing only 127.0.0.1 at it whose resolver
+    answers ``rebind.test`` with 127.0.0.1 once, then the canary (as the patched system resolver always does);
+    the names it was asked, in order."""
     port = fault_origin.port
     canary = Canary("127.0.0.2", port)
     fault_origin.add("/data", ok(b"from the checked address"))
-    # AND a name whose first answer is the allowed address and every later answer the canary's
     answers = iter([["127.0.0.1"]])
     calls: list[str] = []
 
@@ -269,14 +270,21 @@ def test_dns_rebinding_cannot_redirect_the_connection(fault_origin, monkeypatch)
         ip = next(answers, ["127.0.0.2"])[0]
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port_))]
 
-    # AND the system resolver (what a client that resolves twice would use) also answers the canary
     real = socket.getaddrinfo
     monkeypatch.setattr(
         socket,
         "getaddrinfo",
         lambda host, *a, **k: real("127.0.0.2", *a, **k) if host == "rebind.test" else real(host, *a, **k),
     )
-    guard = AddressGuard(allow_hosts=[f"127.0.0.1:{port}"], resolver=rebinding)
+    return canary, AddressGuard(allow_hosts=[f"127.0.0.1:{port}"], resolver=rebinding), calls
+
+
+def test_dns_rebinding_cannot_redirect_the_connection(fault_origin, monkeypatch):
+    # GIVEN an allow-listed origin on 127.0.0.1:P and a canary on 127.0.0.2:P (same port)
+    # AND a name whose first answer is the allowed address and every later answer the canary's
+    # AND the system resolver (what a client that resolves twice would use) also answers the canary
+    port = fault_origin.port
+    canary, guard, calls = _rebinding(fault_origin, monkeypatch)
     try:
         with _fetcher(guard, dns_cache_s=0) as fetcher:  # every request resolves (the cache: the next test)
             # WHEN the name is fetched
@@ -300,23 +308,7 @@ def test_a_host_names_verdict_is_reused_for_dns_cache_s_and_pins_every_request_t
     # GIVEN the origin on 127.0.0.1:P, a canary on 127.0.0.2:P, and a name that rebinds to the canary after its
     # first answer (the system resolver answers the canary too)
     port = fault_origin.port
-    canary = Canary("127.0.0.2", port)
-    fault_origin.add("/data", ok(b"from the checked address"))
-    answers = iter([["127.0.0.1"]])
-    calls: list[str] = []
-
-    def rebinding(host, port_, *args, **kwargs):
-        calls.append(host)
-        ip = next(answers, ["127.0.0.2"])[0]
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port_))]
-
-    real = socket.getaddrinfo
-    monkeypatch.setattr(
-        socket,
-        "getaddrinfo",
-        lambda host, *a, **k: real("127.0.0.2", *a, **k) if host == "rebind.test" else real(host, *a, **k),
-    )
-    guard = AddressGuard(allow_hosts=[f"127.0.0.1:{port}"], resolver=rebinding)
+    canary, guard, calls = _rebinding(fault_origin, monkeypatch)
     clock = FakeClock()
     try:
         with CurlFetcher(HttpSettings(max_attempts=2, connect_timeout_s=1.0, read_timeout_s=1.0, dns_cache_s=60.0),
