@@ -25,7 +25,8 @@ from fanfetch.core.manifest_text import excerpt
 from fanfetch.core.models import Source
 from fanfetch.errors import ManifestError
 
-__all__ = ["REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "read_csv", "read_csv_rows"]
+__all__ = ["REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "read_csv", "read_csv_rows", "read_csv_header",
+           "read_csv_source"]
 
 REQUIRED_COLUMNS = ("group", "url")
 OPTIONAL_COLUMNS = ("key", "sha256", "md5", "size")
@@ -69,7 +70,7 @@ class _Pending:
     key_line: int | None = None
 
 
-def _read_header(cells: list[str], line: int, *, source: str) -> dict[str, int]:
+def read_csv_header(cells: list[str], line: int, *, source: str) -> dict[str, int]:
     names = [cell.lower() for cell in cells]
     expected = (
         f"expected columns {','.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)}); "
@@ -100,7 +101,7 @@ def read_csv(lines: Sequence[str], *, source: str, problems: Problems | None = N
     if first is None:
         return []
     header_line, header = first
-    columns = _read_header(header, header_line, source=source)
+    columns = read_csv_header(header, header_line, source=source)
     pending: dict[str, _Pending] = {}
     incomplete: set[str] = set()
     for line, cells in rows:
@@ -126,7 +127,7 @@ def _read_row(cells: list[str], columns: dict[str, int], where: Where, pending: 
     if len(cells) != len(columns):
         raise where.error(f"expected {len(columns)} fields ({','.join(columns)}), got {len(cells)}")
     group_id = read_group_id(cells[columns["group"]], where)
-    source = _read_source(cells, columns, where)
+    source = read_csv_source(cells, columns, where)
     key_cell = cells[columns["key"]] if "key" in columns else ""
     key = read_key(key_cell, where) if key_cell else None
     group = pending.get(group_id)
@@ -144,7 +145,7 @@ def _read_row(cells: list[str], columns: dict[str, int], where: Where, pending: 
     group.sources.append(source)
 
 
-def _read_source(cells: list[str], columns: dict[str, int], where: Where) -> Source:
+def read_csv_source(cells: list[str], columns: dict[str, int], where: Where) -> Source:
     def cell(name: str) -> str:
         return cells[columns[name]] if name in columns else ""
 

@@ -32,11 +32,14 @@ from fanfetch.errors import ManifestError, ManifestProblems
 __all__ = [
     "MAX_URL_CHARS",
     "MAX_PROBLEMS",
+    "JOB_ID_VERSION",
     "Draft",
     "Problems",
     "Where",
     "assemble_job",
+    "check_stored_keys",
     "derive_job_id",
+    "finish_group",
     "read_group_id",
     "read_hex",
     "read_key",
@@ -52,7 +55,7 @@ MAX_URL_CHARS = 8192
 _MAX_EXTENSION_CHARS = 8  # ".csv", ".gz", ".parquet"; longer "extensions" are not extensions
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,7}\Z")
 _HEX_DIGITS = {"sha256": 64, "md5": 32}
-_JOB_ID_VERSION = b"fanfetch-job-v1\n"
+JOB_ID_VERSION = b"fanfetch-job-v1\n"
 _MERGE_MODES = {mode.value: mode for mode in MergeMode}
 MAX_PROBLEMS = 20  # a manifest's problems reported at once: enough to see a pattern, short enough to read
 
@@ -225,7 +228,7 @@ def _default_key(draft: Draft, merge: MergeMode) -> str:
     return draft.group_id
 
 
-def _finish(draft: Draft, default_merge: MergeMode) -> Group:
+def finish_group(draft: Draft, default_merge: MergeMode) -> Group:
     merge = draft.merge or default_merge
     if draft.key is None:
         key = _default_key(draft, merge)
@@ -238,7 +241,7 @@ def _finish(draft: Draft, default_merge: MergeMode) -> Group:
     return Group(group_id=draft.group_id, sources=draft.sources, key=key, merge=merge, on_missing=draft.on_missing)
 
 
-def _check_stored_keys(group: Group, draft: Draft, key_prefix: str) -> None:
+def check_stored_keys(group: Group, draft: Draft, key_prefix: str) -> None:
     """Every S3 key the group makes fits S3's 1,024 UTF-8 bytes, the output prefix included: its output (for
     merge mode none: each file and the done marker below it) and its failure record (named by the group id)."""
     prefix_bytes = utf8_bytes(key_prefix)
@@ -326,8 +329,8 @@ def assemble_job(
             continue
         seen_ids[draft.group_id] = draft
         try:
-            group = _finish(draft, default_merge)
-            _check_stored_keys(group, draft, key_prefix)
+            group = finish_group(draft, default_merge)
+            check_stored_keys(group, draft, key_prefix)
         except ManifestError as exc:
             note(problems, exc)
             continue
@@ -368,4 +371,4 @@ def derive_job_id(groups: Sequence[Group]) -> str:
     ]
     # One dumps call: the C encoder is ~3x faster on one big list than on 200,000 small ones.
     canonical = json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(_JOB_ID_VERSION + canonical).hexdigest()[:16]
+    return hashlib.sha256(JOB_ID_VERSION + canonical).hexdigest()[:16]

@@ -26,7 +26,7 @@ from fanfetch.core.manifest_groups import (
 from fanfetch.core.models import Source
 from fanfetch.errors import ManifestError
 
-__all__ = ["FIELDS", "read_jsonl", "read_records", "draft_from_record"]
+__all__ = ["FIELDS", "read_jsonl", "read_records", "draft_from_record", "decode_line"]
 
 FIELDS = ("group", "urls", "key", "merge", "on_missing")
 _URL_FIELDS = ("url", "sha256", "md5", "size")
@@ -62,13 +62,13 @@ def read_jsonl(lines: Sequence[str], *, source: str, problems: Problems | None =
             continue
         where = Where(source, number)
         try:
-            drafts.append(draft_from_record(_decode(stripped, where), where))
+            drafts.append(draft_from_record(decode_line(stripped, where), where))
         except ManifestError as exc:
             note(problems, exc)
     return drafts
 
 
-def _decode(text: str, where: Where) -> object:
+def decode_line(text: str, where: Where) -> object:
     try:
         return _DECODER.decode(text)
     except _DuplicateField as exc:

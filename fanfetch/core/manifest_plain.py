@@ -68,7 +68,7 @@ def plain_group(plain: Plain) -> Group:
 
 def read_plain(text: str, default_merge: MergeMode, prefix_bytes: int) -> Plain | None:
     """The line's group when it has the plain shape and every rule holds (as ``draft_from_record``,
-    ``_finish`` and ``_check_stored_keys`` would find), else None: the full path decides then, so None never
+    ``finish_group`` and ``check_stored_keys`` would find), else None: the full path decides then, so None never
     hides a problem and a group returned is one the full path accepts."""
     match = _LINE.fullmatch(text)
     if match is None:

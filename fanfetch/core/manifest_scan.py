@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fanfetch.core.limits import utf8_bytes
-from fanfetch.core.manifest_groups import _JOB_ID_VERSION
+from fanfetch.core.manifest_groups import JOB_ID_VERSION
 from fanfetch.core.manifest_plain import Plain
 from fanfetch.core.manifest_rules import key_identity
 from fanfetch.core.models import Group, MergeMode
@@ -60,7 +60,7 @@ class Tracker:
         self.prefix_bytes = utf8_bytes(key_prefix)
         self.groups = 0
         self.file_count = 0
-        self._digest = hashlib.sha256(_JOB_ID_VERSION + b"[")
+        self._digest = hashlib.sha256(JOB_ID_VERSION + b"[")
         self._digest_started = False
         self._records: list[str] = []
         self._heads: dict[str, tuple[str, int]] = {}

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from fanfetch.core.limits import utf8_bytes
-from fanfetch.core.manifest_csv import _read_header, _read_source, read_csv_rows
-from fanfetch.core.manifest_groups import Draft, Where, _check_stored_keys, _finish, read_group_id, read_key
-from fanfetch.core.manifest_jsonl import _decode, draft_from_record
+from fanfetch.core.manifest_csv import read_csv_header, read_csv_rows, read_csv_source
+from fanfetch.core.manifest_groups import Draft, Where, check_stored_keys, finish_group, read_group_id, read_key
+from fanfetch.core.manifest_jsonl import decode_line, draft_from_record
 from fanfetch.core.manifest_plain import Plain, plain_group, read_plain
 from fanfetch.core.manifest_scan import HostSeen, ManifestScan, Tracker, host_port_of
 from fanfetch.core.manifest_text import MAX_LINE_BYTES
@@ -95,9 +95,9 @@ def _text_lines(raw_lines: Iterable[bytes]) -> Iterator[str]:
 def _full_group(text: str, where: Where, default_merge: MergeMode, key_prefix: str) -> Group:
     """The line's group by the whole-manifest rules. Raises _Bad on a problem."""
     try:
-        draft = draft_from_record(_decode(text, where), where)
-        group = _finish(draft, default_merge)
-        _check_stored_keys(group, draft, key_prefix)
+        draft = draft_from_record(decode_line(text, where), where)
+        group = finish_group(draft, default_merge)
+        check_stored_keys(group, draft, key_prefix)
     except ManifestError:
         raise _Bad from None
     return group
@@ -137,14 +137,14 @@ def _csv_drafts(raw_lines: Iterable[bytes], *, source: str) -> Iterator[Draft]:
         first = next(rows, None)
         if first is None:
             raise _Bad
-        columns = _read_header(first[1], first[0], source=source)
+        columns = read_csv_header(first[1], first[0], source=source)
         current: tuple[str, list[Source], str | None, Where] | None = None
         for line, cells in rows:
             where = Where(source, line)
             if len(cells) != len(columns):
                 raise _Bad
             group_id = read_group_id(cells[columns["group"]], where)
-            url = _read_source(cells, columns, where)
+            url = read_csv_source(cells, columns, where)
             key_cell = cells[columns["key"]] if "key" in columns else ""
             key = read_key(key_cell, where) if key_cell else None
             if current is not None and current[0] == group_id:
@@ -169,8 +169,8 @@ def _csv_drafts(raw_lines: Iterable[bytes], *, source: str) -> Iterator[Draft]:
 def _finished_drafts(drafts: Iterable[Draft], *, default_merge: MergeMode, key_prefix: str) -> Iterator[Group]:
     for draft in drafts:
         try:
-            group = _finish(draft, default_merge)
-            _check_stored_keys(group, draft, key_prefix)
+            group = finish_group(draft, default_merge)
+            check_stored_keys(group, draft, key_prefix)
         except ManifestError:
             raise _Bad from None
         yield group
