@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fanfetch.adapters.aws_errors import AWS_PERMANENT_CODES
+from fanfetch.adapters.aws_errors import AWS_PERMANENT_CODES, classify_by_code
 from fanfetch.adapters.backoff import Backoff
 from fanfetch.adapters.clock import SystemClock
 from fanfetch.core.ledger import JobRecord
@@ -94,9 +94,5 @@ class EventBridgeEvents:
 
 
 def _classify(exc: BaseException, what: str) -> PublishError:
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _PERMANENT_CODES:
-            return PermanentPublishError(f"{what}: {code}")
-        return RetryablePublishError(f"{what}: {code or 'error'}")
-    return RetryablePublishError(f"{what}: {type(exc).__name__}: {exc}")
+    return classify_by_code(exc, what, permanent_codes=_PERMANENT_CODES, permanent=PermanentPublishError,
+                            retryable=RetryablePublishError)

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fanfetch.adapters.aws_errors import AWS_PERMANENT_CODES
+from fanfetch.adapters.aws_errors import AWS_PERMANENT_CODES, classify_by_code, error_code
 from fanfetch.adapters.ledger_dynamodb_items import (
     GROUP_PREFIX,
     JOB_SK,
@@ -38,16 +38,8 @@ _PERMANENT_CODES = AWS_PERMANENT_CODES | {
 
 def classify_ledger_error(exc: BaseException, what: str) -> LedgerError:
     """Translate a botocore error into our tree, by error code (never by message text)."""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _PERMANENT_CODES:
-            return PermanentLedgerError(f"{what}: {code}")
-        return RetryableLedgerError(f"{what}: {code or 'error'}")
-    return RetryableLedgerError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+    return classify_by_code(exc, what, permanent_codes=_PERMANENT_CODES, permanent=PermanentLedgerError,
+                            retryable=RetryableLedgerError)
 
 
 class LedgerTable:
