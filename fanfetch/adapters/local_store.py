@@ -71,9 +71,13 @@ class LocalStore:
         return parts
 
     def _open_root(self) -> int:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
         try:
-            os.makedirs(self.root, exist_ok=True)
-            return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return os.open(self.root, flags)
+            except FileNotFoundError:  # created on first use (one open per call otherwise: this runs ~5× a group)
+                os.makedirs(self.root, exist_ok=True)
+                return os.open(self.root, flags)
         except OSError as exc:
             raise PermanentStoreError(f"cannot open {self.root}: {exc.strerror}") from exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 
 import pytest
 
@@ -33,6 +34,23 @@ def test_put_file_from_elsewhere_copies_and_leaves_the_source(tmp_path):
     store = LocalStore(str(tmp_path / "out"))
     store.put_file("k.bin", str(source), sha256="s")
     assert source.exists() and (tmp_path / "out" / "k.bin").read_bytes() == b"x" * 10
+
+
+def test_a_destination_folder_removed_between_writes_is_created_again(tmp_path):
+    # GIVEN a store that has written once, then its whole folder is removed (it is opened, not created, per write)
+    store = LocalStore(str(tmp_path / "out" / "nested"))
+    store.put_bytes("a.txt", b"first")
+    shutil.rmtree(tmp_path / "out")
+    # WHEN it writes again
+    store.put_bytes("b.txt", b"second")
+    # THEN the folder is made again and the object is in place
+    assert (tmp_path / "out" / "nested" / "b.txt").read_bytes() == b"second"
+
+
+def test_a_file_where_the_destination_folder_should_be_is_a_permanent_error(tmp_path):
+    (tmp_path / "out").write_bytes(b"not a folder")
+    with pytest.raises(PermanentStoreError, match="cannot"):
+        LocalStore(str(tmp_path / "out")).put_bytes("a.txt", b"x")
 
 
 def test_head_of_a_missing_key_is_none(tmp_path):
