@@ -16,6 +16,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import error_code
 from fanfetch.adapters.backoff import Backoff
 from fanfetch.core.locations import parse_s3_uri
 from fanfetch.errors import ManifestError, OutputExists, PermanentStoreError, RetryableStoreError, StoreError
@@ -56,7 +57,7 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 def _error_code(exc: BaseException) -> str:
     cause = _cause(exc)
-    return str(cause.response.get("Error", {}).get("Code", "")) if isinstance(cause, ClientError) else ""
+    return error_code(cause) if isinstance(cause, ClientError) else ""
 
 
 def classify_client_error(exc: BaseException, what: str) -> StoreError:

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import error_code
 from fanfetch.adapters.s3 import PERMANENT_CODES
 from fanfetch.errors import PermanentStoreError, RetryableStoreError, StoreError
 
@@ -40,5 +41,5 @@ class S3Reader:
 
 
 def _classify(exc: ClientError | BotoCoreError) -> StoreError:
-    code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+    code = error_code(exc) if isinstance(exc, ClientError) else ""
     return (PermanentStoreError if code in PERMANENT_CODES else RetryableStoreError)(str(exc))

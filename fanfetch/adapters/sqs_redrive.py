@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import error_code
 from fanfetch.errors import FanfetchError, InputError
 from fanfetch.ports import RedriveReport
 
@@ -23,10 +24,6 @@ MOVE_TASK_UNAVAILABLE = frozenset({
 })
 _NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _ATTRIBUTE_FIELDS = ("DataType", "StringValue", "BinaryValue")
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class SqsRedrive:
@@ -51,8 +48,8 @@ class SqsRedrive:
             task = self._move_client.start_message_move_task(SourceArn=dlq["QueueArn"],
                                                               DestinationArn=destination["QueueArn"])
         except ClientError as exc:
-            if _code(exc) not in MOVE_TASK_UNAVAILABLE:
-                raise FanfetchError(f"cannot start a message move task: {_code(exc)}") from exc
+            if error_code(exc) not in MOVE_TASK_UNAVAILABLE:
+                raise FanfetchError(f"cannot start a message move task: {error_code(exc)}") from exc
         except BotoCoreError as exc:
             raise FanfetchError(f"cannot start a message move task: {type(exc).__name__}") from exc
         else:
@@ -64,9 +61,9 @@ class SqsRedrive:
         try:
             return dict(self._client.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))["Attributes"])
         except ClientError as exc:
-            if _code(exc) in _NO_QUEUE:
+            if error_code(exc) in _NO_QUEUE:
                 raise InputError(f"queue {url} does not exist") from None
-            raise FanfetchError(f"cannot read queue {url}: {_code(exc)}") from exc
+            raise FanfetchError(f"cannot read queue {url}: {error_code(exc)}") from exc
         except BotoCoreError as exc:
             raise FanfetchError(f"cannot read queue {url}: {type(exc).__name__}") from exc
 
@@ -79,8 +76,8 @@ class SqsRedrive:
                     VisibilityTimeout=self._visibility_timeout_s, MessageAttributeNames=["All"],
                 ).get("Messages", [])
             except (ClientError, BotoCoreError) as exc:
-                raise FanfetchError(f"cannot receive from {dlq_url} after moving {moved}: "
-                                    f"{_code(exc) if isinstance(exc, ClientError) else type(exc).__name__}") from exc
+                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                raise FanfetchError(f"cannot receive from {dlq_url} after moving {moved}: {code}") from exc
             if not messages:
                 break
             sent_ids = self._send(queue_url, messages)

@@ -8,6 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import error_code
 from fanfetch.errors import FanfetchError, InputError
 
 __all__ = ["StackOutputs", "resolve_stack", "REQUIRED_OUTPUTS"]
@@ -41,7 +42,7 @@ def resolve_stack(name: str, *, cfn_client: Any) -> StackOutputs:
         stacks = cfn_client.describe_stacks(StackName=name).get("Stacks", [])
     except ClientError as exc:
         # CloudFormation answers a missing stack with ValidationError (there is no NotFound code).
-        if str(exc.response.get("Error", {}).get("Code", "")) == "ValidationError":
+        if error_code(exc) == "ValidationError":
             raise InputError(f"stack {name!r} not found (is it deployed in this account and region?)") from None
         raise FanfetchError(f"cannot describe stack {name!r}: {exc.response.get('Error', {}).get('Code')}") from exc
     except BotoCoreError as exc:
