@@ -216,6 +216,9 @@ class MeteredPart:
         self._raw = raw
         self._hold = hold
         self._bytes = 0
+        # the calls made on every file (download, merge, store), bound once: no __getattr__ miss per call
+        self.read, self.seek, self.tell, self.seekable, self.flush = (raw.read, raw.seek, raw.tell, raw.seekable,
+                                                                      raw.flush)
 
     def write(self, data: bytes) -> int:
         self._hold.charge(len(data))

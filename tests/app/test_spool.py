@@ -236,6 +236,24 @@ def test_a_truncate_gives_back_what_a_failed_attempt_wrote():
     assert hold.written == 45 and spool.used == 90
 
 
+
+def test_a_metered_spooled_file_reads_back_after_it_rolled_over_to_disk(tmp_path):
+    import tempfile
+
+    # GIVEN a metered in-memory spool file that a write pushes past its memory size (it moves to disk)
+    hold = SpoolBudget(lambda: 1 << 20).hold("g", [None], factor=2)
+    raw = tempfile.SpooledTemporaryFile(max_size=8, dir=tmp_path)
+    part = MeteredPart(raw, hold)
+    part.write(b"abc")
+    part.write(b"defghijklmno")
+    # WHEN it is rewound and read as the merge does
+    part.flush()
+    part.seek(0)
+    # THEN the bytes come from the file on disk, and its name is the disk file's
+    assert raw._rolled and part.seekable() and part.read() == b"abcdefghijklmno" and part.tell() == 15
+    assert hold.written == 15 and isinstance(part.name, int | str)
+    raw.close()
+
 class _Sink:
     """A file-like sink in memory."""
 
