@@ -29,16 +29,21 @@ def test_the_package_keeps_its_layers():
 
 @pytest.mark.parametrize(("module", "line", "arrow"), [
     # an adapter importing a use case, as sqs_redrive once did from ops
-    ("adapters/sqs_redrive.py", "from fanfetch.app.ops import read_progress",
+    ("fanfetch/adapters/sqs_redrive.py", "from fanfetch.app.ops import read_progress",
      "fanfetch.adapters.sqs_redrive -> fanfetch.app.ops"),
     # an entry point building an adapter itself instead of asking bootstrap, as the long worker once did
-    ("cli/worker.py", "from fanfetch.adapters.sqs import SqsQueue", "fanfetch.cli.worker -> fanfetch.adapters.sqs"),
+    ("fanfetch/cli/worker.py", "from fanfetch.adapters.sqs import SqsQueue",
+     "fanfetch.cli.worker -> fanfetch.adapters.sqs"),
+    # a Lambda handler doing the same (lambdas/ is a root package of the contracts too)
+    ("lambdas/worker/handler.py", "from fanfetch.adapters.sqs import SqsQueue",
+     "lambdas.worker.handler -> fanfetch.adapters.sqs"),
 ])
 def test_an_import_pointing_the_wrong_way_breaks_the_contract(tmp_path: Path, module: str, line: str, arrow: str):
     # GIVEN a copy of the package with that one import added
-    shutil.copytree(ROOT / "fanfetch", tmp_path / "fanfetch", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("fanfetch", "lambdas"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    source = tmp_path / "fanfetch" / module
+    source = tmp_path / module
     source.write_text(source.read_text() + f"\n{line}  # noqa: E402\n")
     # WHEN import-linter checks it
     done = _lint(tmp_path)
