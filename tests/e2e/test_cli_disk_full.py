@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from fanfetch.cli.main import main
-from tests.handlers.test_worker_spool import MIB, _Big, expected_sha256
 from tests.origin_faults import FaultOrigin
-from tests.tmpfs import mounted_tmpfs
+from tests.tmpfs import MIB, BigBody, big_sha256, mounted_tmpfs
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_a_full_disk_fails_the_affected_groups_cleanly_and_a_rerun_with_room_com
     # GIVEN eight groups of 2 x 2 MiB merged (32 MiB of outputs) and a destination on a 32 MiB disk
     lines = []
     for g in range(8):
-        urls = [origin.add(f"/g{g}/{i}", _Big(2 * MIB, f"g{g}-{i}")) for i in range(2)]
+        urls = [origin.add(f"/g{g}/{i}", BigBody(2 * MIB, f"g{g}-{i}")) for i in range(2)]
         lines.append({"group": f"g{g}", "urls": urls, "key": f"out/g{g}.bin", "merge": "concat"})
     manifest = tmp_path / "job.jsonl"
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -73,4 +72,4 @@ def test_a_full_disk_fails_the_affected_groups_cleanly_and_a_rerun_with_room_com
     assert all(r["status"] == "ok" for r in _results(dest).values())
     for g in range(8):
         data = (dest / "out" / f"g{g}.bin").read_bytes()
-        assert hashlib.sha256(data).hexdigest() == expected_sha256([2 * MIB] * 2, [f"g{g}-0", f"g{g}-1"])
+        assert hashlib.sha256(data).hexdigest() == big_sha256([2 * MIB] * 2, [f"g{g}-0", f"g{g}-1"])

@@ -6,10 +6,8 @@ These tests mount a tmpfs (root only) and skip cleanly otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,39 +17,7 @@ from fanfetch.core.messages import encode_message
 from fanfetch.core.models import Group, MergeMode, Source
 from tests.conftest import FakeLambdaContext, sqs_event
 from tests.origin_faults import FaultOrigin
-from tests.tmpfs import mounted_tmpfs
-
-MIB = 2**20
-
-
-def _block(seed: str) -> bytes:
-    return hashlib.sha256(seed.encode()).digest() * (MIB // 32)  # 1 MiB, distinct per file
-
-
-@dataclass(frozen=True)
-class _Big:
-    """A large body streamed from a repeated 1 MiB block (never held whole in memory)."""
-
-    size: int
-    seed: str
-
-    def serve(self, ex) -> None:
-        head = f"HTTP/1.1 200 OK\r\nContent-Length: {self.size}\r\nConnection: close\r\n\r\n".encode()
-        if not ex.send(head):
-            return
-        block, remaining = _block(self.seed), self.size
-        while remaining > 0 and ex.send(block[: min(remaining, len(block))]):
-            remaining -= len(block)
-
-
-def expected_sha256(sizes: list[int], seeds: list[str]) -> str:
-    digest = hashlib.sha256()
-    for size, seed in zip(sizes, seeds, strict=True):
-        block = _block(seed)
-        while size > 0:
-            digest.update(block[: min(size, len(block))])
-            size -= len(block)
-    return digest.hexdigest()
+from tests.tmpfs import MIB, BigBody, big_sha256, mounted_tmpfs
 
 
 @pytest.fixture
@@ -83,7 +49,7 @@ def tmpfs_worker(worker, fault_origin: FaultOrigin, small_tmp: Path, monkeypatch
 def _group(origin: FaultOrigin, name: str, part_bytes: int, *, parts: int = 2, declare: bool = False) -> Group:
     sources = []
     for i in range(parts):
-        url = origin.add(f"/{name}/{i}", _Big(part_bytes, f"{name}-{i}"))
+        url = origin.add(f"/{name}/{i}", BigBody(part_bytes, f"{name}-{i}"))
         sources.append(Source(url, size=part_bytes if declare else None))
     return Group(group_id=name, sources=tuple(sources), key=f"{name}.bin", merge=MergeMode.CONCAT)
 
@@ -107,7 +73,7 @@ def test_four_64_mib_groups_fit_a_160_mib_tmp_and_a_450_mib_group_is_dead_letter
     for group in small:
         head = s3.head_object(Bucket="out", Key=group.key)
         assert head["ContentLength"] == 64 * MIB
-        assert head["Metadata"]["sha256"] == expected_sha256([32 * MIB] * 2, [f"{group.group_id}-0",
+        assert head["Metadata"]["sha256"] == big_sha256([32 * MIB] * 2, [f"{group.group_id}-0",
                                                                                        f"{group.group_id}-1"])
     (dead,) = _dead(sqs, dlq)
     reason = dead["MessageAttributes"]["fanfetch-error"]["StringValue"]
