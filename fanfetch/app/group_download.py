@@ -130,10 +130,13 @@ def _download_async(
                            digest=digest, before=partial(before, index))
 
     futures: list[Future[FileResult]] = []
+    failed = False  # some file ended with an error (any kind): only then are the outcomes sorted out below
 
     def ended(index: int, future: Future[FileResult]) -> None:
-        nonlocal cancelled
+        nonlocal cancelled, failed
         error = None if future.cancelled() else future.exception()
+        if error is not None:
+            failed = True
         if isinstance(error, PermanentFetchError) and missing is not None \
                 and group.on_missing is OnMissing.SKIP and error.status in MISSING_STATUSES:
             missing[index] = error
@@ -153,6 +156,8 @@ def _download_async(
         futures.append(future)
         future.add_done_callback(partial(ended, index))
     all_done.wait()
+    if not failed and not skipped and not cancelled:  # every file ended well: no error to look for
+        return [f.result() for f in futures]
     outcomes = [_SkippedFuture(skipped[i]) if i in skipped else f for i, f in zip(indices, futures, strict=True)]
     error = _first_error(outcomes)  # type: ignore[arg-type]
     if error is not None:
