@@ -26,7 +26,7 @@ from fanfetch.core.manifest_stream import StreamedJob
 from fanfetch.core.models import Group, GroupResult, Job
 from fanfetch.errors import FanfetchError
 
-__all__ = ["RunLedger", "RunSummary", "run_job", "results_key"]
+__all__ = ["RunLedger", "RunSummary", "run_job"]
 
 SHOWN_FAILURES = 10  # failures a summary names; the results manifest has them all
 
@@ -43,10 +43,6 @@ class RunLedger(Protocol):
     def record_latest(self, record: GroupRecord, *, skipped: bool = False) -> RecordOutcome: ...
 
     def finish_run(self, job_id: str, *, now: float) -> JobRecord | None: ...
-
-
-def results_key(job_id: str) -> str:
-    return results_key_for(job_id)
 
 
 @dataclass(frozen=True)
@@ -219,11 +215,12 @@ def run_job(
     if isinstance(job, Job):
         job = StreamedJob.from_job(job)
     started = time.monotonic()
+    key = results_key_for(job.job_id)
     ledger_errors: list[str] = []
     recorded_ok = _StoredFilter(())
     if ledger is not None:
         ledger.start_run(job.job_id, total_groups=job.group_count, total_files=job.file_count,
-                         results_location=results_key(job.job_id), now=time.time())
+                         results_location=key, now=time.time())
         recorded_ok = _StoredFilter(ledger.ok_group_ids(job.job_id))
     tally = _Tally()
     spool = _ResultsSpool(job.group_count, folder=ctx.spool_dir)
@@ -252,7 +249,6 @@ def run_job(
         tally.add(result)
         on_result(result)
 
-    key = results_key(job.job_id)
     error = None
     try:
         run_groups(numbered(), ctx, group_workers=group_workers, should_stop=should_stop, on_result=record,
