@@ -42,6 +42,7 @@ from fanfetch.core.redact import redact_text, redact_url
 
 __all__ = [
     "FanfetchError",
+    "QueueError",
     "Retryable",
     "Permanent",
     "InputError",
@@ -183,6 +184,11 @@ class EnqueueError(FanfetchError):
         self.sent = sent
         self.failed = failed
         super().__init__(f"{message} ({sent} sent, {failed} failed)")
+
+
+class QueueError(FanfetchError, Retryable):
+    """SQS could not receive, delete or change the visibility of messages; the message is SQS's error code (the next
+    poll or beat tries again)."""
 
 
 class StoreError(FanfetchError):

@@ -14,7 +14,8 @@ from fanfetch.core.models import FileResult, Job, MergeMode, Source
 from fanfetch.errors import FanfetchError
 
 __all__ = ["Fetcher", "ObjectStore", "StoredObject", "WorkQueue", "Clock", "Ledger", "JobEvents", "ManifestReader",
-           "Invoker", "InvocationFailed", "InvocationOutcomeUnknown", "RedriveReport", "DeadLetterMover"]
+           "Invoker", "InvocationFailed", "InvocationOutcomeUnknown", "RedriveReport", "DeadLetterMover",
+           "MessageSource"]
 
 
 class Clock(Protocol):
@@ -230,3 +231,23 @@ class DeadLetterMover(Protocol):
     """Moves every message of a dead-letter queue back to its work queue."""
 
     def redrive(self, *, dlq_url: str, queue_url: str) -> RedriveReport: ...
+
+
+class MessageSource(Protocol):
+    """The queue a long-running worker receives its batches from (SQS message dicts: ``MessageId``,
+    ``ReceiptHandle``, ``Body``, ``Attributes``). Calls raise QueueError (worth another try) or InputError (no
+    queue)."""
+
+    queue_url: str
+
+    def visibility_timeout_s(self) -> int: ...
+
+    def receive(self, count: int, *, wait_s: int) -> list[dict[str, Any]]: ...
+
+    def delete(self, handles: Mapping[str, str]) -> tuple[int, list[str]]:
+        """Delete the messages of ``handles`` (entry id → receipt handle): (deleted, ids of entries that failed)."""
+        ...
+
+    def change_visibility(self, handles: Mapping[str, str], seconds: int) -> tuple[int, list[tuple[str, str]]]:
+        """Set the visibility of ``handles``' messages: (changed, (entry id, code) of entries that failed)."""
+        ...

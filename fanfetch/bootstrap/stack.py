@@ -16,12 +16,14 @@ if TYPE_CHECKING:  # boto3-backed adapters are imported where they are built, so
     from fanfetch.adapters.ledger_dynamodb import DynamoDBLedger
     from fanfetch.adapters.s3_read import S3Reader
     from fanfetch.adapters.sqs import SqsQueue
+    from fanfetch.adapters.sqs_receive import SqsReceiver
     from fanfetch.adapters.stack_outputs import StackOutputs
     from fanfetch.ports import DeadLetterMover, Invoker, Ledger
 
 __all__ = ["build_queue", "build_ledger", "build_output_store", "build_manifest_reader", "build_table_ledger",
            "build_job_events", "build_dead_letters", "find_stack", "build_stack_ledger", "build_s3_store",
-           "build_invoker", "build_redrive", "build_queue_at", "build_functions", "build_s3_reader"]
+           "build_invoker", "build_redrive", "build_queue_at", "build_functions", "build_s3_reader",
+           "build_receiver"]
 
 
 def build_queue(settings: Settings, *, endpoint_url: str | None = None) -> SqsQueue:
@@ -137,3 +139,10 @@ def build_s3_reader(bucket: str, *, endpoint_url: str | None = None) -> S3Reader
     from fanfetch.adapters.s3_read import S3Reader
 
     return S3Reader(aws_client("s3", endpoint_url=endpoint_url), bucket)
+
+
+def build_receiver(queue_url: str, *, sqs_client: Any) -> SqsReceiver:
+    """Where a long-running worker receives its batches: the SQS queue at ``queue_url``."""
+    from fanfetch.adapters.sqs_receive import SqsReceiver
+
+    return SqsReceiver(sqs_client, queue_url)

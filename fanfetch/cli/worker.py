@@ -17,23 +17,20 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from fanfetch.app.services import GroupContext
 from fanfetch.app.worker import DeadLetters, JobBook, run_batch
 from fanfetch.bootstrap.aws import aws_client
 from fanfetch.bootstrap.destination import build_destination
 from fanfetch.bootstrap.fetching import build_clock, build_fetcher, build_group_context
-from fanfetch.bootstrap.stack import build_dead_letters, build_job_events, build_table_ledger
+from fanfetch.bootstrap.stack import build_dead_letters, build_job_events, build_receiver, build_table_ledger
 from fanfetch.core.models import OnMissing
-from fanfetch.errors import InputError
-from fanfetch.ports import Clock
+from fanfetch.errors import InputError, QueueError
+from fanfetch.ports import Clock, MessageSource
 
 __all__ = ["PollSettings", "PollSummary", "QueuePoller", "Heartbeat", "WorkerOptions", "build_long_worker",
            "serve", "install_stop_signals"]
 
 _log = logging.getLogger("fanfetch.app.worker")
-_NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 _MAX_ERROR_BACKOFF_S = 30.0
 
 
@@ -85,20 +82,15 @@ class PollSummary:
                 "returned": self.returned, "dead_lettered": self.dead_lettered, "released": self.released}
 
 
-def _client_code(exc: BaseException) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else type(exc).__name__
-
-
 class Heartbeat:
     """While a batch runs, extend its messages' visibility to ``visibility_s`` every ``interval_s``, so a
     long group is not delivered to a second worker. A thread waiting on an Event; leaving the ``with``
     block stops it at once."""
 
-    def __init__(self, sqs: Any, queue_url: str, receipt_handles: Sequence[str], *, visibility_s: int,
+    def __init__(self, queue: MessageSource, receipt_handles: Sequence[str], *, visibility_s: int,
                  interval_s: float):
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._handles = list(receipt_handles)
+        self._queue = queue
+        self._handles = {str(i): h for i, h in enumerate(receipt_handles)}
         self._visibility_s = visibility_s
         self._interval_s = interval_s
         self._done = threading.Event()
@@ -116,27 +108,24 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._done.wait(self._interval_s):
-            entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": self._visibility_s}
-                       for i, h in enumerate(self._handles)]
             try:
-                response = self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
-            except (ClientError, BotoCoreError) as exc:  # the next beat tries again; the timeout has slack
-                _log.warning("visibility heartbeat failed: %s", _client_code(exc))
+                _, failures = self._queue.change_visibility(self._handles, self._visibility_s)
+            except QueueError as exc:  # the next beat tries again; the timeout has slack
+                _log.warning("visibility heartbeat failed: %s", exc)
                 continue
             self.beats += 1
-            for failed in response.get("Failed", []):
-                _log.warning("visibility heartbeat: message %s: %s", failed.get("Id"), failed.get("Code"))
+            for entry_id, code in failures:
+                _log.warning("visibility heartbeat: message %s: %s", entry_id, code)
 
 
 class QueuePoller:
     """Receives batches from one queue and runs each through ``run_batch`` until told to stop."""
 
-    def __init__(self, sqs: Any, queue_url: str, ctx: GroupContext, *, settings: PollSettings,
+    def __init__(self, queue: MessageSource, ctx: GroupContext, *, settings: PollSettings,
                  clock: Clock, dead_letters: DeadLetters | None = None, stop: threading.Event | None = None,
                  book: JobBook | None = None):
         self._book = book
-        self._sqs = sqs
-        self._queue_url = queue_url
+        self._queue = queue
         self._ctx = ctx
         self._settings = settings
         self._dead_letters = dead_letters
@@ -149,7 +138,7 @@ class QueuePoller:
         A batch in hand is always finished first. Raises InputError when the queue does not exist.
         """
         settings = self._settings
-        visibility_s = settings.visibility_timeout_s or self._queue_visibility()
+        visibility_s = settings.visibility_timeout_s or self._queue.visibility_timeout_s()
         counts = {"batches": 0, "received": 0, "deleted": 0, "returned": 0, "dead_lettered": 0, "released": 0}
         last_message_at = self._clock.monotonic()
         errors = 0
@@ -167,13 +156,11 @@ class QueuePoller:
             if settings.max_messages is not None:
                 wanted = min(wanted, settings.max_messages - counts["received"])
             try:
-                messages = self._receive(wanted)
-            except (ClientError, BotoCoreError) as exc:
-                if _client_code(exc) in _NO_QUEUE:
-                    raise InputError(f"queue {self._queue_url} does not exist") from None
+                messages = self._queue.receive(wanted, wait_s=settings.wait_time_s)
+            except QueueError as exc:  # a missing queue is an InputError: it ends the run
                 errors += 1
                 delay = min(_MAX_ERROR_BACKOFF_S, 2.0 ** min(errors, 5))
-                _log.warning("receive failed (%s); retrying in %.0f s", _client_code(exc), delay)
+                _log.warning("receive failed (%s); retrying in %.0f s", exc, delay)
                 self.stop.wait(delay)
                 continue
             errors = 0
@@ -190,26 +177,10 @@ class QueuePoller:
             last_message_at = self._clock.monotonic()  # idle time counts from the end of the last batch
         return PollSummary(reason=reason, **counts)
 
-    def _queue_visibility(self) -> int:
-        try:
-            attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url,
-                                                        AttributeNames=["VisibilityTimeout"])["Attributes"]
-        except ClientError as exc:
-            if _client_code(exc) in _NO_QUEUE:
-                raise InputError(f"queue {self._queue_url} does not exist") from None
-            raise
-        return max(1, int(attributes.get("VisibilityTimeout", "30")))
-
-    def _receive(self, count: int) -> list[dict[str, Any]]:
-        response = self._sqs.receive_message(
-            QueueUrl=self._queue_url, MaxNumberOfMessages=count, WaitTimeSeconds=self._settings.wait_time_s,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
-        return list(response.get("Messages", []))
-
     def _process(self, messages: list[dict[str, Any]], visibility_s: int) -> dict[str, int]:
         records = [_as_lambda_record(m) for m in messages]
         handles = [m["ReceiptHandle"] for m in messages]
-        with Heartbeat(self._sqs, self._queue_url, handles, visibility_s=visibility_s, interval_s=visibility_s / 2):
+        with Heartbeat(self._queue, handles, visibility_s=visibility_s, interval_s=visibility_s / 2):
             try:
                 outcome = run_batch(records, self._ctx, groups_in_flight=self._settings.groups_in_flight,
                                     deadline=None, dead_letters=self._dead_letters,
@@ -235,23 +206,20 @@ class QueuePoller:
             if not pending:
                 break
             try:
-                response = self._sqs.delete_message_batch(
-                    QueueUrl=self._queue_url, Entries=[{"Id": i, "ReceiptHandle": h} for i, h in pending.items()])
-            except (ClientError, BotoCoreError) as exc:
-                _log.warning("delete failed: %s", _client_code(exc))
+                done, failed = self._queue.delete(pending)
+            except QueueError as exc:
+                _log.warning("delete failed: %s", exc)
                 continue
-            deleted += len(response.get("Successful", []))
-            pending = {f["Id"]: pending[f["Id"]] for f in response.get("Failed", []) if f["Id"] in pending}
+            deleted += done
+            pending = {i: pending[i] for i in failed if i in pending}
         return deleted
 
     def _release(self, messages: list[dict[str, Any]]) -> int:
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                   for i, m in enumerate(messages)]
         try:
-            response = self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
-        except (ClientError, BotoCoreError):
+            changed, _ = self._queue.change_visibility({str(i): m["ReceiptHandle"] for i, m in enumerate(messages)}, 0)
+        except QueueError:
             return 0  # they come back after the visibility timeout instead
-        return len(response.get("Successful", []))
+        return changed
 
 
 def _as_lambda_record(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,7 +271,8 @@ def build_long_worker(options: WorkerOptions, *, stop: threading.Event | None = 
     if ledger is not None:
         events = build_job_events(options.event_bus_name, endpoint_url=options.endpoint_url)
         book = JobBook(ledger=ledger, events=events, store=store)
-    poller = QueuePoller(sqs, options.queue_url, ctx, settings=options.poll, clock=clock, dead_letters=dead_letters,
+    receiver = build_receiver(options.queue_url, sqs_client=sqs)
+    poller = QueuePoller(receiver, ctx, settings=options.poll, clock=clock, dead_letters=dead_letters,
                          stop=stop, book=book)
 
     def close() -> None:

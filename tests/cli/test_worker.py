@@ -1,5 +1,5 @@
-"""The long-running worker's poll loop against a recording SQS fake: what it deletes, leaves, hands
-back, and when it stops; and the visibility heartbeat."""
+"""The long-running worker's poll loop (through the SQS receiver adapter) against a recording SQS client fake: what
+it deletes, leaves, hands back, and when it stops; and the visibility heartbeat."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fanfetch.adapters.sqs_receive import SqsReceiver
 from fanfetch.app.services import GroupContext
 from fanfetch.cli.worker import Heartbeat, PollSettings, QueuePoller
 from fanfetch.core.messages import encode_message
@@ -77,7 +78,7 @@ def _poller(sqs, fetcher, store, pool, clock, **settings):
     ctx = GroupContext(fetcher=fetcher, store=store, files=pool, clock=clock)
     dead = RecordingDeadLetters()
     poll = PollSettings(**({"wait_time_s": 2, "idle_exit_s": 5} | settings))
-    return QueuePoller(sqs, "https://queue", ctx, settings=poll, dead_letters=dead, clock=clock), dead
+    return QueuePoller(SqsReceiver(sqs, "https://queue"), ctx, settings=poll, dead_letters=dead, clock=clock), dead
 
 
 def test_done_and_dead_lettered_records_are_deleted_and_transient_failures_are_left_to_come_back(pool):
@@ -121,7 +122,8 @@ def test_messages_received_after_a_stop_request_are_handed_back_untouched(pool):
     sqs = FakeSqs([[_message("late")]], clock, on_receive=stop.set)
     fetcher = FakeFetcher({f"{H}/late": b"x"})
     ctx = GroupContext(fetcher=fetcher, store=MemoryStore(), files=pool, clock=clock)
-    poller = QueuePoller(sqs, "https://queue", ctx, settings=PollSettings(wait_time_s=20), stop=stop, clock=clock)
+    poller = QueuePoller(SqsReceiver(sqs, "https://queue"), ctx, settings=PollSettings(wait_time_s=20), stop=stop,
+                         clock=clock)
 
     # WHEN the worker runs
     summary = poller.run()
@@ -151,14 +153,15 @@ def test_a_missing_queue_is_an_input_error():
 
     ctx = GroupContext(fetcher=FakeFetcher({}), store=MemoryStore(), files=None, clock=FakeClock())
     with pytest.raises(InputError, match="does not exist"):
-        QueuePoller(NoQueue([], FakeClock()), "https://gone", ctx, settings=PollSettings(), clock=FakeClock()).run()
+        QueuePoller(SqsReceiver(NoQueue([], FakeClock()), "https://gone"), ctx, settings=PollSettings(),
+                    clock=FakeClock()).run()
 
 
 def test_the_heartbeat_keeps_extending_the_batchs_visibility_until_the_batch_ends():
     # GIVEN a batch of two messages in flight with a 30 s visibility timeout
     sqs = FakeSqs([], FakeClock())
     # WHEN a heartbeat runs until it has extended them twice
-    with Heartbeat(sqs, "https://queue", ["rh-1", "rh-2"], visibility_s=30, interval_s=0.01) as beat:
+    with Heartbeat(SqsReceiver(sqs, "https://queue"), ["rh-1", "rh-2"], visibility_s=30, interval_s=0.01) as beat:
         for _ in range(2):
             assert sqs.changed.wait(5)
             sqs.changed.clear()
