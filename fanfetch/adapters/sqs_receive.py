@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fanfetch.adapters.aws_errors import error_code
 from fanfetch.errors import InputError, QueueError
 
 __all__ = ["SqsReceiver"]
@@ -71,4 +72,5 @@ class SqsReceiver:
 
 
 def _code(exc: BaseException) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else type(exc).__name__
+    """AWS's code, or the class of an error AWS did not answer (a timeout, a dropped connection)."""
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
