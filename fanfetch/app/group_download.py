@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, wait
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -134,7 +134,10 @@ def _download_async(
 
     def ended(index: int, future: Future[FileResult]) -> None:
         nonlocal cancelled, failed
-        error = None if future.cancelled() else future.exception()
+        try:  # one look (a lock round-trip) at the future: this runs on the engine's I/O thread
+            error = future.exception()
+        except CancelledError:
+            error = None
         if error is not None:
             failed = True
         if isinstance(error, PermanentFetchError) and missing is not None \
