@@ -159,7 +159,7 @@ class AsyncFetches:
                 self._end_async(item, None, exc)
 
     def _judge_first(self, item: AsyncFile, request: Stream, done: Done) -> None:
-        request.done = done
+        request.done, request.on_probe = done, None
         if request.ended is not None:
             request.ended.set()
             return  # a probe: continued on a thread at its headers

@@ -159,13 +159,16 @@ def _download_async(
         futures.append(future)
         future.add_done_callback(partial(ended, index))
     all_done.wait()
-    if not failed and not skipped and not cancelled:  # every file ended well: no error to look for
-        return [f.result() for f in futures]
-    outcomes = [_SkippedFuture(skipped[i]) if i in skipped else f for i, f in zip(indices, futures, strict=True)]
-    error = _first_error(outcomes)  # type: ignore[arg-type]
-    if error is not None:
-        raise GroupDownloadFailed(error, sum(_attempts_of(f) for f in outcomes))  # type: ignore[arg-type]
-    return [f.result() for f in outcomes]
+    try:
+        if not failed and not skipped and not cancelled:  # every file ended well: no error to look for
+            return [f.result() for f in futures]
+        outcomes = [_SkippedFuture(skipped[i]) if i in skipped else f for i, f in zip(indices, futures, strict=True)]
+        error = _first_error(outcomes)  # type: ignore[arg-type]
+        if error is not None:
+            raise GroupDownloadFailed(error, sum(_attempts_of(f) for f in outcomes))  # type: ignore[arg-type]
+        return [f.result() for f in outcomes]
+    finally:  # each future's done-callback holds this list (through ``ended``): emptied, no cycle is left for gc
+        futures.clear()
 
 
 class _SkippedFuture(Future):  # type: ignore[type-arg]

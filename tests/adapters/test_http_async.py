@@ -4,7 +4,9 @@ can be cancelled before any request, the ``before`` check run as a file starts."
 
 from __future__ import annotations
 
+import gc
 import io
+import weakref
 
 import pytest
 
@@ -90,3 +92,22 @@ def test_after_close_a_file_fails_instead_of_waiting(fault_origin, make):
     fetcher.close()
     future = fetcher.fetch_async(Source(fault_origin.add("/f", ok())), io.BytesIO())
     assert isinstance(future.exception(timeout=10), RuntimeError)
+
+
+def test_a_finished_file_is_freed_by_reference_counting_not_left_to_the_cycle_collector(fault_origin, make):
+    # GIVEN the cycle collector off (a reference cycle per file made a run spend ~10 % of its time in gc)
+    fetcher = make()
+    url = fault_origin.add("/f", ok(b"abc"))
+    gc.collect()
+    gc.disable()
+    try:
+        # WHEN a file is fetched, its result read, and the fetcher closed (its handles hold the last request)
+        future = fetcher.fetch_async(Source(url), io.BytesIO())
+        assert future.result(timeout=60).bytes == 3
+        gone = weakref.ref(future)
+        del future
+        fetcher.close()
+        # THEN nothing keeps the file's future alive: no cycle through its request
+        assert gone() is None
+    finally:
+        gc.enable()

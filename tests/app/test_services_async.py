@@ -4,6 +4,8 @@ requested, and the group fails with the most telling error and the requests it m
 
 from __future__ import annotations
 
+import gc
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from fanfetch.adapters.curl_fetcher import CurlFetcher, HttpSettings
@@ -55,3 +57,30 @@ def test_after_a_permanent_failure_files_not_yet_started_are_never_requested(fau
     assert result.attempts == 1
     assert sum(fault_origin.requests(f"/{i}.csv") for i in range(5)) == 0
     assert not (tmp_path / "out/g.csv").exists()
+
+
+def test_a_stored_groups_file_futures_are_freed_by_reference_counting(fault_origin, tmp_path):
+    # GIVEN a group of 5 files, each future the fetcher hands out watched, and the cycle collector off
+    fetcher, files, ctx = _context(fault_origin, tmp_path, pool_size=2)
+    urls = [fault_origin.add(f"/{i}.csv", ok(b"n\n1\n")) for i in range(5)]
+    watched: list[weakref.ref] = []
+    fetch_async = fetcher.fetch_async
+
+    def watching(*args, **kwargs):
+        future = fetch_async(*args, **kwargs)
+        watched.append(weakref.ref(future))
+        return future
+
+    fetcher.fetch_async = watching  # type: ignore[method-assign]
+    gc.collect()
+    gc.disable()
+    try:
+        # WHEN the group is processed and the fetcher closed
+        result = process_group(Group("g", tuple(Source(u) for u in urls), "g.csv", MergeMode.CSV), ctx)
+        fetcher.close()
+        files.shutdown()
+        # THEN no future outlives the group: none is held by a cycle through its done-callback
+        assert result.ok and len(watched) == 5
+        assert [ref() for ref in watched] == [None] * 5
+    finally:
+        gc.enable()
