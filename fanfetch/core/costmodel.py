@@ -37,10 +37,11 @@ MB_PER_VCPU = 1769
 MAX_VCPUS = 6
 # CPU time one small file costs a worker (HTTP on libcurl, hashing, merge, ledger): a whole `fanfetch run`
 # process, user + system, per file — docs/performance.md section 6, `python -m bench.run --only full --origin nginx`
-# (2026-12-03 14:23-14:37 UTC, three runs after the I/O thread's per-file cuts: 0.308 / 0.317 / 0.329 ms, the median
-# here; 194,204 files of ~10 KB merged in groups of 23-24, 20 ms latency, c = 64), the shape of a worker's batch; on
-# a 2-core Xeon (expect more on a slower vCPU). Earlier: 0.424 ms (12:14 UTC), 0.46-0.58 ms with a thread per file.
-CPU_PER_FILE_S = 0.000317
+# (2026-12-03 15:44-15:50 UTC, three runs on a quiet machine after the per-file reference cycles went: 0.233 / 0.259 /
+# 0.291 ms, the median here; 194,204 files of ~10 KB merged in groups of 23-24, 20 ms latency, c = 64), the shape of a
+# worker's batch; on a 2-core Xeon (expect more on a slower vCPU). Earlier: 0.317 ms (14:23-14:37 UTC), 0.424 ms
+# (12:14 UTC), 0.46-0.58 ms with a thread per file.
+CPU_PER_FILE_S = 0.000259
 # One worker is one Python process: its per-file work holds the GIL (a run's CPU time equals its wall
 # time once CPU-bound, docs/performance.md section 10), so it uses at most one vCPU, however many it has.
 _USABLE_VCPUS = 1.0
