@@ -138,12 +138,9 @@ class AsyncFetches:
                 return None
             if len(self._pin_keys) < LITERAL_PINS and "?" not in origin and "#" not in origin:
                 self._pin_keys[origin] = key
-        pins = self._literal_pins.get(key)
+        pins = self._remembered_pins(key)
         if pins is not None:
             return pins
-        named = self._name_pins.get(key)
-        if named is not None and named[1] > self._clock.monotonic():
-            return named[0]
         try:
             ipaddress.ip_address(key[0])
             return self._pins(url, url)

@@ -294,6 +294,14 @@ class CurlFetcher(AsyncFetches, RangedDownloads):
             hop = target
         raise PermanentFetchError(url, f"more than {self.settings.max_redirects} redirects")
 
+    def _remembered_pins(self, key: tuple[str, int]) -> tuple[str, int, tuple[str, ...]] | None:
+        """The guard's verdict kept for (host, port): an IP literal's for good, a host name's for dns_cache_s."""
+        literal = self._literal_pins.get(key)
+        if literal is not None:
+            return literal
+        named = self._name_pins.get(key)
+        return named[0] if named is not None and named[1] > self._clock.monotonic() else None
+
     def _pins(self, url: str, hop: str) -> tuple[str, int, tuple[str, ...]]:
         parts = urlsplit(hop)
         try:
@@ -303,12 +311,9 @@ class CurlFetcher(AsyncFetches, RangedDownloads):
         host = parts.hostname or ""
         if not host:
             raise PermanentFetchError(url, "URL has no host")
-        literal = self._literal_pins.get((host, port))
-        if literal is not None:
-            return literal
-        named = self._name_pins.get((host, port))
-        if named is not None and named[1] > self._clock.monotonic():
-            return named[0]
+        remembered = self._remembered_pins((host, port))
+        if remembered is not None:
+            return remembered
         try:
             addresses = self._guard.resolve(host, port)
         except FetchError as exc:
